@@ -1,0 +1,91 @@
+"""Per-task evaluation with each task's seqio metric_fns, plus the unweighted average.
+
+The headline score of a task is chosen by mtl_jax.metrics.headline (span F1 for
+NER, MCC, Pearson, macro F1, accuracy...); 'average' is their unweighted mean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import seqio
+
+from mtl_jax import heads as heads_lib
+from mtl_jax import input_pipeline, metrics, task_info
+
+
+class Evaluator:
+  """Holds each task's validation batches (built once) and scores a predict function."""
+
+  def __init__(self, task_names: Sequence[str], feature_lengths, batch_size: int,
+               split: str = "validation"):
+    self.task_names = tuple(task_names)
+    self.split = split
+    self.batches = {}
+    for name in self.task_names:
+      task = seqio.get_mixture_or_task(name)
+      batches = input_pipeline.eval_batches(task, self.task_names, feature_lengths, batch_size, split)
+      if not batches:
+        raise ValueError(f"task {name!r} has an empty {split!r} split; it cannot be evaluated")
+      self.batches[name] = batches
+
+  def evaluate(self, predict: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]) -> dict:
+    results = {}
+    for name in self.task_names:
+      info = task_info.get(name)
+      head = heads_lib.KINDS[info.kind]
+      targets, predictions = [], []
+      for batch in self.batches[name]:
+        pred = np.asarray(predict(batch)[info.kind])
+        for i in np.flatnonzero(batch["weight"] > 0):
+          example = {k: v[i] for k, v in batch.items()}
+          t, p = head.metric_pair(pred[i], example, info.label_names)
+          targets.append(t)
+          predictions.append(p)
+      scores = {}
+      for fn in seqio.get_mixture_or_task(name).metric_fns:
+        scores.update({k: float(v) for k, v in fn(targets, predictions).items()})
+      scores["headline"] = metrics.headline(scores)
+      scores["num_examples"] = len(targets)
+      results[name] = scores
+    average = float(np.mean([r["headline"] for r in results.values()]))
+    return {"tasks": results, "average": average}
+
+
+def write_results(model_dir: str | os.PathLike, step: int, evaluation: Mapping) -> dict:
+  """Writes MODEL_DIR/results.json (latest) and appends to eval_history.jsonl."""
+  record = {"step": int(step), "tasks": evaluation["tasks"], "average": evaluation["average"]}
+  model_dir = pathlib.Path(model_dir)
+  tmp = model_dir / "results.json.tmp"
+  tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+  os.replace(tmp, model_dir / "results.json")
+  with open(model_dir / "eval_history.jsonl", "a") as f:
+    f.write(json.dumps(record, sort_keys=True) + "\n")
+  return record
+
+
+def constant_predictor(task_names: Sequence[str]):
+  """Predicts each task's majority training label / mean training score / all-'O' tags.
+
+  The baseline every model must beat; fitted on the training split only.
+  """
+  num = len(task_names)
+  majority, mean = np.zeros(num, np.int64), np.zeros(num, np.float64)
+  for t, name in enumerate(task_names):
+    ds = seqio.get_mixture_or_task(name).source.get_dataset("train", shuffle=False)
+    labels, scores = [], []
+    for ex in ds.as_numpy_iterator():
+      labels.append(int(ex["label"]))
+      scores.append(float(ex["score"]))
+    majority[t] = np.bincount(labels).argmax()
+    mean[t] = float(np.mean(scores))
+
+  def predict(batch):
+    tid = batch["task_id"]
+    return {"classification": majority[tid], "regression": mean[tid],
+            "tagging": np.zeros_like(batch["tags"])}
+  return predict

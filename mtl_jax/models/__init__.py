@@ -1,0 +1,1 @@
+"""Flax modules: the transformer layer, the multi-task model and its pieces."""

@@ -1,0 +1,139 @@
+"""Pre-LayerNorm transformer encoder layers with logical axis names on every param.
+
+Logical axes (mapped to mesh axes by mtl_jax.partitioning rules):
+  vocab, embed, heads, kv, mlp, length (positions), tasks (per-task stacks).
+Activations are constrained to ('batch', 'length', 'embed').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import gin
+import jax.numpy as jnp
+
+_DENSE_INIT = nn.initializers.xavier_uniform()
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  """Size of the encoder; `vocab_size` is filled in from the task vocabulary."""
+
+  d_model: int = 128
+  num_heads: int = 4
+  mlp_dim: int = 512
+  num_layers: int = 2
+  max_len: int = 512
+  dropout_rate: float = 0.0
+  vocab_size: int = 0
+
+  def __post_init__(self):
+    for field in ("d_model", "num_heads", "mlp_dim", "num_layers", "max_len"):
+      value = getattr(self, field)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"EncoderConfig.{field} must be a positive int, got {value!r}")
+    if self.d_model % self.num_heads:
+      raise ValueError(
+          f"EncoderConfig.d_model={self.d_model} is not divisible by num_heads={self.num_heads}; "
+          "pick num_heads dividing d_model")
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f"EncoderConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.num_heads
+
+
+def param_init(init, axes):
+  return nn.with_logical_partitioning(init, axes)
+
+
+class Embedder(nn.Module):
+  """Token + learned position embeddings."""
+
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, input_ids):
+    cfg = self.config
+    tok = nn.Embed(cfg.vocab_size, cfg.d_model, name="token",
+                   embedding_init=param_init(nn.initializers.normal(0.02), ("vocab", "embed")))
+    pos = self.param("position", param_init(nn.initializers.normal(0.02), ("length", "embed")),
+                     (cfg.max_len, cfg.d_model))
+    x = tok(input_ids) + pos[None, : input_ids.shape[1]]
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class LayerNorm(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.LayerNorm(
+        scale_init=param_init(nn.initializers.ones, ("embed",)),
+        bias_init=param_init(nn.initializers.zeros, ("embed",)))(x)
+
+
+class SelfAttention(nn.Module):
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, x, mask, deterministic: bool):
+    cfg = self.config
+    proj = lambda name: nn.DenseGeneral(
+        (cfg.num_heads, cfg.head_dim), axis=-1, name=name,
+        kernel_init=param_init(_DENSE_INIT, ("embed", "heads", "kv")),
+        bias_init=param_init(nn.initializers.zeros, ("heads", "kv")))
+    q_BLHK, k_BLHK, v_BLHK = proj("query")(x), proj("key")(x), proj("value")(x)
+    logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK) / jnp.sqrt(cfg.head_dim).astype(x.dtype)
+    valid_B11L = mask[:, None, None, :].astype(bool)
+    logits_BHLL = jnp.where(valid_B11L, logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
+    probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
+    out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL, v_BLHK)
+    return nn.DenseGeneral(
+        cfg.d_model, axis=(-2, -1), name="out",
+        kernel_init=param_init(_DENSE_INIT, ("heads", "kv", "embed")),
+        bias_init=param_init(nn.initializers.zeros, ("embed",)))(out_BLHK)
+
+
+class Mlp(nn.Module):
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    cfg = self.config
+    h = nn.Dense(cfg.mlp_dim, name="wi", kernel_init=param_init(_DENSE_INIT, ("embed", "mlp")),
+                 bias_init=param_init(nn.initializers.zeros, ("mlp",)))(x)
+    h = nn.with_logical_constraint(nn.gelu(h), ("batch", "length", "mlp"))
+    h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    return nn.Dense(cfg.d_model, name="wo", kernel_init=param_init(_DENSE_INIT, ("mlp", "embed")),
+                    bias_init=param_init(nn.initializers.zeros, ("embed",)))(h)
+
+
+class TransformerLayer(nn.Module):
+  """x [B, L, D] -> [B, L, D]; mask [B, L] marks real tokens."""
+
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, x, mask, deterministic: bool = True):
+    drop = nn.Dropout(self.config.dropout_rate)
+    x = x + drop(SelfAttention(self.config, name="attention")(
+        LayerNorm(name="ln_attention")(x), mask, deterministic), deterministic=deterministic)
+    x = x + drop(Mlp(self.config, name="mlp")(LayerNorm(name="ln_mlp")(x), deterministic),
+                 deterministic=deterministic)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class LayerStack(nn.Module):
+  """`num_layers` transformer layers; returns every layer's output [K, B, L, D]."""
+
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, x, mask, deterministic: bool = True):
+    outs = []
+    for k in range(self.config.num_layers):
+      x = TransformerLayer(self.config, name=f"layer_{k}")(x, mask, deterministic)
+      outs.append(x)
+    return jnp.stack(outs)

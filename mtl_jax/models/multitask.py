@@ -1,0 +1,32 @@
+"""The multi-task model: shared embeddings -> pluggable sharing trunk -> per-task heads."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import flax.linen as nn
+import jax
+
+from mtl_jax.heads import HeadOutputs
+from mtl_jax.models.encoder import EncoderConfig, Embedder
+from mtl_jax.models.heads import TaskHeads
+from mtl_jax.sharing import SharingStrategy
+
+
+class MultiTaskModel(nn.Module):
+  config: EncoderConfig
+  trunk: SharingStrategy
+  num_classes: Sequence[int]
+
+  @nn.compact
+  def __call__(self, batch: Mapping[str, jax.Array], deterministic: bool = True) -> HeadOutputs:
+    mask = batch["input_mask"]
+    x = Embedder(self.config, name="embedder")(batch["input_ids"])
+    h = self.trunk(x, mask, batch["task_id"], deterministic)
+    return TaskHeads(tuple(self.num_classes), name="heads")(h, mask, batch["task_id"])
+
+
+def build_model(config: EncoderConfig, sharing: str, num_classes: Sequence[int]) -> MultiTaskModel:
+  from mtl_jax import sharing as sharing_lib
+  trunk = sharing_lib.build(sharing, config, len(num_classes))
+  return MultiTaskModel(config=config, trunk=trunk, num_classes=tuple(num_classes))

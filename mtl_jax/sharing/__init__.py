@@ -1,0 +1,4 @@
+"""Pluggable shared trunks: import a strategy module to register it (see base.py)."""
+
+from mtl_jax.sharing.base import SharingStrategy, build, names, register  # noqa: F401
+from mtl_jax.sharing import hard  # noqa: F401  (registers 'hard')

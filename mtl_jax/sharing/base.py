@@ -1,0 +1,50 @@
+"""The sharing-strategy interface: how a batch of many tasks runs through the trunk.
+
+A strategy is a Flax module
+    __call__(x [B, L, D] embedded tokens, mask [B, L], task_id [B], deterministic)
+        -> hidden [B, L, D], each example's representation for its own task's head
+and may add regularisers with `self.sow('penalties', name, scalar)`; the training
+loss adds every sown penalty. Per-task parameters must live on a leading axis with
+logical name 'tasks' (no Python loop over tasks). Strategies register a gin-
+configurable factory `factory(config, num_tasks) -> SharingStrategy` by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+import flax.linen as nn
+
+from mtl_jax.models.encoder import EncoderConfig
+
+
+class SharingStrategy(nn.Module):
+  config: EncoderConfig
+  num_tasks: int
+
+  def __call__(self, x, mask, task_id, deterministic: bool = True):
+    raise NotImplementedError
+
+
+_FACTORIES: dict[str, Callable[..., SharingStrategy]] = {}
+
+
+def register(name: str):
+  def wrap(factory):
+    _FACTORIES[name] = factory
+    return factory
+  return wrap
+
+
+def names() -> tuple[str, ...]:
+  return tuple(sorted(_FACTORIES))
+
+
+def build(name: str, config: EncoderConfig, num_tasks: int) -> SharingStrategy:
+  if name not in _FACTORIES:
+    close = difflib.get_close_matches(str(name), list(_FACTORIES), n=2)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown sharing strategy {name!r}; available: {', '.join(names())}.{hint} "
+                     "Include one of gin/sharing/*.gin")
+  return _FACTORIES[name](config, num_tasks)

@@ -1,0 +1,84 @@
+"""Offline real-text tasks (data read from PyPI package archives) and their mixtures.
+
+Sources, licences and the split rule are documented in mtl_jax/data/corpora.py and
+mtl_jax/data/splits.py. Every task uses one SentencePiece vocabulary (8k unigram)
+trained on the union of the tasks' *training* splits, cached under MTL_JAX_CACHE.
+
+Tasks:
+  vader_{tweets,movie,nyt,amazon}  regression of mean human valence, scaled to [-1, 1]
+  rotten_tomatoes                  binary sentiment (rotten/fresh); sentences that also
+                                   occur in vader_movie are removed from it
+  bbc_topic                        5-way news topic
+  wnut16_ner                       BIO NER tagging (10 entity types)
+  chatterbot_intent                ~20-way intent/topic of a chat utterance
+Mixtures:
+  quickstart   rotten_tomatoes, bbc_topic, vader_tweets (equal rates)
+  offline_all  every task above, rates proportional to size capped at 3000 examples
+"""
+
+from __future__ import annotations
+
+import functools
+
+from mtl_jax import mixing
+from mtl_jax import vocab as vocab_lib
+from mtl_jax.data import corpora, fetch, splits
+from tasks import registration
+
+VOCAB_SIZE = 8000
+
+
+@functools.lru_cache(maxsize=None)
+def _vader(domain: str) -> tuple:
+  return tuple({"text": e["text"], "score": e["score"] / 4.0} for e in corpora.load_vader(domain))
+
+
+@functools.lru_cache(maxsize=None)
+def _rotten_tomatoes() -> tuple:
+  return tuple(splits.dedup_against(corpora.load_rotten_tomatoes(), corpora.load_vader("movie")))
+
+
+@functools.lru_cache(maxsize=None)
+def _wnut() -> tuple:
+  index = {t: i for i, t in enumerate(corpora.WNUT_TAGS)}
+  return tuple({"tokens": e["tokens"], "tags": [index[t] for t in e["tags"]],
+                "text": " ".join(e["tokens"])} for e in corpora.load_wnut())
+
+
+_SOURCES = {
+    "vader_tweets": ("regression", lambda: _vader("tweets"), ()),
+    "vader_movie": ("regression", lambda: _vader("movie"), ()),
+    "vader_nyt": ("regression", lambda: _vader("nyt"), ()),
+    "vader_amazon": ("regression", lambda: _vader("amazon"), ()),
+    "rotten_tomatoes": ("classification", _rotten_tomatoes, corpora.RT_LABELS),
+    "bbc_topic": ("classification", lambda: tuple(corpora.load_bbc()), corpora.BBC_LABELS),
+    "wnut16_ner": ("tagging", _wnut, corpora.WNUT_TAGS),
+    "chatterbot_intent": ("classification", lambda: tuple(corpora.load_chatterbot()),
+                          corpora.CHATTERBOT_LABELS),
+}
+
+
+def examples(task: str, split: str) -> list:
+  """The examples of one offline task's split (deterministic order)."""
+  _, load, _ = _SOURCES[task]
+  return splits.get_split(list(load()), split)
+
+
+def _training_text():
+  for task in sorted(_SOURCES):
+    for ex in examples(task, "train"):
+      yield ex["text"]
+
+
+VOCABULARY = vocab_lib.TrainedSentencePieceVocabulary(
+    fetch.cache_dir() / "spm" / f"offline_unigram_{VOCAB_SIZE}_v1.model",
+    texts_fn=_training_text, vocab_size=VOCAB_SIZE)
+
+for _name, (_kind, _, _labels) in sorted(_SOURCES.items()):
+  registration.add_task(
+      _name, kind=_kind, vocabulary=VOCABULARY, label_names=_labels,
+      examples_fn=functools.partial(examples, _name))
+
+registration.add_mixture("quickstart", [(t, 1.0) for t in ("rotten_tomatoes", "bbc_topic", "vader_tweets")])
+registration.add_mixture(
+    "offline_all", [(t, mixing.proportional(maximum=3000)) for t in sorted(_SOURCES)])
