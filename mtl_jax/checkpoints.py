@@ -1,27 +1,46 @@
-"""orbax-checkpoint: periodic atomic saves (keep N) and resume from the latest.
+"""orbax-checkpoint: periodic atomic saves (keep N), a best-by-validation copy, and a
+restore that survives a corrupt latest checkpoint.
 
-A checkpoint holds the TrainState (restored straight into its shardings, so a
-different mesh works) and a small JSON 'meta' item: the number of batches the
-input pipeline has produced, so a resumed run continues the same stream.
+A checkpoint holds the TrainState (restored straight into the current shardings, so
+a different mesh works) and a JSON 'meta' item with the number of batches the input
+pipeline has produced, so a resumed run continues the same stream. orbax writes to a
+temporary directory and renames it when complete, so a kill during a save leaves the
+previous checkpoint intact. A checkpoint that fails to restore (truncated or missing
+files) is moved aside to MODEL_DIR/corrupt_checkpoints/ (never deleted) and the next
+older one is used.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import pathlib
+import shutil
 
 import orbax.checkpoint as ocp
+
+log = logging.getLogger("mtl_jax")
+
+
+def _args(state, meta):
+  return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
 
 class Checkpoints:
 
   def __init__(self, model_dir: str | pathlib.Path, keep: int = 3, period: int = 100):
-    if keep < 1 or period < 1:
-      raise ValueError(f"checkpoint keep={keep} and period={period} must be >= 1")
+    if not isinstance(keep, int) or keep < 1 or not isinstance(period, int) or period < 1:
+      raise ValueError(f"checkpoint keep={keep!r} and period={period!r} must be ints >= 1; "
+                       "set train.keep_checkpoints / train.checkpoint_period")
+    self.model_dir = pathlib.Path(model_dir).absolute()
     self.period = period
     self.manager = ocp.CheckpointManager(
-        pathlib.Path(model_dir).absolute() / "checkpoints",
-        item_names=("state", "meta"),
+        self.model_dir / "checkpoints", item_names=("state", "meta"),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self.best = ocp.CheckpointManager(
+        self.model_dir / "checkpoints_best", item_names=("state", "meta"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -34,14 +53,68 @@ class Checkpoints:
       return False
     if step in self.manager.all_steps():
       return False
-    return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    return self.manager.save(step, args=_args(state, meta), force=True)
 
   def restore(self, step: int, abstract_state):
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     return restored.state, dict(restored.meta)
 
+  def restore_latest_good(self, abstract_state):
+    """(state, meta, step) of the newest checkpoint that restores, or None if there is none.
+
+    Unreadable checkpoints are moved aside with a warning; if every checkpoint is
+    unreadable this raises rather than silently starting from scratch.
+    """
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    for step in steps:
+      try:
+        state, meta = self.restore(step, abstract_state)
+        return state, meta, step
+      except Exception as e:  # orbax/tensorstore raise many types for damaged files
+        moved = self._move_aside(step)
+        message = (f"mtl_jax: WARNING: checkpoint at step {step} is unreadable "
+                   f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                   f"moved to {moved}; falling back to an older checkpoint")
+        log.warning(message)
+        print(message, flush=True)
+    if steps:
+      raise RuntimeError(f"every checkpoint in {self.model_dir / 'checkpoints'} is unreadable "
+                         f"(steps {steps}, moved to corrupt_checkpoints/); delete the directory to start over")
+    return None
+
+  def _move_aside(self, step: int) -> pathlib.Path:
+    src = self.model_dir / "checkpoints" / str(step)
+    dst_root = self.model_dir / "corrupt_checkpoints"
+    dst_root.mkdir(exist_ok=True)
+    dst = dst_root / str(step)
+    n = 1
+    while dst.exists():
+      dst, n = dst_root / f"{step}.{n}", n + 1
+    shutil.move(str(src), str(dst))
+    self.manager.reload()
+    return dst
+
+  # --- best checkpoint by validation score -------------------------------------------
+  def best_record(self) -> dict | None:
+    path = self.model_dir / "best.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+  def maybe_save_best(self, step: int, state, meta: dict, score: float, metric: str, mode: str) -> bool:
+    """Saves `state` as the best checkpoint if `score` beats the recorded best."""
+    best = self.best_record()
+    if best is not None and best["metric"] == metric:
+      better = score > best["score"] if mode == "max" else score < best["score"]
+      if not better or step == best["step"]:
+        return False
+    self.best.save(step, args=_args(state, meta), force=True)
+    self.best.wait_until_finished()
+    tmp = self.model_dir / "best.json.tmp"
+    tmp.write_text(json.dumps({"step": int(step), "score": float(score), "metric": metric, "mode": mode}))
+    os.replace(tmp, self.model_dir / "best.json")
+    return True
+
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    for manager in (self.manager, self.best):
+      manager.wait_until_finished()
+      manager.close()

@@ -1,31 +1,40 @@
 """train(): the loop — build data, model, sharded state; resume; step; log; eval; checkpoint.
 
-Everything here is configured by gin (see gin/runs/quickstart.gin). The loop
-itself is plain Python around the pure jitted steps in steps.py.
+Everything is checked before anything is written: a bad setting or bad data stops the
+run with one clear error and leaves MODEL_DIR as it was. Then: restore the newest
+readable checkpoint (config must match), train with SIGTERM/SIGINT saving a
+checkpoint and exiting 0, non-finite losses stopping (or skipped, if configured)
+without ever reaching a checkpoint, periodic eval and a best-by-validation copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import pathlib
+import signal
 import time
 
 import gin
 import jax
+import jax.numpy as jnp
 import numpy as np
 import seqio
 import tqdm
 from clu import metric_writers
 
-from mtl_jax import checkpoints, evaluation, features, input_pipeline, optim, partitioning, steps as steps_lib
-from mtl_jax import task_info
+from mtl_jax import checkpoints, evaluation, features, input_pipeline, losses, optim, partitioning
+from mtl_jax import run_spec, steps as steps_lib, task_info
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.models.multitask import build_model
 
 log = logging.getLogger("mtl_jax")
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+class NonFiniteError(RuntimeError):
+  """A loss or gradient became NaN/Inf (policy 'stop')."""
 
 
 def _positive_int(name: str, value) -> int:
@@ -39,6 +48,74 @@ def param_counts(params) -> dict[str, int]:
   counts = {k: int(sum(np.prod(x.shape) for x in jax.tree.leaves(v))) for k, v in params.items()}
   counts["total"] = sum(counts.values())
   return counts
+
+
+def check_model_dir(model_dir) -> pathlib.Path:
+  """MODEL_DIR must be (creatable as) a writable directory; checked without creating it."""
+  if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
+    raise ValueError(f"MODEL_DIR must be a directory path, got {model_dir!r}; set --gin.MODEL_DIR=/path/to/run")
+  path = pathlib.Path(model_dir).absolute()
+  probe = path
+  while not probe.exists():
+    probe = probe.parent
+  if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    why = "is not a directory" if not probe.is_dir() else "is not writable"
+    raise ValueError(f"MODEL_DIR {str(path)!r} cannot be created: {str(probe)!r} {why}; "
+                     "choose another --gin.MODEL_DIR")
+  return path
+
+
+def _check_best_metric(best_metric: str, mode: str, names) -> None:
+  if mode not in ("max", "min"):
+    raise ValueError(f"train.best_mode must be 'max' or 'min', got {mode!r}")
+  if best_metric != "average":
+    task = best_metric.split("/", 1)[0]
+    if "/" not in best_metric or task not in names:
+      raise ValueError(f"train.best_metric {best_metric!r} must be 'average' or '<task>/<metric>' "
+                       f"with a task of this run: {', '.join(names)}")
+
+
+def _score(record: dict, best_metric: str) -> float:
+  if best_metric == "average":
+    return record["average"]
+  task, metric = best_metric.split("/", 1)
+  if metric not in record["tasks"][task]:
+    raise ValueError(f"train.best_metric {best_metric!r}: task {task!r} reports "
+                     f"{sorted(record['tasks'][task])}, not {metric!r}")
+  return record["tasks"][task][metric]
+
+
+def _check_shardable(abstract_state, mesh) -> None:
+  """Every parameter dimension mapped to a mesh axis must divide evenly across it."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
+    for dim, axes in enumerate(leaf.sharding.spec):
+      axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+      size = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+      if size > 1 and leaf.shape[dim] % size:
+        raise ValueError(
+            f"parameter {jax.tree_util.keystr(path)} dimension {dim} (size {leaf.shape[dim]}) is not divisible "
+            f"by mesh axes {axes} ({size} devices); pick model sizes divisible by the 'model' axis or "
+            "change make_mesh.mesh_shape / logical_axis_rules.overrides")
+
+
+class _Preemption:
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.signal_name = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
 
 
 @gin.configurable(denylist=["progress"])
@@ -55,16 +132,29 @@ def train(
     keep_checkpoints: int = 3,
     log_period: int = 10,
     eval_batch_size: int | None = None,
+    on_nonfinite: str = "stop",
+    best_metric: str = "average",
+    best_mode: str = "max",
     progress: bool = True,
 ) -> dict:
   """Trains (or resumes) and returns the final evaluation record (also in results.json)."""
+  # ---- 1. settings (nothing is written until every check below has passed) ----
   train_steps = _positive_int("TRAIN_STEPS", train_steps)
   batch_size = _positive_int("BATCH_SIZE", batch_size)
   length = features.check_feature_lengths(task_feature_lengths)
-  for name in ("eval_period", "checkpoint_period", "log_period"):
+  for name in ("eval_period", "checkpoint_period", "keep_checkpoints", "log_period"):
     _positive_int(f"train.{name}", locals()[name])
+  if eval_batch_size is not None:
+    _positive_int("train.eval_batch_size", eval_batch_size)
+  if not isinstance(seed, int) or seed < 0:
+    raise ValueError(f"train.seed must be an int >= 0, got {seed!r}")
+  if on_nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f"train.on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
+  losses.combine_task_losses(jnp.zeros(1), jnp.ones(1))  # validates the gin-chosen weighting
+  model_dir = check_model_dir(model_dir)
   provider = input_pipeline.get_provider(mixture_or_task_name)
   names = input_pipeline.task_names(provider)
+  _check_best_metric(best_metric, best_mode, names)
   infos = task_info.get_all(names)
   vocab = provider.output_features["inputs"].vocabulary
   config = dataclasses.replace(EncoderConfig(), vocab_size=vocab.vocab_size)
@@ -73,67 +163,101 @@ def train(
                      "raise EncoderConfig.max_len or shorten the inputs")
   mesh = partitioning.make_mesh()
   rules = partitioning.logical_axis_rules()
-  data_size = mesh.shape["data"]
-  if batch_size % data_size or batch_size % jax.process_count():
+  data_size, procs = mesh.shape["data"], jax.process_count()
+  if batch_size % data_size or batch_size % procs:
     raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the mesh's data axis ({data_size}) "
-                     f"and process count ({jax.process_count()}); use a multiple of {data_size * jax.process_count()}")
+                     f"and process count ({procs}); use a multiple of {int(np.lcm(data_size, procs))}")
   model = build_model(config, sharing, [i.num_classes for i in infos])
   tx, schedule = optim.make_optimizer(train_steps)
-
-  model_dir = pathlib.Path(model_dir)
-  model_dir.mkdir(parents=True, exist_ok=True)
-  lead = jax.process_index() == 0
-  if lead:
-    (model_dir / "config.gin").write_text(gin.config_str())
-
   steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length)
+  _check_shardable(steps.abstract_state, mesh)
+  spec = run_spec.make(config, sharing, names, [i.num_classes for i in infos], steps.abstract_state.params)
+  run_spec.check_compatible(model_dir, spec)
+
+  # ---- 2. data (bad labels / empty splits fail here, still before any write) ----
+  for name in names:  # builds each train source once: example validation runs here
+    seqio.get_mixture_or_task(name).source.get_dataset("train", shuffle=False)
+  evaluator = evaluation.Evaluator(names, task_feature_lengths, eval_batch_size or batch_size)
+
+  # ---- 3. state: resume from the newest readable checkpoint, else initialise ----
+  lead = jax.process_index() == 0
+  model_dir.mkdir(parents=True, exist_ok=True)
   ckpt = checkpoints.Checkpoints(model_dir, keep=keep_checkpoints, period=checkpoint_period)
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, steps.abstract_state)
+  restored = ckpt.restore_latest_good(steps.abstract_state)
+  if restored is not None:
+    state, meta, latest = restored
     start = int(meta["batches_consumed"])
-    log.info("resumed from %s at step %d", model_dir / "checkpoints", latest)
     print(f"mtl_jax: resuming from checkpoint at step {latest} in {model_dir}", flush=True)
   else:
     state, start = steps.init_state(), 0
+  if lead:
+    (model_dir / "config.gin").write_text(gin.config_str())
+    run_spec.write(model_dir, spec)
   counts = param_counts(state.params)
   print(f"mtl_jax: sharing={sharing} tasks={len(names)} parameters " +
         " ".join(f"{k}={v:,}" for k, v in counts.items()), flush=True)
 
   writer = metric_writers.create_default_writer(str(model_dir / "train"), just_logging=not lead)
   eval_writer = metric_writers.create_default_writer(str(model_dir / "eval"), just_logging=not lead)
-  evaluator = evaluation.Evaluator(names, task_feature_lengths, eval_batch_size or batch_size)
-  shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
-  batches = input_pipeline.train_batches(provider, task_feature_lengths, batch_size // jax.process_count(),
+  shard = seqio.ShardInfo(index=jax.process_index(), num_shards=procs)
+  batches = input_pipeline.train_batches(provider, task_feature_lengths, batch_size // procs,
                                          seed, start_batch=start, shard_info=shard)
 
   def run_eval(step):
     record = evaluator.evaluate(lambda b: steps.run_predict(state.params, b))
     scalars = {f"{t}/{k}": v for t, r in record["tasks"].items() for k, v in r.items()}
     eval_writer.write_scalars(step, {**scalars, "average": record["average"]})
-    return evaluation.write_results(model_dir, step, record) if lead else record
+    if lead:
+      record = evaluation.write_results(model_dir, step, record)
+    ckpt.maybe_save_best(step, state, {"batches_consumed": step}, _score(record, best_metric),
+                         best_metric, best_mode)
+    return record
 
-  record = None
+  # ---- 4. the loop ----
+  record, skipped = None, 0
   bar = tqdm.tqdm(total=train_steps, initial=start, disable=not (progress and lead), unit="step",
                   dynamic_ncols=True)
   tick, tick_step = time.time(), start
-  for step in range(start + 1, train_steps + 1):
-    state, metrics = steps.run_train_step(state, next(batches))
-    bar.update(1)
-    if step % log_period == 0 or step == train_steps:
-      m = jax.device_get(metrics)
-      rate = (step - tick_step) / max(time.time() - tick, 1e-9)
-      tick, tick_step = time.time(), step
-      scalars = {"loss": m["loss"], "penalty": m["penalty"], "grad_norm": m["grad_norm"],
-                 "learning_rate": float(schedule(step - 1)), "steps_per_second": rate}
-      scalars.update({f"loss/{n}": m["task_loss"][t] for t, n in enumerate(names) if m["task_count"][t] > 0})
-      writer.write_scalars(step, scalars)
-      bar.set_postfix(loss=f"{float(m['loss']):.4f}")
-    if step % eval_period == 0 or step == train_steps:
-      record = run_eval(step)
-      bar.write(f"step {step}: eval average={record['average']:.4f} " +
-                " ".join(f"{t}={r['headline']:.3f}" for t, r in record["tasks"].items()))
-    ckpt.save(step, state, {"batches_consumed": step}, force=step == train_steps)
+  with _Preemption() as preempt:
+    for step in range(start + 1, train_steps + 1):
+      state, metrics = steps.run_train_step(state, next(batches))
+      bar.update(1)
+      if not bool(metrics["finite"]):
+        m = jax.device_get(metrics)
+        bad = [n for t, n in enumerate(names) if m["task_count"][t] > 0 and not np.isfinite(m["task_loss"][t])]
+        where = f"task(s) {', '.join(bad)}" if bad else "the gradient or penalty (task losses are finite)"
+        if on_nonfinite == "stop":
+          bar.close()
+          ckpt.close()
+          last = ckpt.latest_step()
+          kept = f"the last checkpoint (step {last}) is intact" if last else "no checkpoint was written"
+          raise NonFiniteError(f"non-finite loss at step {step} in {where}; the update was not applied and "
+                               f"{kept}. Lower the learning rate, check the data, or set "
+                               "--gin.trainer.train.on_nonfinite=skip")
+        skipped += 1
+        log.warning("skipped non-finite update at step %d in %s", step, where)
+      if step % log_period == 0 or step == train_steps:
+        m = jax.device_get(metrics)
+        rate = (step - tick_step) / max(time.time() - tick, 1e-9)
+        tick, tick_step = time.time(), step
+        scalars = {"loss": m["loss"], "penalty": m["penalty"], "grad_norm": m["grad_norm"],
+                   "learning_rate": float(schedule(step - 1)), "steps_per_second": rate,
+                   "skipped_nonfinite_updates": skipped}
+        scalars.update({f"loss/{n}": m["task_loss"][t] for t, n in enumerate(names) if m["task_count"][t] > 0})
+        writer.write_scalars(step, scalars)
+        bar.set_postfix(loss=f"{float(m['loss']):.4f}")
+      if step % eval_period == 0 or step == train_steps:
+        record = run_eval(step)
+        bar.write(f"step {step}: eval average={record['average']:.4f} " +
+                  " ".join(f"{t}={r['headline']:.3f}" for t, r in record["tasks"].items()))
+      ckpt.save(step, state, {"batches_consumed": step}, force=step == train_steps)
+      if preempt.signal_name:
+        ckpt.save(step, state, {"batches_consumed": step}, force=True)
+        ckpt.close()
+        bar.close()
+        print(f"mtl_jax: {preempt.signal_name} received: saved a checkpoint at step {step} in {model_dir}; "
+              "run the same command again to resume", flush=True)
+        return record or {}
   bar.close()
   if record is None:  # resumed at or past the end: evaluate the restored state
     record = run_eval(int(state.step))

@@ -75,25 +75,29 @@ class LayerNorm(nn.Module):
 
 
 class SelfAttention(nn.Module):
+  """Multi-head self-attention; projections are explicit [D, H, K] params so their
+  logical names apply to the array as created (DenseGeneral initialises them flat)."""
+
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, mask, deterministic: bool):
     cfg = self.config
-    proj = lambda name: nn.DenseGeneral(
-        (cfg.num_heads, cfg.head_dim), axis=-1, name=name,
-        kernel_init=param_init(_DENSE_INIT, ("embed", "heads", "kv")),
-        bias_init=param_init(nn.initializers.zeros, ("heads", "kv")))
-    q_BLHK, k_BLHK, v_BLHK = proj("query")(x), proj("key")(x), proj("value")(x)
+    shape_DHK = (cfg.d_model, cfg.num_heads, cfg.head_dim)
+    def proj(name):
+      w_DHK = self.param(f"{name}_kernel", param_init(_DENSE_INIT, ("embed", "heads", "kv")), shape_DHK)
+      b_HK = self.param(f"{name}_bias", param_init(nn.initializers.zeros, ("heads", "kv")), shape_DHK[1:])
+      return jnp.einsum("bld,dhk->blhk", x, w_DHK) + b_HK
+    q_BLHK, k_BLHK, v_BLHK = proj("query"), proj("key"), proj("value")
     logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK) / jnp.sqrt(cfg.head_dim).astype(x.dtype)
     valid_B11L = mask[:, None, None, :].astype(bool)
     logits_BHLL = jnp.where(valid_B11L, logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
     probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL, v_BLHK)
-    return nn.DenseGeneral(
-        cfg.d_model, axis=(-2, -1), name="out",
-        kernel_init=param_init(_DENSE_INIT, ("heads", "kv", "embed")),
-        bias_init=param_init(nn.initializers.zeros, ("embed",)))(out_BLHK)
+    w_HKD = self.param("out_kernel", param_init(_DENSE_INIT, ("heads", "kv", "embed")),
+                       (cfg.num_heads, cfg.head_dim, cfg.d_model))
+    b_D = self.param("out_bias", param_init(nn.initializers.zeros, ("embed",)), (cfg.d_model,))
+    return jnp.einsum("blhk,hkd->bld", out_BLHK, w_HKD) + b_D
 
 
 class Mlp(nn.Module):

@@ -1,0 +1,53 @@
+"""What fixes a run's parameter shapes, saved in MODEL_DIR to refuse unsafe resumes.
+
+Resuming into a MODEL_DIR trained with another model size, strategy or task set
+would fail deep in orbax with a shape error (or, worse, silently start over). We save
+the spec at the first start and compare on every restart, naming what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import jax
+
+FILENAME = "run_spec.json"
+
+
+def make(config, sharing: str, task_names, num_classes, abstract_params) -> dict:
+  shapes = {jax.tree_util.keystr(path): list(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
+  return {"sharing": sharing, "tasks": list(task_names), "num_classes": list(num_classes),
+          "encoder": dataclasses.asdict(config), "param_shapes": shapes}
+
+
+def differences(saved: dict, current: dict) -> list[str]:
+  diffs = []
+  for key in ("sharing", "tasks", "num_classes"):
+    if saved.get(key) != current.get(key):
+      diffs.append(f"{key} {saved.get(key)!r} -> {current.get(key)!r}")
+  for field, value in current["encoder"].items():
+    if saved.get("encoder", {}).get(field) != value:
+      diffs.append(f"EncoderConfig.{field} {saved.get('encoder', {}).get(field)!r} -> {value!r}")
+  if not diffs and saved.get("param_shapes") != current["param_shapes"]:
+    old, new = saved.get("param_shapes", {}), current["param_shapes"]
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diffs.append(f"parameter shapes differ at {len(changed)} params, e.g. {changed[0]}: "
+                 f"{old.get(changed[0])} -> {new.get(changed[0])}")
+  return diffs
+
+
+def check_compatible(model_dir: pathlib.Path, current: dict) -> None:
+  path = model_dir / FILENAME
+  if not path.exists():
+    return
+  diffs = differences(json.loads(path.read_text()), current)
+  if diffs:
+    raise ValueError(f"MODEL_DIR {model_dir} holds a run with a different model: " + "; ".join(diffs)
+                     + ". Use a new --gin.MODEL_DIR, or restore the original settings to resume")
+
+
+def write(model_dir: pathlib.Path, spec: dict) -> None:
+  (model_dir / FILENAME).write_text(json.dumps(spec, indent=1, sort_keys=True))

@@ -1,0 +1,93 @@
+"""Each bad configuration or data problem: one actionable error line, MODEL_DIR untouched.
+
+Runs the binary's main() in-process (8 fake CPU devices from conftest) so the
+cases cost no process start-up; every case fails before any training step.
+"""
+
+import os
+import pathlib
+
+import pytest
+
+import broken_tasks  # noqa: F401  registers broken_label / broken_nan / broken_empty
+from mtl_jax import train
+
+BASE = ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}", "--gin.BATCH_SIZE=16", "--gin.TRAIN_STEPS=2"]
+
+CASES = {
+    "unknown_task": (["--gin.MIXTURE_OR_TASK_NAME=bbc_topik"], "unknown task or mixture 'bbc_topik'. Did you mean 'bbc_topic'"),
+    "unknown_strategy": (["--gin.trainer.train.sharing=sluise"], "unknown sharing strategy 'sluise'"),
+    "gin_typo": (["--gin.trainer.train.eval_perod=5"], "doesn't have a parameter named 'eval_perod'"),
+    "gin_unknown_configurable": (["--gin.trainr.train.seed=1"], "No configurable matching 'trainr.train'"),
+    "feature_length_zero": (["--gin.TASK_FEATURE_LENGTHS={'inputs': 0}"], "TASK_FEATURE_LENGTHS['inputs'] must be a positive int, got 0"),
+    "feature_length_missing": (["--gin.TASK_FEATURE_LENGTHS={'targets': 8}"], "TASK_FEATURE_LENGTHS must be a dict with an 'inputs' length"),
+    "feature_length_too_long": (["--gin.TASK_FEATURE_LENGTHS={'inputs': 4096}"], "exceeds EncoderConfig.max_len=512"),
+    "train_steps_negative": (["--gin.TRAIN_STEPS=-3"], "TRAIN_STEPS must be a positive int, got -3"),
+    "batch_size_not_divisible": (["--gin.BATCH_SIZE=12"], "BATCH_SIZE=12 is not divisible by the mesh's data axis (8)"),
+    "heads_not_dividing_hidden": (["--gin.encoder.EncoderConfig.num_heads=5"], "d_model=32 is not divisible by num_heads=5"),
+    "hidden_not_divisible_by_model_axis": (["--gin.partitioning.make_mesh.mesh_shape=(2, 4)",
+                                            "--gin.encoder.EncoderConfig.num_heads=2"],
+                                           "is not divisible by mesh axes ('model',) (4 devices)"),
+    "mesh_larger_than_devices": (["--gin.partitioning.make_mesh.mesh_shape=(16, 1)"], "needs 16 devices but 8 are available"),
+    "mesh_bad_rule_axis": (["--gin.partitioning.logical_axis_rules.overrides=[('tasks', 'modle')]"], "mesh axes are ('data', 'model')"),
+    "dropout_out_of_range": (["--gin.encoder.EncoderConfig.dropout_rate=1.5"], "dropout_rate must be in [0, 1), got 1.5"),
+    "learning_rate_zero": (["--gin.optim.make_optimizer.learning_rate=0.0"], "learning_rate must be > 0, got 0.0"),
+    "eval_period_zero": (["--gin.trainer.train.eval_period=0"], "train.eval_period must be a positive int, got 0"),
+    "keep_checkpoints_zero": (["--gin.trainer.train.keep_checkpoints=0"], "train.keep_checkpoints must be a positive int, got 0"),
+    "unknown_weighting": (["--gin.losses.combine_task_losses.weighting=uniformly"], "unknown loss weighting 'uniformly'"),
+    "unknown_nonfinite_policy": (["--gin.trainer.train.on_nonfinite=ignore"], "train.on_nonfinite must be one of ('stop', 'skip'), got 'ignore'"),
+    "bad_best_metric": (["--gin.trainer.train.best_metric=bbc/accuracy"], "train.best_metric 'bbc/accuracy' must be 'average' or '<task>/<metric>'"),
+    "label_outside_classes": (["--gin.MIXTURE_OR_TASK_NAME=broken_label"], "task 'broken_label' train example 5 has label 7 outside the head's 2 classes"),
+    "regression_label_nan": (["--gin.MIXTURE_OR_TASK_NAME=broken_nan"], "task 'broken_nan' train example 5 has regression target nan"),
+    "empty_split": (["--gin.MIXTURE_OR_TASK_NAME=broken_empty"], "task 'broken_empty' has an empty 'validation' split"),
+    "missing_gin_file": (["--gin_file=gin/runs/no_such_run.gin"], "no_such_run.gin"),
+}
+
+
+def _snapshot(path: pathlib.Path):
+  return sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*")) \
+      if path.exists() else None
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_one_line_error_and_model_dir_untouched(case, tmp_path, capsys):
+  extra, expected = CASES[case]
+  model_dir = tmp_path / "run"
+  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", *extra])
+  err = capsys.readouterr().err
+  lines = [l for l in err.splitlines() if l.startswith("mtl-train: error:")]
+  assert rc == 2, err[-2000:]
+  assert len(lines) == 1 and expected in lines[0], err[-2000:]
+  assert not model_dir.exists()
+
+
+def test_model_dir_not_writable(tmp_path, capsys):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  rc = train.main([*BASE, f"--gin.MODEL_DIR={blocker}/run"])
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert rc == 2 and "cannot be created" in line and "is not a directory" in line
+  assert blocker.read_text() == "not a directory"
+
+
+def test_missing_required_macro(tmp_path, capsys):
+  rc = train.main(BASE)  # no MODEL_DIR
+  line = [l for l in capsys.readouterr().err.splitlines() if l.startswith("mtl-train: error:")]
+  assert rc == 2 and len(line) == 1 and "MODEL_DIR" in line[0], line
+
+
+def test_resume_with_different_model_is_refused_and_dir_unchanged(tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  assert train.main([*BASE, f"--gin.MODEL_DIR={model_dir}"]) == 0
+  before = _snapshot(model_dir)
+  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin.encoder.EncoderConfig.d_model=64",
+                   "--gin.TRAIN_STEPS=4"])
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert rc == 2 and "holds a run with a different model: EncoderConfig.d_model 32 -> 64" in line, line
+  assert _snapshot(model_dir) == before
+  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin.MIXTURE_OR_TASK_NAME=bbc_topic",
+                   "--gin.TRAIN_STEPS=4"])
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert rc == 2 and "tasks ['bbc_topic', 'rotten_tomatoes', 'vader_tweets'] -> ['bbc_topic']" in line, line
+  assert _snapshot(model_dir) == before

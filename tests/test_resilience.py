@@ -1,0 +1,173 @@
+"""kill -9 and exact resume, SIGTERM preemption, corrupt checkpoints, non-finite losses.
+
+Subprocess runs of the real binary with a tiny model. 'Exact' means the final
+TrainState (params, optimizer state, step) is bit-identical to an uninterrupted
+run with the same seed, and so are the evaluation results.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import REPO, TINY_ARGS, run_binary
+
+STEPS = 12
+COMMON = (*TINY_ARGS, f"--gin.TRAIN_STEPS={STEPS}", "--gin.trainer.train.checkpoint_period=2",
+          f"--gin.trainer.train.eval_period={STEPS}", "--gin.trainer.train.log_period=1")
+
+
+def _env():
+  return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+
+def _start(model_dir, *extra):
+  return subprocess.Popen([sys.executable, "-m", "mtl_jax.train", "--no_progress", *COMMON,
+                           f"--gin.MODEL_DIR={model_dir}", *extra], cwd=REPO, env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _wait_for(predicate, proc, timeout=300):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if predicate():
+      return True
+    if proc.poll() is not None:
+      return False
+    time.sleep(0.005)
+  raise TimeoutError("condition not reached")
+
+
+def _state(model_dir, step):
+  tree = ocp.StandardCheckpointer().restore(model_dir / "checkpoints" / str(step) / "state")
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _assert_identical(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("uninterrupted")
+  run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
+  return model_dir
+
+
+def _ckpt_dir_exists(model_dir, step):
+  return lambda: (model_dir / "checkpoints" / str(step) / "meta").exists()
+
+
+def _save_in_progress(model_dir, after_step):
+  def seen():
+    root = model_dir / "checkpoints"
+    return root.exists() and any("tmp" in p.name and p.name.split(".")[0].isdigit()
+                                 and int(p.name.split(".")[0]) > after_step for p in root.iterdir())
+  return seen
+
+
+@pytest.mark.parametrize("when", ["after_step_4_checkpoint", "during_a_save_after_step_6"])
+def test_kill9_then_resume_is_bit_identical(uninterrupted, tmp_path, when):
+  model_dir = tmp_path / "killed"
+  proc = _start(model_dir)
+  cond = _ckpt_dir_exists(model_dir, 4) if when.startswith("after") else _save_in_progress(model_dir, 6)
+  reached = _wait_for(cond, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert reached, "run ended before the kill point"
+  assert (model_dir / "checkpoints").exists()
+  resumed = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
+  assert "resuming from checkpoint at step" in resumed.stdout
+  _assert_identical(_state(uninterrupted, STEPS), _state(model_dir, STEPS))
+  a = json.loads((uninterrupted / "results.json").read_text())
+  b = json.loads((model_dir / "results.json").read_text())
+  assert a == b
+
+
+def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path):
+  model_dir = tmp_path / "preempted"
+  proc = _start(model_dir, "--gin.TRAIN_STEPS=100000", "--gin.trainer.train.checkpoint_period=1000",
+                "--gin.trainer.train.eval_period=1000")
+  _wait_for(lambda: (model_dir / "train").exists(), proc)  # writers exist: the loop is about to run
+  time.sleep(2.0)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  line = [l for l in out.splitlines() if "SIGTERM received" in l]
+  assert len(line) == 1, out
+  step = int(line[0].split("checkpoint at step ")[1].split()[0])
+  assert (model_dir / "checkpoints" / str(step)).exists()
+  again = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={step + 2}",
+                     "--gin.trainer.train.checkpoint_period=1000", "--gin.trainer.train.eval_period=1000")
+  assert f"resuming from checkpoint at step {step}" in again.stdout
+  assert json.loads((model_dir / "results.json").read_text())["step"] == step + 2
+
+
+def _truncate_largest(path):
+  files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  victim = files[-1]
+  with open(victim, "r+b") as f:
+    f.truncate(victim.stat().st_size // 2)
+
+
+def _delete_state(path):
+  import shutil
+  shutil.rmtree(path / "state")
+
+
+@pytest.mark.parametrize("damage", [_truncate_largest, _delete_state], ids=["truncated", "partially_deleted"])
+def test_corrupt_latest_checkpoint_falls_back(tmp_path, damage):
+  model_dir = tmp_path / "corrupt"
+  run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=6")
+  damage(model_dir / "checkpoints" / "6")
+  out = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=8").stdout
+  assert "checkpoint at step 6 is unreadable" in out, out
+  assert "resuming from checkpoint at step 4" in out, out
+  assert (model_dir / "corrupt_checkpoints" / "6").exists()  # kept for inspection, not deleted
+  assert json.loads((model_dir / "results.json").read_text())["step"] == 8
+
+
+NAN_ARGS = ("--gin.optim.make_optimizer.learning_rate=1e30", "--gin.optim.make_optimizer.warmup_steps=0",
+            "--gin.trainer.train.checkpoint_period=1")
+
+
+def test_nonfinite_loss_stops_naming_step_and_tasks_keeping_good_checkpoint(tmp_path):
+  model_dir = tmp_path / "nan"
+  proc = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", *NAN_ARGS, check=False)
+  assert proc.returncode == 2
+  line = proc.stderr.strip().splitlines()[-1]
+  assert line.startswith("mtl-train: error: non-finite loss at step ") and "vader_tweets" in line, line
+  bad_step = int(line.split("at step ")[1].split()[0])
+  saved = sorted(int(p.name) for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved and max(saved) < bad_step  # nothing at or after the bad step
+  assert all(np.isfinite(x).all() for x in _state(model_dir, max(saved)))
+
+
+def test_nonfinite_update_is_not_applied_and_training_continues():
+  """In-jit guard: an Inf target leaves params and optimizer state untouched; the next
+  finite batch updates as usual (what 'skip' relies on, and why 'stop' never saves bad state)."""
+  sys.path.insert(0, str(REPO / "tests"))
+  from helpers import fixed_batch, tiny_steps
+  steps = tiny_steps()
+  state = steps.init_state()
+  before = [np.asarray(x) for x in jax.tree.leaves((state.params, state.opt_state))]
+  bad = fixed_batch()
+  bad["score"] = bad["score"].copy()
+  bad["score"][1] = np.inf  # task 1 is the regression task
+  state, metrics = steps.run_train_step(state, bad)
+  assert not bool(metrics["finite"]) and int(state.step) == 1
+  assert not np.isfinite(np.asarray(metrics["task_loss"])[1])
+  _assert_identical(before, [np.asarray(x) for x in jax.tree.leaves((state.params, state.opt_state))])
+  state, metrics = steps.run_train_step(state, fixed_batch())
+  assert bool(metrics["finite"])
+  after = [np.asarray(x) for x in jax.tree.leaves(state.params)]
+  assert any(not np.array_equal(a, b) for a, b in zip(before, after))
