@@ -28,6 +28,12 @@ def test_binary_trains_writes_results_and_resumes(tmp_path, tiny_args):
   assert results["step"] == 8
   history = [json.loads(l)["step"] for l in (model_dir / "eval_history.jsonl").read_text().splitlines()]
   assert history == [4, 8]
+  # best-by-validation checkpoint: the eval with the highest average, kept apart from the last N
+  records = [json.loads(l) for l in (model_dir / "eval_history.jsonl").read_text().splitlines()]
+  best = max(records, key=lambda r: r["average"])
+  best_json = json.loads((model_dir / "best.json").read_text())
+  assert best_json["step"] == best["step"] and abs(best_json["score"] - best["average"]) < 1e-12
+  assert [p.name for p in (model_dir / "checkpoints_best").iterdir() if p.name.isdigit()] == [str(best["step"])]
 
 
 def test_unknown_task_is_one_clear_line_and_touches_nothing(tmp_path, tiny_args):
