@@ -19,39 +19,50 @@ from mtl_jax import input_pipeline, metrics, task_info
 
 
 class Evaluator:
-  """Holds each task's validation batches (built once) and scores a predict function."""
+  """Holds each task's validation batches (built once) and scores a predict function.
 
-  def __init__(self, task_names: Sequence[str], feature_lengths, batch_size: int,
-               split: str = "validation"):
+  Tasks with extra validation splits (MNLI's validation_mismatched) report them as
+  '<split>/<metric>' inside the task's entry; the headline and the average use
+  'validation' only.
+  """
+
+  def __init__(self, task_names: Sequence[str], feature_lengths, batch_size: int):
     self.task_names = tuple(task_names)
-    self.split = split
     self.batches = {}
     for name in self.task_names:
       task = seqio.get_mixture_or_task(name)
-      batches = input_pipeline.eval_batches(task, self.task_names, feature_lengths, batch_size, split)
-      if not batches:
-        raise ValueError(f"task {name!r} has an empty {split!r} split; it cannot be evaluated")
-      self.batches[name] = batches
+      for split in input_pipeline.eval_splits(task):
+        batches = input_pipeline.eval_batches(task, self.task_names, feature_lengths, batch_size, split)
+        if not batches:
+          raise ValueError(f"task {name!r} has an empty {split!r} split; it cannot be evaluated")
+        self.batches[name, split] = batches
+
+  def _score(self, name, split, predict) -> dict:
+    info = task_info.get(name)
+    head = heads_lib.KINDS[info.kind]
+    targets, predictions = [], []
+    for batch in self.batches[name, split]:
+      pred = np.asarray(predict(batch)[info.kind])
+      for i in np.flatnonzero(batch["weight"] > 0):
+        example = {k: v[i] for k, v in batch.items()}
+        t, p = head.metric_pair(pred[i], example, info.label_names)
+        targets.append(t)
+        predictions.append(p)
+    scores = {}
+    for fn in seqio.get_mixture_or_task(name).metric_fns:
+      scores.update({k: float(v) for k, v in fn(targets, predictions).items()})
+    scores["headline"] = metrics.headline(scores)
+    scores["num_examples"] = len(targets)
+    return scores
 
   def evaluate(self, predict: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]) -> dict:
     results = {}
-    for name in self.task_names:
-      info = task_info.get(name)
-      head = heads_lib.KINDS[info.kind]
-      targets, predictions = [], []
-      for batch in self.batches[name]:
-        pred = np.asarray(predict(batch)[info.kind])
-        for i in np.flatnonzero(batch["weight"] > 0):
-          example = {k: v[i] for k, v in batch.items()}
-          t, p = head.metric_pair(pred[i], example, info.label_names)
-          targets.append(t)
-          predictions.append(p)
-      scores = {}
-      for fn in seqio.get_mixture_or_task(name).metric_fns:
-        scores.update({k: float(v) for k, v in fn(targets, predictions).items()})
-      scores["headline"] = metrics.headline(scores)
-      scores["num_examples"] = len(targets)
-      results[name] = scores
+    for name, split in self.batches:
+      scores = self._score(name, split, predict)
+      if split == "validation":
+        results.setdefault(name, {}).update(scores)
+      else:
+        results.setdefault(name, {}).update({f"{split}/{k}": v for k, v in scores.items()})
     average = float(np.mean([r["headline"] for r in results.values()]))
     return {"tasks": results, "average": average}
 
@@ -66,6 +77,16 @@ def write_results(model_dir: str | os.PathLike, step: int, evaluation: Mapping) 
   with open(model_dir / "eval_history.jsonl", "a") as f:
     f.write(json.dumps(record, sort_keys=True) + "\n")
   return record
+
+
+def write_mixing_weights(model_dir, step: int, weights: Mapping) -> None:
+  """MODEL_DIR/mixing_weights.json (latest alpha/beta/gates) + a per-eval history line."""
+  model_dir = pathlib.Path(model_dir)
+  tmp = model_dir / "mixing_weights.json.tmp"
+  tmp.write_text(json.dumps(weights))
+  os.replace(tmp, model_dir / "mixing_weights.json")
+  with open(model_dir / "mixing_weights_history.jsonl", "a") as f:
+    f.write(json.dumps({"step": int(step), "weights": weights}) + "\n")
 
 
 def constant_predictor(task_names: Sequence[str]):

@@ -24,10 +24,11 @@ import seqio
 import tqdm
 from clu import metric_writers
 
-from mtl_jax import checkpoints, evaluation, features, input_pipeline, losses, optim, partitioning
+from mtl_jax import checkpoints, evaluation, features, input_pipeline, losses, mixing, optim, partitioning
 from mtl_jax import run_spec, steps as steps_lib, task_info
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.models.multitask import build_model
+from mtl_jax.sharing import inspect as sharing_inspect
 
 log = logging.getLogger("mtl_jax")
 NONFINITE_POLICIES = ("stop", "skip")
@@ -167,6 +168,10 @@ def train(
   if batch_size % data_size or batch_size % procs:
     raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the mesh's data axis ({data_size}) "
                      f"and process count ({procs}); use a multiple of {int(np.lcm(data_size, procs))}")
+  layout = input_pipeline.batch_layout()
+  if layout == "grouped" and (batch_size // procs) % len(names):
+    raise ValueError(f"grouped batches: BATCH_SIZE={batch_size} per process ({batch_size // procs}) is not "
+                     f"divisible by the {len(names)} tasks; use a multiple of {len(names) * procs}")
   model = build_model(config, sharing, [i.num_classes for i in infos])
   tx, schedule = optim.make_optimizer(train_steps)
   steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length)
@@ -178,6 +183,7 @@ def train(
   for name in names:  # builds each train source once: example validation runs here
     seqio.get_mixture_or_task(name).source.get_dataset("train", shuffle=False)
   evaluator = evaluation.Evaluator(names, task_feature_lengths, eval_batch_size or batch_size)
+  monitor = mixing.MixingMonitor.from_provider(provider, layout)
 
   # ---- 3. state: resume from the newest readable checkpoint, else initialise ----
   lead = jax.process_index() == 0
@@ -187,6 +193,7 @@ def train(
   if restored is not None:
     state, meta, latest = restored
     start = int(meta["batches_consumed"])
+    monitor.counts[:] = meta.get("mixing_counts", monitor.counts.tolist())
     print(f"mtl_jax: resuming from checkpoint at step {latest} in {model_dir}", flush=True)
   else:
     state, start = steps.init_state(), 0
@@ -201,7 +208,11 @@ def train(
   eval_writer = metric_writers.create_default_writer(str(model_dir / "eval"), just_logging=not lead)
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=procs)
   batches = input_pipeline.train_batches(provider, task_feature_lengths, batch_size // procs,
-                                         seed, start_batch=start, shard_info=shard)
+                                         seed, start_batch=start, shard_info=shard, layout=layout)
+
+  def input_position(step):
+    """Checkpoint meta: where the input stream is (one batch per step) and what it held."""
+    return {"batches_consumed": step, "mixing_counts": monitor.counts.tolist()}
 
   def run_eval(step):
     record = evaluator.evaluate(lambda b: steps.run_predict(state.params, b))
@@ -209,8 +220,10 @@ def train(
     eval_writer.write_scalars(step, {**scalars, "average": record["average"]})
     if lead:
       record = evaluation.write_results(model_dir, step, record)
-    ckpt.maybe_save_best(step, state, {"batches_consumed": step}, _score(record, best_metric),
-                         best_metric, best_mode)
+      weights = sharing_inspect.mixing_weights(state.params)
+      if weights:
+        evaluation.write_mixing_weights(model_dir, step, weights)
+    ckpt.maybe_save_best(step, state, input_position(step), _score(record, best_metric), best_metric, best_mode)
     return record
 
   # ---- 4. the loop ----
@@ -220,7 +233,11 @@ def train(
   tick, tick_step = time.time(), start
   with _Preemption() as preempt:
     for step in range(start + 1, train_steps + 1):
-      state, metrics = steps.run_train_step(state, next(batches))
+      batch = next(batches)
+      monitor.update(batch)
+      if layout == "grouped":  # [T, b, ...] -> task-major [T*b, ...]: sorted task_id, static groups
+        batch = input_pipeline.flatten_grouped(batch)
+      state, metrics = steps.run_train_step(state, batch)
       bar.update(1)
       if not bool(metrics["finite"]):
         m = jax.device_get(metrics)
@@ -244,15 +261,19 @@ def train(
                    "learning_rate": float(schedule(step - 1)), "steps_per_second": rate,
                    "skipped_nonfinite_updates": skipped}
         scalars.update({f"loss/{n}": m["task_loss"][t] for t, n in enumerate(names) if m["task_count"][t] > 0})
+        scalars.update(monitor.scalars())
         writer.write_scalars(step, scalars)
         bar.set_postfix(loss=f"{float(m['loss']):.4f}")
       if step % eval_period == 0 or step == train_steps:
         record = run_eval(step)
         bar.write(f"step {step}: eval average={record['average']:.4f} " +
                   " ".join(f"{t}={r['headline']:.3f}" for t, r in record["tasks"].items()))
-      ckpt.save(step, state, {"batches_consumed": step}, force=step == train_steps)
+        bar.write(f"step {step}: examples seen (realised / intended share) " + " ".join(
+            f"{t}={c} ({r:.3f}/{q:.3f})" for t, c, r, q in
+            zip(monitor.task_names, monitor.counts, monitor.realised(), monitor.intended)))
+      ckpt.save(step, state, input_position(step), force=step == train_steps)
       if preempt.signal_name:
-        ckpt.save(step, state, {"batches_consumed": step}, force=True)
+        ckpt.save(step, state, input_position(step), force=True)
         ckpt.close()
         bar.close()
         print(f"mtl_jax: {preempt.signal_name} received: saved a checkpoint at step {step} in {model_dir}; "
@@ -261,7 +282,7 @@ def train(
   bar.close()
   if record is None:  # resumed at or past the end: evaluate the restored state
     record = run_eval(int(state.step))
-    ckpt.save(int(state.step), state, {"batches_consumed": int(state.step)}, force=True)
+    ckpt.save(int(state.step), state, input_position(int(state.step)), force=True)
   ckpt.close()
   writer.flush()
   eval_writer.flush()

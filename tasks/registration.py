@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from mtl_jax import metrics as mtl_metrics
 from mtl_jax import task_info
+from tasks import validation
 
 SPLITS = ("train", "validation", "test")
 _LABEL_VOCAB = seqio.PassThroughVocabulary(size=0)
@@ -91,15 +92,15 @@ def _align_tags(ex):
   return {**ex, "tags": tf.pad(tags, [[0, n - tf.shape(tags)[0]]], constant_values=-1)}
 
 
-def _dataset_fn(split, shuffle_files, seed=None, *, examples_fn, kind, task_name):
-  """The split in memory; when shuffling, a fresh seeded permutation every epoch.
-
-  seqio's own shuffle is a 1000-example buffer after `repeat`; permuting the whole
-  split here (reshuffled on each repeat, same sequence for the same seed) makes
-  every epoch a uniform permutation and keeps multi-host shards disjoint.
-  """
+def _dataset_fn(split, shuffle_files, seed=None, *, examples_fn, kind, task_name, num_labels=0,
+                vocabulary):
+  """The split tokenized once and held in memory; when shuffling, a fresh seeded
+  permutation every epoch (see InMemorySource)."""
   examples = examples_fn(split)
+  validation.validate_examples(examples, task=task_name, split=split, kind=kind, num_labels=num_labels)
   ds = tf.data.Dataset.from_tensor_slices(_to_columns(examples, kind, task_name))
+  tokenize = _tokenize_tagged if kind == "tagging" else _tokenize_text
+  ds = _map(ds, functools.partial(tokenize, vocabulary=vocabulary)).cache()
   if shuffle_files and examples:
     ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
   return ds
@@ -117,50 +118,94 @@ def add_task(
 ) -> seqio.Task:
   """Registers `name` in seqio.TaskRegistry and its head kind in mtl_jax.task_info."""
   info = task_info.register(task_info.TaskInfo(name, kind, tuple(label_names)))
-  source = seqio.FunctionDataSource(
-      dataset_fn=functools.partial(_dataset_fn, examples_fn=examples_fn, kind=kind, task_name=name),
+  source = InMemorySource(
+      dataset_fn=functools.partial(_dataset_fn, examples_fn=examples_fn, kind=kind, task_name=name,
+                                   num_labels=info.num_classes, vocabulary=vocabulary),
       splits=SPLITS,
       num_input_examples=dict(num_examples) if num_examples else None,
+      examples_fn=examples_fn,
   )
-  tokenize = _tokenize_tagged if kind == "tagging" else _tokenize_text
-  preprocessors = [functools.partial(_map, fn=functools.partial(tokenize, vocabulary=vocabulary)),
-                   seqio.preprocessors.append_eos_after_trim]
+  preprocessors = [seqio.preprocessors.append_eos_after_trim]  # tokenized in the source
   if kind == "tagging":
     preprocessors.append(functools.partial(_map, fn=_align_tags))
-  return _register(name, source, preprocessors, vocabulary, metric_fns, info.kind)
+  return _register(name, source, preprocessors, vocabulary, metric_fns, info.kind,
+                   shuffle_buffer_size=None)
 
 
-def _register(name, source, preprocessors, vocabulary, metric_fns, kind, eval_splits=("validation",)):
+class InMemorySource(seqio.FunctionDataSource):
+  """A split tokenized once, cached in memory, permuted whole (seeded) every epoch.
+
+  Why not seqio's default: its shuffle is a 1000-example buffer after `repeat`,
+  which for small tasks mixes ~1000/n epochs (examples repeat before others are
+  seen once). Here every epoch is one uniform permutation, so a task's stream
+  visits each example exactly once per epoch, and with seqio's example-level
+  sharding (same permutation on every host) each process gets a disjoint part.
+  Tokenizing before the cache makes later epochs, and the replay that skips
+  batches on resume, cost no tokenization. Sizes come from `examples_fn` (cheap)
+  when not given. Callers that let seqio cache small sources in memory
+  (`try_in_mem_cache=True`, seqio's default) get the first epoch's order every
+  epoch; mtl_jax's input pipeline passes False.
+  """
+
+  def __init__(self, dataset_fn, splits, num_input_examples=None, *, examples_fn=None):
+    super().__init__(dataset_fn=dataset_fn, splits=splits, num_input_examples=num_input_examples)
+    self._examples_fn = examples_fn
+
+  def num_input_examples(self, split: str) -> int | None:
+    n = super().num_input_examples(split)
+    if n is None and self._examples_fn is not None and split in self.splits:
+      n = len(self._examples_fn(split))
+    return n
+
+  @property
+  def performs_internal_shuffling(self) -> bool:
+    return True  # lets the Task skip its buffer shuffle (shuffle_buffer_size=None)
+
+  def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, *,
+                  sequence_length=None, use_cached=False, num_epochs=1):
+    del sequence_length, use_cached, num_epochs  # unused, as in FunctionDataSource
+    if shard_info and shard_info.num_shards > 1:
+      raise ValueError("InMemorySource is one shard; seqio shards its examples instead")
+    return self._dataset_fn(split=split, shuffle_files=shuffle, seed=seed)
+
+
+def _register(name, source, preprocessors, vocabulary, metric_fns, kind,
+              shuffle_buffer_size=seqio.SHUFFLE_BUFFER_SIZE):
   if name in seqio.TaskRegistry.names():
     seqio.TaskRegistry.remove(name)
-  EVAL_SPLITS[name] = tuple(eval_splits)
   return seqio.TaskRegistry.add(
       name,
       source=source,
       preprocessors=preprocessors,
       output_features=output_features(vocabulary),
       metric_fns=list(metric_fns if metric_fns is not None else DEFAULT_METRICS[kind]),
+      shuffle_buffer_size=shuffle_buffer_size,
   )
 
 
 # ------------------------------------------------------------------------- TFDS
 
-# Task name -> the splits an evaluation should report (first = the one used for
-# model selection). Most tasks: ('validation',); MNLI adds 'validation_mismatched'.
-EVAL_SPLITS: dict[str, tuple[str, ...]] = {}
-
-
-def eval_splits(name: str) -> tuple[str, ...]:
-  """The evaluable splits of a registered task (default: just 'validation')."""
-  return EVAL_SPLITS.get(name, ("validation",))
-
-
 class TfdsSource(seqio.TfdsDataSource):
-  """seqio.TfdsDataSource whose size is None (unknown) when TFDS has no split metadata.
+  """seqio.TfdsDataSource that never downloads and tolerates missing split metadata.
 
-  Why: under `tfds.testing.mock_data` (no dataset_info.json ships for glue /
-  super_glue), seqio's size lookup raises KeyError; None lets callers count.
+  Read-only: seqio's loader would otherwise call tfds.load(download=True) at
+  training time; here the data must be prepared beforehand (`tfds build
+  glue/cola`), else reading fails with a message saying so. Size is None
+  (unknown) when TFDS has no split metadata, as under `tfds.testing.mock_data`
+  (no dataset_info.json ships for glue / super_glue); callers then count.
   """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.tfds_dataset._read_only = True  # seqio exposes no flag; the loader has one
+
+  def get_dataset(self, *args, **kwargs):
+    try:
+      return super().get_dataset(*args, **kwargs)
+    except AssertionError as e:  # TFDS: "could not find data in ..."
+      raise RuntimeError(f"TFDS data for {self.tfds_dataset.name!r} is not prepared and mtl_jax "
+                         f"does not download at training time; run `tfds build "
+                         f"{self.tfds_dataset.name.split(':')[0]}` first ({e})") from None
 
   def num_input_examples(self, split: str):
     try:
@@ -205,28 +250,25 @@ def add_tfds_task(
     metric_fns: Sequence[Callable] | None = None,
     vocabulary: seqio.Vocabulary,
     score_scale: float = 1.0,
-    eval_splits: Sequence[str] = ("validation",),
 ) -> seqio.Task:
   """Registers a TFDS-backed sentence(-pair) task with the common output features.
 
   `tfds_name` must carry a version ('glue/cola:2.0.0'); `splits` maps seqio split
-  names to TFDS splits (default train/validation). Regression targets are
+  names to TFDS splits (default train/validation; extra evaluation splits are named
+  'validation_<x>', see input_pipeline.eval_splits). Regression targets are
   multiplied by `score_scale`. Token tagging from TFDS is not supported here.
   """
   if kind == "tagging":
     raise ValueError(f"task {name!r}: add_tfds_task handles classification/regression only")
   info = task_info.register(task_info.TaskInfo(name, kind, tuple(label_names)))
   splits = dict(splits or {"train": "train", "validation": "validation"})
-  missing = [s for s in eval_splits if s not in splits]
-  if missing:
-    raise ValueError(f"task {name!r}: eval splits {missing} not in splits {sorted(splits)}")
   source = TfdsSource(tfds_name=tfds_name, splits=splits)
   convert = functools.partial(_from_tfds, text_fields=tuple(text_fields), label_field=label_field,
                               kind=kind, score_scale=float(score_scale), task_name=name)
   preprocessors = [functools.partial(_map, fn=convert),
                    functools.partial(_map, fn=functools.partial(_tokenize_text, vocabulary=vocabulary)),
                    seqio.preprocessors.append_eos_after_trim]
-  return _register(name, source, preprocessors, vocabulary, metric_fns, info.kind, eval_splits)
+  return _register(name, source, preprocessors, vocabulary, metric_fns, info.kind)
 
 
 def _map(ds, fn):

@@ -1,1 +1,1 @@
-"""Offline real-text corpora read straight from PyPI package archives, plus a fixed text-hash split."""
+"""Task data: offline real-text corpora (PyPI archives), the text-hash split, the synthetic benchmark and its word vocabulary."""

@@ -10,6 +10,7 @@ Ids: 0 = PAD, 1 = EOS ('</s>'), 2 + k = word 'w<k>', num_words + 2 = UNK.
 from __future__ import annotations
 
 import seqio
+import tensorflow as tf
 
 EOS_PIECE = "</s>"
 
@@ -26,6 +27,13 @@ class WordVocabulary(seqio.UnigramVocabulary):
   @property
   def eos_id(self) -> int:
     return 1
+
+  def _decode(self, ids) -> str:
+    """Words only: PAD and EOS are dropped (as SentencePiece decoding does)."""
+    return super()._decode([i for i in ids if i > 1])
+
+  def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+    return super()._decode_tf(tf.boolean_mask(ids, ids > 1))
 
   def __eq__(self, other) -> bool:
     return isinstance(other, WordVocabulary) and other.num_words == self.num_words

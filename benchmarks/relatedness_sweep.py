@@ -1,0 +1,75 @@
+"""The flagship comparison, one command: the synthetic relatedness sweep.
+
+  python benchmarks/relatedness_sweep.py [--exp_dir=/tmp/mtl_compare/relatedness_sweep] [mtl-compare flags]
+
+= `python -m mtl_jax.compare --experiment=gin/experiments/relatedness_sweep.gin`, plus the
+wall/CPU time of the whole sweep and the delta-m vs relatedness table printed at the end.
+Grid: r in {0, .25, .5, .75, 1} (synthetic_r*_t2) x {single-task, hard, soft, sluice,
+cross_stitch} x seeds {0, 1, 2}: 5 x 4 x 3 = 60 multi-task cells + 5 x 2 x 3 = 30
+single-task cells = 90 runs of the tiny encoder (d=32, 2 layers) for 400 steps of batch 32
+(gin/experiments/base/synthetic.gin), 2 cells at a time (experiment.parallel = 2).
+
+Time budget on 2 CPU cores, from a measured slice (Nov 2026, the 2-core dev box shared
+with 4 other people's jobs, load average 5-8):
+  `python benchmarks/relatedness_sweep.py --exp_dir=/tmp/mtl_compare/sweep_slice
+   --mixtures=synthetic_r0_t2,synthetic_r100_t2 --seeds=0`
+  = 8 multi-task + 4 single-task cells (the full sweep's 2:1 mix): 9.2 min wall,
+  6.3 CPU-min inside the cells = 31.5 CPU-s per cell (~25 s of it process start: TF/JAX
+  import, data, compilation; the 400 steps run at 35-80 steps/s, 4 evaluations).
+  Full sweep: 90 cells x 31.5 CPU-s = 47 CPU-min; 2 cells at a time on 2 free cores
+  -> ~24 min wall (+ <1 min for the report): inside the 45 min budget with ~45% slack.
+  Under the contention of that measurement (the cells got 0.68 cores on average) the
+  same sweep would take ~69 min, so run it on an otherwise idle box. Rerunning the
+  command skips finished cells: an interrupted sweep costs only its unfinished cells.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mtl_jax.compare import cli  # noqa: E402
+
+EXPERIMENT = "gin/experiments/relatedness_sweep.gin"
+
+
+def main(argv) -> int:
+  start = time.time()
+  rc = cli.main([f"--experiment={EXPERIMENT}", *argv])
+  wall = time.time() - start
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  exp_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("--exp_dir=")),
+                 "/tmp/mtl_compare/relatedness_sweep")
+  results = pathlib.Path(exp_dir) / "results.json"
+  if results.exists():
+    data = json.loads(results.read_text())
+    ran = [c for c in data["cells"] if c.get("wall_s")]
+    print(f"\nrelatedness sweep: {len(data['cells'])} cells; this invocation {wall / 60:.1f} min wall, "
+          f"{(usage.ru_utime + usage.ru_stime) / 60:.1f} CPU-min in cells; "
+          f"mean cell wall {sum(c['wall_s'] for c in ran) / max(len(ran), 1):.1f} s over {len(ran)} cells")
+    print("delta-m (%) by relatedness, mean ± std over seeds:")
+    rows = {}
+    for g in data["groups"]:
+      if g["mixture"].startswith("synthetic_r") and g["delta_m"]["mean"] is not None:
+        r = int(g["mixture"].split("_")[1][1:]) / 100
+        std = g["delta_m"]["std"]
+        rows.setdefault(g["strategy"], {})[r] = f"{100 * g['delta_m']['mean']:+6.2f} ± " + (
+            "n/a " if std is None else f"{100 * std:4.2f}")
+    rs = sorted({r for v in rows.values() for r in v})
+    print(f"  {'strategy':14s}" + "".join(f"{'r=' + format(r, 'g'):>17s}" for r in rs))
+    for s, by_r in rows.items():
+      print(f"  {s:14s}" + "".join(f"{by_r.get(r, '–'):>17s}" for r in rs))
+    print(f"report: {pathlib.Path(exp_dir) / 'report.md'}")
+  return rc
+
+
+if __name__ == "__main__":
+  os.chdir(REPO)
+  sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,192 @@
+"""Seed statistics, delta-m against single-task baselines, and the within-noise rule.
+
+Definitions (also printed in report.md):
+  * mean ± std over seeds: std is the sample standard deviation (ddof=1); NaN with one seed.
+  * delta-m (Maninis et al. 2019), per multi-task run:
+        delta_m = (1/T) sum_t (-1)^{l_t} (M_mtl,t - M_single,t) / |M_single,t|
+    with M the task's headline metric, l_t = 1 if lower is better, and M_single,t the
+    single-task baseline's mean over seeds (same axes, same budget). One value per seed,
+    then mean ± std over seeds. |.| in the denominator keeps the sign meaningful when a
+    baseline score is negative (e.g. a Pearson below 0); it is the plain formula otherwise.
+  * within noise: |difference of means| < the larger of the two seed stds (unknown -> None).
+Only cells with status 'done' are aggregated; the rest are listed as missing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Iterable, Mapping, Sequence
+
+from mtl_jax.compare.grid import SINGLE
+
+NAN = float("nan")
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
+  """(mean, sample std with ddof=1, n); std is NaN for n < 2, both NaN for n == 0."""
+  vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+  if not vals:
+    return NAN, NAN, 0
+  return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else NAN), len(vals)
+
+
+def relative_change(mtl: float, single: float, lower_is_better: bool = False) -> float:
+  """(-1)^l (mtl - single) / |single|; NaN if the baseline is 0."""
+  if single == 0 or math.isnan(single):
+    return NAN
+  sign = -1.0 if lower_is_better else 1.0
+  return sign * (mtl - single) / abs(single)
+
+
+def delta_m(mtl: Mapping[str, float], single: Mapping[str, float],
+            lower_is_better: Mapping[str, bool] | None = None) -> float:
+  """Mean relative change over mtl's tasks; NaN if any task has no baseline."""
+  lower_is_better = lower_is_better or {}
+  if not mtl or any(t not in single for t in mtl):
+    return NAN
+  return statistics.fmean(relative_change(mtl[t], single[t], lower_is_better.get(t, False)) for t in mtl)
+
+
+def within_noise(diff: float, *stds: float) -> bool | None:
+  """|diff| smaller than the largest finite seed std; None when no std is known."""
+  known = [s for s in stds if s is not None and not math.isnan(s)]
+  if not known or diff is None or math.isnan(diff):
+    return None
+  return abs(diff) < max(known)
+
+
+def _axes_key(axes: Mapping[str, str], names: Sequence[str] | None = None) -> tuple:
+  return tuple((k, v) for k, v in axes.items() if names is None or k in names)
+
+
+def _stat(values) -> dict:
+  mean, std, n = mean_std(values)
+  return {"mean": mean, "std": std, "n": n, "values": [float(v) for v in values]}
+
+
+def _mean_or_none(values):
+  vals = [v for v in values if v is not None]
+  return statistics.fmean(vals) if vals else None
+
+
+def baselines(cells: Sequence[dict], baseline_axes: Sequence[str] | None = None) -> dict:
+  """{(task, axes key): stats} over the finished single-task cells."""
+  by_key: dict = {}
+  for c in cells:
+    if c["kind"] == "single" and c["status"] == "done" and c["mixture"] in c["tasks"]:
+      by_key.setdefault((c["mixture"], _axes_key(c["axes"], baseline_axes)), []).append(c)
+  out = {}
+  for (task, axes), group in sorted(by_key.items()):
+    score = [g["tasks"][task] for g in group]
+    out[(task, axes)] = {
+        "task": task, "axes": dict(axes), "metric": score[0]["metric"],
+        "lower_is_better": score[0]["lower_is_better"], "seeds": [g["seed"] for g in group],
+        "by_seed": {g["seed"]: s["value"] for g, s in zip(group, score)},
+        **_stat([s["value"] for s in score]),
+        "params_total": _mean_or_none((g["params"] or {}).get("total") for g in group),
+        "steps_per_second": _mean_or_none(g["steps_per_second"] for g in group),
+        "wall_s": _mean_or_none(g["wall_s"] for g in group),
+    }
+  return out
+
+
+def aggregate(cells: Sequence[dict], mtl_only_axes: Sequence[str] = ()) -> dict:
+  """{'baselines': [...], 'groups': [...]}: one group per (strategy, mixture, axes) plus one
+  'single' group per (mixture, axes) assembled from its tasks' baselines."""
+  axis_names = list(dict.fromkeys(k for c in cells for k in c["axes"]))
+  baseline_axes = [a for a in axis_names if a not in mtl_only_axes]
+  base = baselines(cells, baseline_axes)
+  by_group: dict = {}
+  for c in cells:
+    if c["kind"] == "mtl":
+      by_group.setdefault((c["mixture"], _axes_key(c["axes"]), c["strategy"]), []).append(c)
+  groups = []
+  for (mixture, axes, strategy), members in by_group.items():
+    done = [c for c in members if c["status"] == "done"]
+    bkey = _axes_key(dict(axes), baseline_axes)
+    tasks = sorted({t for c in done for t in c["tasks"]})
+    group = {"strategy": strategy, "mixture": mixture, "axes": dict(axes), "kind": "mtl",
+             "seeds": [c["seed"] for c in done],
+             "missing": [c["cell_id"] for c in members if c["status"] != "done"], "tasks": {}}
+    singles = {t: base.get((t, bkey)) for t in tasks}
+    for t in tasks:
+      scores = [c["tasks"][t] for c in done if t in c["tasks"]]
+      entry = {"metric": scores[0]["metric"], "lower_is_better": scores[0]["lower_is_better"],
+               **_stat([s["value"] for s in scores])}
+      b = singles[t]
+      if b:
+        entry.update(single_mean=b["mean"], single_std=b["std"], diff=entry["mean"] - b["mean"],
+                     rel_change=relative_change(entry["mean"], b["mean"], entry["lower_is_better"]))
+        entry["within_noise"] = within_noise(entry["diff"], entry["std"], b["std"])
+      group["tasks"][t] = entry
+    group["average"] = _stat([c["average"] for c in done])
+    have_all = tasks and all(singles.values())
+    single_means = {t: singles[t]["mean"] for t in tasks} if have_all else {}
+    lower = {t: group["tasks"][t]["lower_is_better"] for t in tasks}
+    group["delta_m"] = _stat([delta_m({t: c["tasks"][t]["value"] for t in c["tasks"]}, single_means, lower)
+                              for c in done]) if have_all else _stat([])
+    group["baselines_missing"] = [t for t in tasks if not singles[t]]
+    group["params_total"] = _mean_or_none((c["params"] or {}).get("total") for c in done)
+    group["steps_per_second"] = _mean_or_none(c["steps_per_second"] for c in done)
+    group["wall_s"] = _mean_or_none(c["wall_s"] for c in done)
+    groups.append(group)
+  groups += _single_groups(groups, base, baseline_axes)
+  _mark_best(groups)
+  return {"baselines": list(base.values()), "groups": groups}
+
+
+def _single_groups(groups, base, baseline_axes) -> list[dict]:
+  """The single-task 'strategy' of each (mixture, axes): its tasks' baselines side by side.
+  Its average is taken per seed (mean over tasks of that seed's baselines); its delta-m is 0
+  by definition; params / wall time are the sum over its T separate models."""
+  out, seen = [], set()
+  for g in groups:
+    key = (g["mixture"], tuple(g["axes"].items()))
+    if key in seen or not g["tasks"]:
+      continue
+    seen.add(key)
+    bkey = _axes_key(g["axes"], baseline_axes)
+    singles = {t: base.get((t, bkey)) for t in g["tasks"]}
+    if not all(singles.values()):
+      continue
+    seeds = sorted(set.intersection(*(set(b["by_seed"]) for b in singles.values())))
+    per_seed_avg = [statistics.fmean(b["by_seed"][s] for b in singles.values()) for s in seeds]
+    tasks = {t: {"metric": b["metric"], "lower_is_better": b["lower_is_better"], "mean": b["mean"],
+                 "std": b["std"], "n": b["n"], "values": b["values"]} for t, b in singles.items()}
+    sums = {k: (sum(b[k] for b in singles.values()) if all(b[k] is not None for b in singles.values())
+                else None) for k in ("params_total", "wall_s")}
+    out.append({"strategy": SINGLE, "mixture": g["mixture"], "axes": dict(g["axes"]), "kind": "single",
+                "seeds": seeds, "missing": [], "tasks": tasks, "average": _stat(per_seed_avg),
+                "delta_m": {"mean": 0.0, "std": 0.0, "n": len(seeds), "values": [0.0] * len(seeds)},
+                "baselines_missing": [], "params_total": sums["params_total"],
+                "steps_per_second": _mean_or_none(b["steps_per_second"] for b in singles.values()),
+                "wall_s": sums["wall_s"]})
+  return out
+
+
+def _mark_best(groups) -> None:
+  """Per (mixture, axes): the best strategy by delta-m (by average when delta-m is unknown),
+  and for every other one whether its gap to the best is within noise."""
+  by_cmp: dict = {}
+  for g in groups:
+    by_cmp.setdefault((g["mixture"], tuple(g["axes"].items())), []).append(g)
+  for members in by_cmp.values():
+    key = "delta_m" if all(not math.isnan(g["delta_m"]["mean"]) for g in members) else "average"
+    ranked = [g for g in members if not math.isnan(g[key]["mean"])]
+    if not ranked:
+      continue
+    best = max(ranked, key=lambda g: g[key]["mean"])
+    for g in members:
+      g["ranked_by"] = key
+      g["is_best"] = g is best
+      g["within_noise_of_best"] = (None if g is best else
+                                   within_noise(g[key]["mean"] - best[key]["mean"], g[key]["std"], best[key]["std"]))
+
+
+def comparisons(groups: Sequence[dict]) -> list[tuple]:
+  """The distinct (mixture, axes dict) comparisons, in first-seen order."""
+  seen = {}
+  for g in groups:
+    seen.setdefault((g["mixture"], tuple(g["axes"].items())), dict(g["axes"]))
+  return [(m, axes) for (m, _), axes in seen.items()]

@@ -1,0 +1,247 @@
+"""Writes an experiment's results.csv, results.json and report.md (plots via plots.py).
+
+Why three files: results.csv is one tidy row per (strategy, mixture, axes, task) for
+spreadsheets; results.json keeps everything (cells, groups, definitions) for scripts;
+report.md is what a person reads, with differences inside the seed noise marked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pathlib
+from typing import Sequence
+
+from mtl_jax.compare import aggregate as agg
+from mtl_jax.compare import plots
+from mtl_jax.compare.grid import SINGLE
+
+NOISE_MARK = "≈"  # difference vs the reference smaller than the seed std
+CSV_COLUMNS = ["kind", "strategy", "mixture", "axes", "task", "metric", "lower_is_better", "n_seeds", "mean",
+               "std", "single_mean", "single_std", "diff_vs_single", "rel_change_vs_single",
+               "within_noise_vs_single", "params_total", "steps_per_second", "wall_s"]
+DEFINITIONS = {
+    "headline": "each task's headline validation metric (mtl_jax.metrics.headline); average = unweighted mean",
+    "std": "sample standard deviation over seeds (ddof=1); NaN/null with one seed",
+    "delta_m": "(1/T) sum_t (-1)^l_t (M_mtl,t - M_single,t) / |M_single,t|, per seed, M_single = baseline "
+               "mean over seeds, l_t = 1 if lower is better (Maninis et al. 2019); then mean ± std over seeds",
+    "within_noise": "|difference of means| < max(seed std of the two sides)",
+    "budget": "every cell runs the same TRAIN_STEPS x BATCH_SIZE, so a single-task baseline sees about T "
+              "times more examples of its task than a T-task run",
+    "single-task params / wall_s": "sum over the mixture's T single-task models",
+    "steps_per_second": "median logged train steps/s, first log interval of each run (compilation) dropped",
+}
+
+
+def _clean(value):
+  """JSON-safe: NaN/inf -> None, tuples -> lists, recursively."""
+  if isinstance(value, float):
+    return None if math.isnan(value) or math.isinf(value) else value
+  if isinstance(value, dict):
+    return {str(k): _clean(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_clean(v) for v in value]
+  return value
+
+
+def _num(x, digits: int = 4):
+  if x is None or (isinstance(x, float) and math.isnan(x)):
+    return ""
+  return int(round(float(x))) if digits == 0 else round(float(x), digits)
+
+
+def axes_text(axes: dict) -> str:
+  return ";".join(f"{k}={v}" for k, v in axes.items())
+
+
+def csv_rows(groups: Sequence[dict]) -> list[dict]:
+  rows = []
+  for g in groups:
+    common = {"kind": g["kind"], "strategy": g["strategy"], "mixture": g["mixture"], "axes": axes_text(g["axes"]),
+              "params_total": _num(g["params_total"], 0), "steps_per_second": _num(g["steps_per_second"], 2),
+              "wall_s": _num(g["wall_s"], 1)}
+    for task, t in sorted(g["tasks"].items()):
+      rows.append({**common, "task": task, "metric": t["metric"], "lower_is_better": int(t["lower_is_better"]),
+                   "n_seeds": t["n"], "mean": _num(t["mean"]), "std": _num(t["std"]),
+                   "single_mean": _num(t.get("single_mean")), "single_std": _num(t.get("single_std")),
+                   "diff_vs_single": _num(t.get("diff")), "rel_change_vs_single": _num(t.get("rel_change")),
+                   "within_noise_vs_single": "" if t.get("within_noise") is None else int(t["within_noise"])})
+    for name in ("average", "delta_m"):
+      s = g[name]
+      rows.append({**common, "task": name, "metric": name, "lower_is_better": 0, "n_seeds": s["n"],
+                   "mean": _num(s["mean"]), "std": _num(s["std"])})
+  return rows
+
+
+def write_csv(path, groups) -> None:
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(csv_rows(groups))
+
+
+# ---------------------------------------------------------------------------- markdown
+
+def pm(mean, std, digits: int = 3, scale: float = 1.0, sign: bool = False) -> str:
+  if mean is None or math.isnan(mean):
+    return "–"
+  fmt = f"{{:{'+' if sign else ''}.{digits}f}}"
+  text = fmt.format(scale * mean)
+  return text + (" ± n/a" if std is None or math.isnan(std) else f" ± {scale * std:.{digits}f}")
+
+
+def _order(strategies: Sequence[str], present) -> list[str]:
+  present = list(dict.fromkeys(present))
+  return [SINGLE] * (SINGLE in present) + [s for s in strategies if s in present and s != SINGLE] + \
+      [s for s in present if s not in strategies and s != SINGLE]
+
+
+def _summary_table(members: dict, order) -> list[str]:
+  lines = ["| strategy | average headline | Δm (%) | params | steps/s | wall s (per run) | seeds |",
+           "|---|---|---|---|---|---|---|"]
+  for s in order:
+    g = members[s]
+    mark = ""
+    if g.get("is_best"):
+      mark = " **best**"
+    elif g.get("within_noise_of_best"):
+      mark = f" {NOISE_MARK}best"
+    dm = "0 (reference)" if s == SINGLE else pm(g["delta_m"]["mean"], g["delta_m"]["std"], 2, 100, sign=True)
+    params = "–" if g["params_total"] is None else f"{g['params_total']:,.0f}" + (" (sum)" if s == SINGLE else "")
+    sps = "–" if g["steps_per_second"] is None else f"{g['steps_per_second']:.1f}"
+    wall = "–" if g["wall_s"] is None else f"{g['wall_s']:.0f}" + (" (sum)" if s == SINGLE else "")
+    lines.append(f"| {plots.label(s)}{mark} | {pm(g['average']['mean'], g['average']['std'])} | {dm} | {params} "
+                 f"| {sps} | {wall} | {len(g['seeds'])} |")
+  return lines
+
+
+def _task_table(members: dict, order) -> list[str]:
+  tasks = sorted({t for s in order for t in members[s]["tasks"]})
+  if not tasks:
+    return []
+  lines = ["| task (metric) | " + " | ".join(plots.label(s) for s in order) + " |",
+           "|---|" + "---|" * len(order)]
+  for task in tasks:
+    first = next(members[s]["tasks"][task] for s in order if task in members[s]["tasks"])
+    metric = first["metric"] + (", lower is better" if first["lower_is_better"] else "")
+    cells = []
+    for s in order:
+      t = members[s]["tasks"].get(task)
+      if not t:
+        cells.append("–")
+        continue
+      text = pm(t["mean"], t["std"])
+      if s != SINGLE and "diff" in t:
+        better = t["diff"] * (-1 if t["lower_is_better"] else 1) > 0
+        text += f" {NOISE_MARK}" if t.get("within_noise") else ("" if t.get("within_noise") is None
+                                                                 else (" ▲" if better else " ▼"))
+      cells.append(text)
+    lines.append(f"| {task} ({metric}) | " + " | ".join(cells) + " |")
+  return lines
+
+
+def _sweep_tables(groups, strategies) -> list[str]:
+  lines = []
+  for (num_tasks, axes), series in sorted(plots.relatedness_sweeps(groups).items()):
+    rs = sorted({p[0] for pts in series.values() for p in pts})
+    lines += ["", f"### Δm (%) vs relatedness, T={num_tasks}" + "".join(f", {k}={v}" for k, v in axes), "",
+              "| strategy | " + " | ".join(f"r={r:g}" for r in rs) + " |", "|---|" + "---|" * len(rs)]
+    for s in _order(strategies, series):
+      by_r = {p[0]: p for p in series[s]}
+      lines.append(f"| {plots.label(s)} | " + " | ".join(
+          pm(by_r[r][1], by_r[r][2], 2, 100, sign=True) if r in by_r else "–" for r in rs) + " |")
+  return lines
+
+
+def _rel(path, root) -> str:
+  return os.path.relpath(path, root).replace(os.sep, "/")
+
+
+def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, notes: Sequence[str],
+             exp_dir) -> str:
+  groups, strategies = result["groups"], list(spec.get("strategies", []))
+  status = {}
+  for c in cells:
+    status[c["status"]] = status.get(c["status"], 0) + 1
+  lines = [f"# mtl-compare: {spec.get('name', 'experiment')}", ""]
+  if spec.get("description"):
+    lines += [spec["description"], ""]
+  lines += [f"- cells: {len(cells)} (" + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + ")",
+            f"- strategies: {', '.join(strategies)}; single-task baselines: "
+            f"{'yes (' + spec.get('baseline_strategy', 'hard') + ' sharing)' if spec.get('baselines') else 'no'}",
+            f"- mixtures: {', '.join(spec.get('mixtures', []))}; seeds: {', '.join(map(str, spec.get('seeds', [])))}",
+            f"- every cell: gin files {', '.join(spec.get('gin_files', []))}; bindings "
+            + (", ".join(f"{k}={v}" for k, v in spec.get("bindings", {}).items()) or "none")]
+  if spec.get("axes"):
+    lines.append("- axes: " + "; ".join(f"{k} in {v}" for k, v in spec["axes"].items()))
+  lines += ["", f"Marks: **best** = highest Δm (or average when Δm is unknown) in its comparison; "
+            f"{NOISE_MARK} = the difference to single-task (per task) or to the best (summary) is smaller than "
+            "the seed std, i.e. within noise; ▲/▼ = better/worse than single-task by more than the seed std. "
+            "Definitions are at the end."]
+  for mixture, axes in agg.comparisons(groups):
+    members = {g["strategy"]: g for g in groups if g["mixture"] == mixture and g["axes"] == axes}
+    order = _order(strategies, members)
+    where = mixture + "".join(f", {k}={v}" for k, v in axes.items())
+    lines += ["", f"## {where}", "", *_summary_table(members, order), "", *_task_table(members, order)]
+    missing = [m for g in members.values() for m in g["missing"]]
+    if missing:
+      lines += ["", f"Not finished (left out of the statistics): {', '.join(missing)}"]
+    nobase = sorted({t for g in members.values() for t in g["baselines_missing"]})
+    if nobase:
+      lines += ["", f"No finished single-task baseline for {', '.join(nobase)}: Δm unknown."]
+    for path in plot_paths.get((mixture, tuple(axes.items())), []):
+      lines += ["", f"![{os.path.basename(path)}]({_rel(path, exp_dir)})"]
+  sweep = _sweep_tables(groups, strategies)
+  if sweep:
+    lines += ["", "## Synthetic relatedness sweep", *sweep]
+    for path in plot_paths.get("sweep", []):
+      lines += ["", f"![{os.path.basename(path)}]({_rel(path, exp_dir)})"]
+  lines += ["", "## Mixing weights", ""]
+  if plot_paths.get("mixing"):
+    lines += ["From MODEL_DIR/mixing_weights.json of each group's lowest finished seed."]
+    lines += [f"\n![{os.path.basename(p)}]({_rel(p, exp_dir)})" for p in plot_paths["mixing"]]
+  mixing_notes = [n for n in notes if "mixing" in n]
+  lines += [""] * bool(mixing_notes) + [f"- {n}" for n in mixing_notes]
+  if not plot_paths.get("mixing") and not mixing_notes:
+    lines.append("No strategy with mixing weights in this experiment.")
+  other = [n for n in notes if n not in mixing_notes]
+  if other:
+    lines += ["", "## Notes", *(f"- {n}" for n in other)]
+  failed = [c for c in cells if c["status"] == "failed"]
+  if failed:
+    lines += ["", "## Failed cells", *(f"- {c['cell_id']}: see {_rel(c['model_dir'], exp_dir)}/train.log"
+                                          for c in failed)]
+  lines += ["", "## Definitions", *(f"- {k}: {v}" for k, v in DEFINITIONS.items()), ""]
+  return "\n".join(lines)
+
+
+def write_all(exp_dir, spec: dict, cells: Sequence[dict], strategies_order: Sequence[str] | None = None,
+              mtl_only_axes: Sequence[str] = ()) -> dict:
+  """Aggregates collected cells and writes results.csv/json, report.md and plots/*.png.
+  Returns {'files': [...], 'result': aggregate}."""
+  exp_dir = pathlib.Path(exp_dir)
+  plot_dir = exp_dir / "plots"
+  plot_dir.mkdir(parents=True, exist_ok=True)
+  result = agg.aggregate(cells, mtl_only_axes)
+  strategies = [SINGLE, *(strategies_order or spec.get("strategies", []))]
+  axis_names = list(dict.fromkeys(k for c in cells for k in c["axes"]))
+  baseline_axes = [a for a in axis_names if a not in mtl_only_axes]
+  plot_paths: dict = {}
+  for mixture, axes in agg.comparisons(result["groups"]):
+    made = [plots.learning_curves(cells, mixture, axes, strategies, baseline_axes, plot_dir),
+            plots.bar_chart(result["groups"], mixture, axes, strategies, plot_dir)]
+    plot_paths[(mixture, tuple(axes.items()))] = [p for p in made if p]
+  plot_paths["sweep"] = plots.delta_m_vs_relatedness(result["groups"], strategies, plot_dir)
+  plot_paths["mixing"], notes = plots.mixing_plots(cells, result["groups"], plot_dir)
+  (exp_dir / "report.md").write_text(markdown(spec, cells, result, plot_paths, notes, exp_dir))
+  write_csv(exp_dir / "results.csv", result["groups"])
+  every_plot = [p for v in plot_paths.values() for p in v]
+  payload = {"experiment": spec, "definitions": DEFINITIONS,
+             "cells": [{k: v for k, v in c.items() if k not in ("history", "mixing_weights")} for c in cells],
+             "groups": result["groups"], "baselines": result["baselines"],
+             "plots": [_rel(p, exp_dir) for p in every_plot], "notes": notes}
+  (exp_dir / "results.json").write_text(json.dumps(_clean(payload), indent=1, sort_keys=True))
+  files = [str(exp_dir / n) for n in ("results.csv", "results.json", "report.md")] + every_plot
+  return {"files": files, "result": result, "notes": notes}

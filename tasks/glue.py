@@ -1,0 +1,129 @@
+"""GLUE and SuperGLUE classification/regression tasks from TFDS, in the common schema.
+
+Why here: they are the standard multi-task benchmark; registered through
+`registration.add_tfds_task`, they mix with the offline and synthetic tasks.
+Importing registers the tasks only (no data is touched); the data must be
+prepared by TFDS beforehand (`tfds build glue/<config>`; the sources are
+read-only and never download at training time), or mocked in tests with
+`tfds.testing.mock_data(num_examples=...)` (default policy AUTO; no dataset
+metadata ships for glue/super_glue, so TFDS falls back to the builder code, and
+split sizes are unknown: mixing then counts examples).
+
+Input text: sentence-pair (and multi-field) tasks are joined into one input as
+'<field1>: <text1> <field2>: <text2> ...' (`registration.join_fields`, T5 style;
+the field names are the separator, no special token needed). Single-sentence
+tasks use the sentence as is. A long passage (boolq, multirc, wsc) goes last,
+so truncation cuts the passage, not the question. Vocabulary: the offline 8k SentencePiece (`tasks.offline`), so
+these tasks share one vocabulary with every offline task and can be mixed.
+
+  task                kind  fields (in order)                           metrics
+  glue_cola           cls2  sentence                                    mcc, accuracy
+  glue_sst2           cls2  sentence                                    accuracy
+  glue_mrpc           cls2  sentence1, sentence2                        accuracy, f1
+  glue_qqp            cls2  question1, question2                        accuracy, f1
+  glue_stsb           reg   sentence1, sentence2 (score / 5 -> [0, 1])  pearson, spearman
+  glue_mnli           cls3  premise, hypothesis                         accuracy
+  glue_qnli           cls2  question, sentence                          accuracy
+  glue_rte            cls2  sentence1, sentence2                        accuracy
+  glue_wnli           cls2  sentence1, sentence2                        accuracy
+  super_glue_boolq    cls2  question, passage                           accuracy
+  super_glue_cb       cls3  premise, hypothesis                         accuracy, f1_macro
+  super_glue_copa     cls2  premise, question, choice1, choice2         accuracy
+  super_glue_multirc  cls2  question, answer, paragraph                 f1 (F1a), accuracy
+  super_glue_rte      cls2  premise, hypothesis                         accuracy
+  super_glue_wic      cls2  word, sentence1, sentence2                  accuracy
+  super_glue_wsc      cls2  span1_text, span2_text, text (wsc.fixed)    accuracy
+
+MNLI: split 'validation' is TFDS validation_matched and 'validation_mismatched'
+is validation_mismatched; both are evaluation splits
+(`input_pipeline.eval_splits(task) == ('validation', 'validation_mismatched')`).
+COPA is a 2-way choice cast as classification: label 0 = choice1, 1 = choice2,
+'question' is 'cause'/'effect'. MultiRC scores each (question, answer) pair as
+true/false; the official per-question exact match needs grouping by question
+and is not computed. ReCoRD (entity span selection) and the test-only
+diagnostics AX-b/AX-g are not classification-with-training-data: left out.
+Test splits are not registered: their labels are hidden (-1).
+Mixtures: 'glue' (9 tasks), 'super_glue' (7), 'glue_super_glue' (16); rates
+proportional to train size capped at 2**19 (T5's examples-proportional recipe).
+"""
+
+from __future__ import annotations
+
+from mtl_jax import metrics as M
+from mtl_jax import mixing
+from tasks import registration
+from tasks.offline import VOCABULARY
+
+GLUE_VERSION = "2.0.0"
+SUPER_GLUE_VERSION = "1.0.2"
+MIXING_CAP = 2 ** 19
+
+_VAL = {"train": "train", "validation": "validation"}
+_BIN = ("False", "True")
+
+# GLUE config -> text fields, in input order (short first: truncation cuts the end)
+GLUE = {
+    "cola": ("sentence",), "sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"),
+    "mnli": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
+}
+GLUE_LABELS = {
+    "cola": ("unacceptable", "acceptable"), "sst2": ("negative", "positive"),
+    "mrpc": ("not_equivalent", "equivalent"), "qqp": ("not_duplicate", "duplicate"),
+    "stsb": (), "mnli": ("entailment", "neutral", "contradiction"),
+    "qnli": ("entailment", "not_entailment"), "rte": ("entailment", "not_entailment"),
+    "wnli": ("not_entailment", "entailment"),
+}
+GLUE_METRICS = {
+    "cola": (M.mcc, M.accuracy), "mrpc": (M.accuracy, M.f1_binary),
+    "qqp": (M.accuracy, M.f1_binary), "stsb": (M.pearson_spearman, M.mse),
+}
+SUPER_GLUE = {  # name: (tfds config, text fields, labels, metrics)
+    "boolq": ("boolq", ("question", "passage"), _BIN, (M.accuracy,)),
+    "cb": ("cb", ("premise", "hypothesis"), ("entailment", "contradiction", "neutral"),
+           (M.accuracy, M.f1_macro)),
+    "copa": ("copa", ("premise", "question", "choice1", "choice2"), ("choice1", "choice2"),
+             (M.accuracy,)),
+    "multirc": ("multirc", ("question", "answer", "paragraph"), _BIN, (M.f1_binary, M.accuracy)),
+    "rte": ("rte", ("premise", "hypothesis"), ("entailment", "not_entailment"), (M.accuracy,)),
+    "wic": ("wic", ("word", "sentence1", "sentence2"), _BIN, (M.accuracy,)),
+    "wsc": ("wsc.fixed", ("span1_text", "span2_text", "text"), _BIN, (M.accuracy,)),
+}
+
+
+def glue_task_names() -> list[str]:
+  return [f"glue_{n}" for n in sorted(GLUE)]
+
+
+def super_glue_task_names() -> list[str]:
+  return [f"super_glue_{n}" for n in sorted(SUPER_GLUE)]
+
+
+def _register_glue(name: str) -> None:
+  splits = dict(_VAL)
+  if name == "mnli":
+    splits = {"train": "train", "validation": "validation_matched",
+              "validation_mismatched": "validation_mismatched"}
+  regression = name == "stsb"
+  registration.add_tfds_task(
+      f"glue_{name}", tfds_name=f"glue/{name}:{GLUE_VERSION}", text_fields=GLUE[name],
+      kind="regression" if regression else "classification", label_names=GLUE_LABELS[name],
+      splits=splits, metric_fns=GLUE_METRICS.get(name, (M.accuracy,)),
+      vocabulary=VOCABULARY, score_scale=0.2 if regression else 1.0)
+
+
+for _name in sorted(GLUE):
+  _register_glue(_name)
+
+for _name, (_config, _fields, _labels, _metrics) in sorted(SUPER_GLUE.items()):
+  registration.add_tfds_task(
+      f"super_glue_{_name}", tfds_name=f"super_glue/{_config}:{SUPER_GLUE_VERSION}",
+      text_fields=_fields, kind="classification", label_names=_labels, splits=_VAL,
+      metric_fns=_metrics, vocabulary=VOCABULARY)
+
+_RATE = mixing.proportional(maximum=MIXING_CAP)
+registration.add_mixture("glue", [(t, _RATE) for t in glue_task_names()])
+registration.add_mixture("super_glue", [(t, _RATE) for t in super_glue_task_names()])
+registration.add_mixture("glue_super_glue",
+                         [(t, _RATE) for t in glue_task_names() + super_glue_task_names()])

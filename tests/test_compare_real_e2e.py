@@ -1,0 +1,62 @@
+"""mtl-compare through the REAL train binary, once: hard x quickstart x seeds {0, 1} plus the
+3 tasks' single-task baselines (8 cells of the tiny model, 4 steps each, one at a time;
+~4-6 min on 2 shared cores), then a rerun that must launch nothing."""
+
+import json
+import os
+
+from test_compare_report import png_size
+
+from mtl_jax.compare import cli, runner
+from conftest import TINY_ARGS
+
+STEPS = 4
+
+
+class CountingLauncher:
+  def __init__(self):
+    self.launched = []
+
+  def __call__(self, argv, log_path, env):
+    self.launched.append(list(argv))
+    return runner.subprocess_launcher(argv, log_path, env)
+
+
+def _argv(exp_dir):
+  bindings = [a.replace("--gin.", "--binding=", 1) for a in TINY_ARGS if a.startswith("--gin.")]
+  return ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin", "--strategies=hard",
+          "--mixtures=quickstart", "--seeds=0,1", *bindings, f"--binding=TRAIN_STEPS={STEPS}",
+          "--binding=trainer.train.eval_period=2", "--binding=trainer.train.log_period=2",
+          f"--binding=trainer.train.checkpoint_period={STEPS}", "--binding=trainer.train.keep_checkpoints=1",
+          f"--exp_dir={exp_dir}", "--name=real_e2e"]
+
+
+def test_real_grid_end_to_end_then_rerun_launches_nothing(tmp_path):
+  # One test, not a module fixture shared by two: under pytest-xdist two tests could land on
+  # two workers and run the 8 trainings twice, concurrently.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per cell, as mtl-train
+  launcher, lines = CountingLauncher(), []
+  rc = cli.main(_argv(tmp_path), launcher=launcher, env=env, echo=lines.append)
+  assert rc == 0, "\n".join(lines)
+  assert len(launcher.launched) == 2 + 3 * 2
+  data = json.loads((tmp_path / "results.json").read_text())
+  assert {c["status"] for c in data["cells"]} == {"done"} and len(data["cells"]) == 8
+  hard = next(g for g in data["groups"] if g["strategy"] == "hard")
+  assert hard["seeds"] == [0, 1] and set(hard["tasks"]) == {"bbc_topic", "rotten_tomatoes", "vader_tweets"}
+  assert hard["delta_m"]["mean"] is not None and hard["params_total"] > 0
+  assert all(c["wall_s"] > 0 and c["params"]["total"] > 0 for c in data["cells"])
+  single = next(g for g in data["groups"] if g["strategy"] == "single")
+  assert single["params_total"] == sum(c["params"]["total"] for c in data["cells"]
+                                       if c["kind"] == "single" and c["seed"] == 0)
+  for name in ("results.csv", "report.md"):
+    assert (tmp_path / name).stat().st_size > 0
+  md = (tmp_path / "report.md").read_text()
+  assert "## quickstart" in md and "| bbc_topic (f1_macro) |" in md and "| vader_tweets (pearson) |" in md
+  pngs = {p.name: png_size(p) for p in (tmp_path / "plots").glob("*.png")}
+  assert set(pngs) == {"curves__quickstart.png", "bars__quickstart.png"}
+  assert all(w >= 400 and h >= 250 for w, h in pngs.values())
+
+  rerun, lines = CountingLauncher(), []
+  assert cli.main(_argv(tmp_path), launcher=rerun, env=env, echo=lines.append) == 0
+  assert rerun.launched == []
+  assert any("8 cells: 8 finished, 0 to run" in line for line in lines)

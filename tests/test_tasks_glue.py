@@ -1,0 +1,129 @@
+"""GLUE / SuperGLUE tasks build offline under tfds.testing.mock_data and share the common schema.
+
+mock_data (policy AUTO) works without dataset metadata: no dataset_info.json ships
+for glue/super_glue in tfds 4.9.10, so TFDS generates random examples from the
+builder's feature spec and split sizes are unknown (TfdsSource returns None).
+"""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import tasks.glue as glue
+from mtl_jax import input_pipeline as ip
+from mtl_jax import metrics as M
+from mtl_jax import mixing, task_info
+from mtl_jax.features import MODEL_FEATURES
+from tasks import registration
+
+ALL = glue.glue_task_names() + glue.super_glue_task_names()
+LENGTHS = {"inputs": 48}
+
+
+@pytest.fixture
+def mock(tmp_path):
+  with tfds.testing.mock_data(num_examples=6, data_dir=str(tmp_path)):
+    yield
+
+
+def test_catalogue():
+  assert len(glue.glue_task_names()) == 9 and len(glue.super_glue_task_names()) == 7
+  assert task_info.get("glue_stsb").kind == "regression"
+  assert task_info.get("glue_mnli").num_classes == 3 and task_info.get("super_glue_cb").num_classes == 3
+  assert ip.eval_splits(ip.get_provider("glue_mnli")) == ("validation", "validation_mismatched")
+  assert ip.eval_splits(ip.get_provider("glue_cola")) == ("validation",)
+  assert M.mcc in ip.get_provider("glue_cola").metric_fns
+  assert M.f1_binary in ip.get_provider("glue_qqp").metric_fns
+  assert ip.task_names(ip.get_provider("glue")) == tuple(sorted(glue.glue_task_names()))
+  assert "test" not in ip.get_provider("glue_rte").splits  # hidden labels: not registered
+
+
+def test_label_names_match_tfds_feature_spec():
+  """Static label names (no data needed) agree with the TFDS builders."""
+  for name in ALL:
+    task = ip.get_provider(name)
+    builder = tfds.builder(task.source.tfds_dataset.name)
+    label = builder.info.features["label"]
+    if task_info.get(name).kind == "regression":
+      assert not hasattr(label, "names")
+    else:
+      assert tuple(label.names) == task_info.get(name).label_names, name
+
+
+def test_every_task_yields_eval_batches(mock):
+  for name in ALL:
+    task = ip.get_provider(name)
+    info = task_info.get(name)
+    for split in ip.eval_splits(task):
+      batches = ip.eval_batches(task, ALL, LENGTHS, 4, split=split)
+      assert sum(int(b["weight"].sum()) for b in batches) == 6, (name, split)
+      b = batches[0]
+      assert set(b) == set(MODEL_FEATURES) and b["input_ids"].shape == (4, 48)
+      assert (b["task_id"] == ALL.index(name)).all()
+      assert (b["tags"] == -1).all()
+      if info.kind == "regression":
+        assert (b["label"] == 0).all() and 0.0 <= b["score"].min() and b["score"].max() <= 1.0
+      else:
+        assert ((0 <= b["label"]) & (b["label"] < info.num_classes)).all() and (b["score"] == 0).all()
+      text = task.output_features["inputs"].vocabulary.decode(b["input_ids"][0].tolist())
+      fields = (glue.GLUE[name[5:]] if name.startswith("glue_") else glue.SUPER_GLUE[name[11:]][1])
+      if len(fields) > 1:  # multi-field input: 'f1: ... f2: ...' in field order
+        found = [re.search(rf"(^| ){re.escape(f)}: ", text) for f in fields]
+        assert all(found), (name, text)
+        positions = [m.start() for m in found]
+        assert positions == sorted(positions), (name, text)
+
+
+def test_mixture_train_batches(mock):
+  # unknown split sizes under mock: counted (6 each) -> equal proportional rates
+  assert mixing.rates(ip.get_provider("glue")) == pytest.approx({n: 1 / 9 for n in glue.glue_task_names()})
+  # a 3-task slice keeps the test fast (each TFDS task fills a 1000-example shuffle buffer)
+  registration.add_mixture("glue_slice", [(n, 1.0) for n in ("glue_cola", "glue_mnli", "glue_stsb")])
+  provider = ip.get_provider("glue_slice")
+  it = ip.train_batches(provider, LENGTHS, 30, seed=0)
+  batch = next(it)
+  assert batch["input_ids"].shape == (30, 48) and len(np.unique(batch["task_id"])) == 3
+  stsb = batch["task_id"] == ip.task_names(provider).index("glue_stsb")
+  assert (batch["label"][stsb] == 0).all() and batch["score"][stsb].std() > 0
+  del it
+
+
+def test_glue_mixes_with_offline_tasks(mock):
+  registration.add_mixture("glue_plus_offline", [("glue_rte", 1.0), ("rotten_tomatoes", 1.0)])
+  provider = ip.get_provider("glue_plus_offline")
+  it = ip.train_batches(provider, LENGTHS, 8, seed=0, layout="grouped")
+  batch = next(it)
+  assert batch["input_ids"].shape == (2, 4, 48)
+  np.testing.assert_array_equal(batch["task_id"], [[0] * 4, [1] * 4])
+  del it
+
+
+def test_unprepared_data_is_an_error_not_a_download(tmp_path):
+  source = registration.TfdsSource(tfds_name="glue/cola:2.0.0", tfds_data_dir=str(tmp_path),
+                                   splits={"train": "train"})
+  with pytest.raises(RuntimeError, match=r"not prepared.*tfds build glue/cola"):
+    source.get_dataset("train", shuffle=False)
+  assert not any(tmp_path.iterdir())  # nothing was downloaded or generated
+
+
+def test_mnli_evaluates_matched_and_mismatched(mock):
+  """The Evaluator scores both MNLI validation splits; mismatched under its own keys.
+
+  A constant predictor (class 0) gives accuracy = share of label 0, computed here
+  independently from the raw mock examples of each split."""
+  from mtl_jax import evaluation
+  names = ("glue_mnli",)
+  evaluator = evaluation.Evaluator(names, LENGTHS, batch_size=4)
+  record = evaluator.evaluate(lambda b: {"classification": np.zeros_like(b["task_id"])})
+  scores = record["tasks"]["glue_mnli"]
+  expected = {}
+  for split in ("validation", "validation_mismatched"):
+    labels = [int(ex["label"]) for ex in ip.get_provider("glue_mnli").source.get_dataset(split, shuffle=False)
+              .as_numpy_iterator()]
+    expected[split] = sum(l == 0 for l in labels) / len(labels)
+  assert scores["accuracy"] == pytest.approx(expected["validation"])
+  assert scores["validation_mismatched/accuracy"] == pytest.approx(expected["validation_mismatched"])
+  assert scores["validation_mismatched/num_examples"] == 6
+  assert record["average"] == scores["headline"]  # the extra split does not enter the average
