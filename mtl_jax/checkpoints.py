@@ -18,9 +18,19 @@ import os
 import pathlib
 import shutil
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 log = logging.getLogger("mtl_jax")
+
+
+def _all_processes(ok: bool) -> bool:
+  """True when `ok` holds on every process (so all of them take the same branch)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.bool_(ok))))
 
 
 def _args(state, meta):
@@ -41,6 +51,8 @@ class Checkpoints:
     self.best = ocp.CheckpointManager(
         self.model_dir / "checkpoints_best", item_names=("state", "meta"),
         options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+    path = self.model_dir / "best.json"  # read once: every process decides from the same record
+    self._best = json.loads(path.read_text()) if path.exists() else None
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -70,48 +82,56 @@ class Checkpoints:
     for step in steps:
       try:
         state, meta = self.restore(step, abstract_state)
-        return state, meta, step
+        error = None
       except Exception as e:  # orbax/tensorstore raise many types for damaged files
-        moved = self._move_aside(step)
-        message = (f"mtl_jax: WARNING: checkpoint at step {step} is unreadable "
-                   f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-                   f"moved to {moved}; falling back to an older checkpoint")
-        log.warning(message)
-        print(message, flush=True)
+        error = e
+      if _all_processes(error is None):
+        return state, meta, step
+      reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}" if error else "unreadable on another process"
+      moved = self._move_aside(step)
+      message = (f"mtl_jax: WARNING: checkpoint at step {step} is unreadable ({reason}); "
+                 f"moved to {moved}; falling back to an older checkpoint")
+      log.warning(message)
+      print(message, flush=True)
     if steps:
       raise RuntimeError(f"every checkpoint in {self.model_dir / 'checkpoints'} is unreadable "
                          f"(steps {steps}, moved to corrupt_checkpoints/); delete the directory to start over")
     return None
 
   def _move_aside(self, step: int) -> pathlib.Path:
+    """Process 0 moves the checkpoint; everyone waits for it, then re-reads the directory."""
     src = self.model_dir / "checkpoints" / str(step)
     dst_root = self.model_dir / "corrupt_checkpoints"
-    dst_root.mkdir(exist_ok=True)
     dst = dst_root / str(step)
     n = 1
     while dst.exists():
       dst, n = dst_root / f"{step}.{n}", n + 1
-    shutil.move(str(src), str(dst))
+    if jax.process_index() == 0:
+      dst_root.mkdir(exist_ok=True)
+      shutil.move(str(src), str(dst))
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"mtl_jax_move_aside_{step}")
     self.manager.reload()
     return dst
 
   # --- best checkpoint by validation score -------------------------------------------
   def best_record(self) -> dict | None:
-    path = self.model_dir / "best.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return self._best
 
   def maybe_save_best(self, step: int, state, meta: dict, score: float, metric: str, mode: str) -> bool:
-    """Saves `state` as the best checkpoint if `score` beats the recorded best."""
-    best = self.best_record()
+    """Saves `state` (collectively) as the best checkpoint if `score` beats the recorded best."""
+    best = self._best
     if best is not None and best["metric"] == metric:
       better = score > best["score"] if mode == "max" else score < best["score"]
       if not better or step == best["step"]:
         return False
     self.best.save(step, args=_args(state, meta), force=True)
     self.best.wait_until_finished()
-    tmp = self.model_dir / "best.json.tmp"
-    tmp.write_text(json.dumps({"step": int(step), "score": float(score), "metric": metric, "mode": mode}))
-    os.replace(tmp, self.model_dir / "best.json")
+    self._best = {"step": int(step), "score": float(score), "metric": metric, "mode": mode}
+    if jax.process_index() == 0:
+      tmp = self.model_dir / "best.json.tmp"
+      tmp.write_text(json.dumps(self._best))
+      os.replace(tmp, self.model_dir / "best.json")
     return True
 
   def close(self):

@@ -49,7 +49,7 @@ class Steps:
     self.num_tasks = len(self.task_kinds)
     example = dummy_batch(batch_size, length)
 
-    def init_boxed(rng):
+    def init_boxed(rng):  # placement comes from out_shardings below (init's forward pass is dead code)
       params = model.init(rng, example)["params"]
       return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
@@ -72,8 +72,9 @@ class Steps:
       return self._init(jax.random.key(self.seed))
 
   def _loss(self, params, batch, rng):
-    out, aux = self.model.apply({"params": params}, batch, deterministic=False,
-                                rngs={"dropout": rng}, mutable=["penalties"])
+    with nn.logical_axis_rules(self.rules):  # activation constraints need rules + jax.set_mesh
+      out, aux = self.model.apply({"params": params}, batch, deterministic=False,
+                                  rngs={"dropout": rng}, mutable=["penalties"])
     loss_B = losses.example_losses(out, batch, self.task_kinds)
     task_loss_T, count_T = losses.per_task_mean(loss_B, batch["weight"], batch["task_id"], self.num_tasks)
     task_term = losses.combine_task_losses(task_loss_T, count_T)
@@ -86,11 +87,19 @@ class Steps:
     (loss, aux), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, batch, rng)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+    grad_norm = optax.global_norm(grads)
+    # A non-finite loss or gradient never reaches the state: the old params and
+    # optimizer state are kept (the step counter still advances with the data).
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jnp.where(finite, new, old)
+    params = jax.tree.map(keep, params, state.params)
+    opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+    metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   def _predict_step(self, params, batch):
-    out = self.model.apply({"params": params}, batch, deterministic=True)
+    with nn.logical_axis_rules(self.rules):
+      out = self.model.apply({"params": params}, batch, deterministic=True)
     return {kind: heads_lib.KINDS[kind].predict(out) for kind in set(self.task_kinds)}
 
   def run_train_step(self, state, batch):
@@ -99,9 +108,16 @@ class Steps:
 
   def run_predict(self, params, batch):
     with jax.set_mesh(self.mesh):
-      return jax.device_get(self.predict_step(params, self.put_batch(batch)))
+      return jax.device_get(self.predict_step(params, self.put_global_batch(batch)))
 
   def put_batch(self, batch):
     """Host numpy batch (this process's rows) -> global array sharded on 'data'."""
     return jax.tree.map(
         lambda x, s: jax.make_array_from_process_local_data(s, x), dict(batch), self.batch_shardings)
+
+  def put_global_batch(self, batch):
+    """Host numpy batch holding ALL rows (the same on every process, e.g. an eval batch)
+    -> global array sharded on 'data'; each process places only its devices' rows."""
+    return jax.tree.map(
+        lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
+        {k: np.asarray(v) for k, v in batch.items()}, self.batch_shardings)

@@ -3,6 +3,10 @@
   python -m mtl_jax.train --gin_file=gin/runs/quickstart.gin --gin.MODEL_DIR=/tmp/run \
       [--gin_file=more.gin] [--gin.TRAIN_STEPS=500] [--gin_search_path=DIR]
 
+Multi-host: run the same command on every host, plus --distributed=auto (TPU pod
+slice, SLURM, Open MPI) or --coordinator_address=HOST0:PORT --num_processes=N
+--process_id=I (see mtl_jax/distributed.py).
+
 `--gin.KEY=VALUE` values that are not Python/gin literals are taken as strings, so
 `--gin.MODEL_DIR=/tmp/run` needs no inner quotes.
 """
@@ -11,26 +15,15 @@ from __future__ import annotations
 
 import importlib.util  # noqa: F401  gin-config 0.5.0 resource_reader uses it without importing it
 import argparse
-import ast
 import os
 import pathlib
 import sys
 
 import gin
 
+from mtl_jax import distributed, gin_args
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _gin_value(value: str) -> str:
-  """Keeps literals and @/% references; quotes anything else as a string."""
-  v = value.strip()
-  if v.startswith(("@", "%")):
-    return v
-  try:
-    ast.literal_eval(v)
-    return v
-  except (ValueError, SyntaxError):
-    return repr(value)
 
 
 def parse_args(argv):
@@ -39,19 +32,16 @@ def parse_args(argv):
   parser.add_argument("--gin_file", action="append", default=[], help="gin config file (repeatable)")
   parser.add_argument("--gin_search_path", action="append", default=[], help="extra gin include path")
   parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+  distributed.add_flags(parser)
   args, rest = parser.parse_known_args(argv)
-  bindings = []
-  for item in rest:
-    if not item.startswith("--gin.") or "=" not in item:
-      parser.error(f"unrecognised argument {item!r}; bindings look like --gin.KEY=VALUE")
-    key, value = item[len("--gin."):].split("=", 1)
-    bindings.append(f"{key} = {_gin_value(value)}")
+  bindings = gin_args.bindings(rest, parser.error)
   if not args.gin_file:
     parser.error("no --gin_file given; start from --gin_file=gin/runs/quickstart.gin")
   return args, bindings
 
 
 def parse_gin(gin_files, bindings, search_paths=()):
+  gin.clear_config()  # one run per parse: nothing left over from an earlier call in-process
   for path in (*search_paths, os.getcwd(), str(REPO_ROOT)):
     gin.add_config_file_search_path(path)
   gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
@@ -59,6 +49,12 @@ def parse_gin(gin_files, bindings, search_paths=()):
 
 def main(argv=None) -> int:
   args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
+  try:  # multi-host: before anything touches a JAX backend
+    if distributed.initialize(distributed.config_from_args(args)):
+      print(f"mtl_jax: {distributed.describe()}", flush=True)
+  except (ValueError, RuntimeError) as e:
+    print(f"mtl-train: error: {one_line(e)}", file=sys.stderr, flush=True)
+    return 2
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline

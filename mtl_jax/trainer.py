@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import seqio
 import tqdm
+from jax.experimental import multihost_utils
 from clu import metric_writers
 
 from mtl_jax import checkpoints, evaluation, features, input_pipeline, losses, mixing, optim, partitioning
@@ -86,19 +87,6 @@ def _score(record: dict, best_metric: str) -> float:
   return record["tasks"][task][metric]
 
 
-def _check_shardable(abstract_state, mesh) -> None:
-  """Every parameter dimension mapped to a mesh axis must divide evenly across it."""
-  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
-    for dim, axes in enumerate(leaf.sharding.spec):
-      axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
-      size = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
-      if size > 1 and leaf.shape[dim] % size:
-        raise ValueError(
-            f"parameter {jax.tree_util.keystr(path)} dimension {dim} (size {leaf.shape[dim]}) is not divisible "
-            f"by mesh axes {axes} ({size} devices); pick model sizes divisible by the 'model' axis or "
-            "change make_mesh.mesh_shape / logical_axis_rules.overrides")
-
-
 class _Preemption:
   """Turns SIGTERM/SIGINT into a flag the loop checks after each step."""
 
@@ -113,6 +101,14 @@ class _Preemption:
 
   def _handle(self, signum, frame):
     self.signal_name = signal.Signals(signum).name
+
+  def requested(self) -> bool:
+    """True on every process once any process got a signal (they must save together)."""
+    if jax.process_count() == 1:
+      return self.signal_name is not None
+    stop = bool(multihost_utils.process_allgather(np.bool_(self.signal_name is not None)).any())
+    self.signal_name = self.signal_name or ("SIGTERM" if stop else None)
+    return stop
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -164,10 +160,15 @@ def train(
                      "raise EncoderConfig.max_len or shorten the inputs")
   mesh = partitioning.make_mesh()
   rules = partitioning.logical_axis_rules()
-  data_size, procs = mesh.shape["data"], jax.process_count()
-  if batch_size % data_size or batch_size % procs:
-    raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the mesh's data axis ({data_size}) "
-                     f"and process count ({procs}); use a multiple of {int(np.lcm(data_size, procs))}")
+  data_size, model_size, procs = mesh.shape["data"], mesh.shape["model"], jax.process_count()
+  for name, size in (("BATCH_SIZE", batch_size), ("train.eval_batch_size", eval_batch_size or batch_size)):
+    if size % data_size or size % procs:
+      raise ValueError(f"{name}={size} is not divisible by the mesh's data axis ({data_size}) "
+                       f"and process count ({procs}); use a multiple of {int(np.lcm(data_size, procs))}")
+  for field in ("num_heads", "mlp_dim"):  # the model axis splits attention heads and the MLP
+    if getattr(config, field) % model_size:
+      raise ValueError(f"EncoderConfig.{field}={getattr(config, field)} is not divisible by the mesh's model "
+                       f"axis ({model_size}); pick a multiple of {model_size} or a smaller make_mesh.mesh_shape")
   layout = input_pipeline.batch_layout()
   if layout == "grouped" and (batch_size // procs) % len(names):
     raise ValueError(f"grouped batches: BATCH_SIZE={batch_size} per process ({batch_size // procs}) is not "
@@ -175,7 +176,6 @@ def train(
   model = build_model(config, sharing, [i.num_classes for i in infos])
   tx, schedule = optim.make_optimizer(train_steps)
   steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length)
-  _check_shardable(steps.abstract_state, mesh)
   spec = run_spec.make(config, sharing, names, [i.num_classes for i in infos], steps.abstract_state.params)
   run_spec.check_compatible(model_dir, spec)
 
@@ -268,11 +268,12 @@ def train(
         record = run_eval(step)
         bar.write(f"step {step}: eval average={record['average']:.4f} " +
                   " ".join(f"{t}={r['headline']:.3f}" for t, r in record["tasks"].items()))
-        bar.write(f"step {step}: examples seen (realised / intended share) " + " ".join(
-            f"{t}={c} ({r:.3f}/{q:.3f})" for t, c, r, q in
-            zip(monitor.task_names, monitor.counts, monitor.realised(), monitor.intended)))
+        if lead:  # this process's share of the stream (every process samples alike)
+          bar.write(f"step {step}: examples seen (realised / intended share) " + " ".join(
+              f"{t}={c} ({r:.3f}/{q:.3f})" for t, c, r, q in
+              zip(monitor.task_names, monitor.counts, monitor.realised(), monitor.intended)))
       ckpt.save(step, state, input_position(step), force=step == train_steps)
-      if preempt.signal_name:
+      if preempt.requested():
         ckpt.save(step, state, input_position(step), force=True)
         ckpt.close()
         bar.close()

@@ -28,7 +28,7 @@ CASES = {
     "heads_not_dividing_hidden": (["--gin.encoder.EncoderConfig.num_heads=5"], "d_model=32 is not divisible by num_heads=5"),
     "hidden_not_divisible_by_model_axis": (["--gin.partitioning.make_mesh.mesh_shape=(2, 4)",
                                             "--gin.encoder.EncoderConfig.num_heads=2"],
-                                           "is not divisible by mesh axes ('model',) (4 devices)"),
+                                           "EncoderConfig.num_heads=2 is not divisible by the mesh's model axis (4)"),
     "mesh_larger_than_devices": (["--gin.partitioning.make_mesh.mesh_shape=(16, 1)"], "needs 16 devices but 8 are available"),
     "mesh_bad_rule_axis": (["--gin.partitioning.logical_axis_rules.overrides=[('tasks', 'modle')]"], "mesh axes are ('data', 'model')"),
     "dropout_out_of_range": (["--gin.encoder.EncoderConfig.dropout_rate=1.5"], "dropout_rate must be in [0, 1), got 1.5"),

@@ -96,10 +96,9 @@ def fake_binary(tmp_path: pathlib.Path) -> tuple:
 
 
 def fake_env(tmp_path: pathlib.Path, **extra) -> dict:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(FAKE_HELPER_DIR=str(pathlib.Path(__file__).parent), FAKE_COUNTER=str(tmp_path / "launches.txt"),
-             **extra)
-  return env
+  from conftest import subprocess_env  # local: this module is also imported by the fake binary
+  return subprocess_env(FAKE_HELPER_DIR=str(pathlib.Path(__file__).parent),
+                        FAKE_COUNTER=str(tmp_path / "launches.txt"), **extra)
 
 
 def test_fake_binary_writes_a_cell_collect_reads(tmp_path):

@@ -3,7 +3,7 @@
 import gin
 import pytest
 
-from mtl_jax import train
+from mtl_jax import gin_args, train
 
 
 @pytest.fixture(autouse=True)
@@ -26,11 +26,11 @@ def test_quickstart_parses_with_override():
 
 
 def test_gin_values_keep_literals_and_references():
-  assert train._gin_value("{'inputs': 64}") == "{'inputs': 64}"
-  assert train._gin_value("@foo") == "@foo"
-  assert train._gin_value("%BAR") == "%BAR"
-  assert train._gin_value("hard") == "'hard'"
-  assert train._gin_value("3e-4") == "3e-4"
+  assert gin_args.gin_value("{'inputs': 64}") == "{'inputs': 64}"
+  assert gin_args.gin_value("@foo") == "@foo"
+  assert gin_args.gin_value("%BAR") == "%BAR"
+  assert gin_args.gin_value("hard") == "'hard'"
+  assert gin_args.gin_value("3e-4") == "3e-4"
 
 
 def test_unknown_binding_is_an_error():

@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_binary
+from conftest import REPO, TINY_ARGS, run_binary, subprocess_env
 
 STEPS = 12
 COMMON = (*TINY_ARGS, f"--gin.TRAIN_STEPS={STEPS}", "--gin.trainer.train.checkpoint_period=2",
@@ -25,7 +25,7 @@ COMMON = (*TINY_ARGS, f"--gin.TRAIN_STEPS={STEPS}", "--gin.trainer.train.checkpo
 
 
 def _env():
-  return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return subprocess_env()
 
 
 def _start(model_dir, *extra):

@@ -23,6 +23,7 @@ import os
 import pathlib
 import sys
 
+from mtl_jax import gin_args
 from mtl_jax.compare import collect, grid, report, runner
 
 
@@ -64,13 +65,7 @@ def parse_args(argv):
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
   p.add_argument("--report_only", action="store_true", help="only aggregate what is in EXP_DIR")
   args, rest = p.parse_known_args(argv)
-  bindings = []
-  for item in rest:
-    if not item.startswith("--gin.") or "=" not in item:
-      p.error(f"unrecognised argument {item!r}; experiment overrides look like --gin.experiment.seeds=[0,1]")
-    key, value = item[len("--gin."):].split("=", 1)
-    from mtl_jax.train import _gin_value
-    bindings.append(f"{key} = {_gin_value(value)}")
+  bindings = gin_args.bindings(rest, p.error, example="--gin.experiment.seeds=[0,1]")
   return p, args, bindings
 
 

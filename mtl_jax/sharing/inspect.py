@@ -49,7 +49,7 @@ def gate_probabilities(model, params, batch) -> dict[str, list]:
   """For a MultiTaskModel: {'mmoe/gate_probabilities': [T, E]}: each task's mean gate over its examples in `batch`
   (rows of tasks absent from the batch are all 0); {} if the model has no MMoE gate."""
   _, state = model.apply({"params": params}, batch, deterministic=True, mutable=["intermediates"])
-  gates = [v for p, v in traverse_util.flatten_dict(state["intermediates"], sep="/").items()
+  gates = [v for p, v in traverse_util.flatten_dict(state.get("intermediates", {}), sep="/").items()
            if re.search(r"(?:^|/)mmoe/gate$", p)]
   if not gates:
     return {}

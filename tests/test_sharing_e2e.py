@@ -1,0 +1,63 @@
+"""Every sharing strategy trains end to end through the binary on the offline
+quickstart mixture and lowers the logged training loss.
+
+The runs start together (one subprocess each, one CPU device) when the first test
+asks for them, so the file costs about the slowest run, not their sum. The loss is
+logged every step (a single batch's loss is noisy: batches differ in their task
+mix) and the mean of the first 5 steps must exceed the mean of the last 5.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorflow.python.framework import tensor_util
+
+from conftest import subprocess_env
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+STRATEGIES = ("soft", "sluice", "cross_stitch", "mmoe")
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  env = subprocess_env()  # one device, as a user runs it
+  procs = {}
+  for name in STRATEGIES:
+    model_dir = tmp_path_factory.mktemp(f"e2e_{name}")
+    cmd = [sys.executable, "-m", "mtl_jax.train", "--no_progress",
+           "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
+           f"--gin_file=gin/sharing/{name}.gin", f"--gin.MODEL_DIR={model_dir}",
+           f"--gin.TRAIN_STEPS={STEPS}", f"--gin.trainer.train.eval_period={STEPS}",
+           "--gin.trainer.train.log_period=1", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}"]
+    procs[name] = (model_dir, subprocess.Popen(cmd, cwd=REPO, env=env, text=True,
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+  yield procs
+  for _, proc in procs.values():
+    if proc.poll() is None:
+      proc.kill()
+
+
+def logged(model_dir: pathlib.Path, tag: str) -> list[float]:
+  acc = ea.EventAccumulator(str(model_dir / "train"), size_guidance={ea.TENSORS: 0, ea.SCALARS: 0})
+  acc.Reload()
+  if tag in acc.Tags()["tensors"]:
+    return [float(tensor_util.MakeNdarray(e.tensor_proto)) for e in acc.Tensors(tag)]
+  return [e.value for e in acc.Scalars(tag)]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_strategy_trains_through_the_binary(runs, name):
+  model_dir, proc = runs[name]
+  out, _ = proc.communicate(timeout=900)
+  assert proc.returncode == 0, out[-4000:]
+  assert f"sharing={name} " in out and "trunk=" in out, out[-2000:]
+  assert (model_dir / "results.json").exists()
+  loss = logged(model_dir, "loss")
+  assert len(loss) == STEPS, loss
+  first, last = sum(loss[:5]) / 5, sum(loss[-5:]) / 5
+  assert last < first, f"{name}: loss did not go down: {loss}"
