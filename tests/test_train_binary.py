@@ -18,8 +18,10 @@ def test_binary_trains_writes_results_and_resumes(tmp_path, tiny_args):
   assert {"pearson", "spearman"} <= set(results["tasks"]["vader_tweets"])
   headlines = [r["headline"] for r in results["tasks"].values()]
   assert abs(results["average"] - sum(headlines) / 3) < 1e-9
-  config = (model_dir / "config.gin").read_text()  # gin wraps long values: compare without whitespace
-  assert f"MODEL_DIR='{model_dir}'" in "".join(config.split()) and "train.sharing = 'hard'" in config
+  config = (model_dir / "config.gin").read_text()
+  flat = "".join(config.replace("\\\n", "").split())  # gin wraps long values as 'KEY = \<newline>  value'
+  assert f"MODEL_DIR='{model_dir}'" in flat
+  assert "train.sharing = 'hard'" in config
   assert list((model_dir / "train").glob("events.out.tfevents.*"))
   assert list((model_dir / "eval").glob("events.out.tfevents.*"))
 

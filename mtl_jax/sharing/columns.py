@@ -51,12 +51,15 @@ def beta_init(last: float = 0.9):
 
 
 def mix_subspaces(alpha, h_TBLD, num_subspaces: int):
-  """out[t, ..., m-th slice] = sum_{s,n} alpha[t, m, s, n] h[s, ..., n-th slice]; alpha [T,M,T,M] or [T*M, T*M]."""
+  """out[t, ..., m-th slice] = sum_{s,n} alpha[t, m, s, n] h[s, ..., n-th slice]; alpha [T,M,T,M] or [T*M, T*M].
+
+  As one [TM, TM] @ [TM, B*L*D/M] matmul (block t*M + m per row): faster on CPU than the einsum.
+  """
   t, b, l, d = h_TBLD.shape
   m = num_subspaces
-  alpha_TMTM = alpha.reshape(t, m, t, m).astype(h_TBLD.dtype)
-  out = jnp.einsum("tmsn,sblnd->tblmd", alpha_TMTM, h_TBLD.reshape(t, b, l, m, d // m))
-  return out.reshape(t, b, l, d)
+  blocks = h_TBLD.reshape(t, b * l, m, d // m).transpose(0, 2, 1, 3).reshape(t * m, b * l * (d // m))
+  out = alpha.reshape(t * m, t * m).astype(h_TBLD.dtype) @ blocks
+  return out.reshape(t, m, b * l, d // m).transpose(0, 2, 1, 3).reshape(t, b, l, d)
 
 
 def mix_layers(beta_BK, h_KBLD):

@@ -103,7 +103,7 @@ class SoftSharing(SharingStrategy):
       rngs = None if rng is None else jax.random.split(rng, num_tasks)
       h_TBLD = jax.vmap(lambda p, r: run(p, x, mask, r))(tied, rngs)
       return h_TBLD[task_id, jnp.arange(x.shape[0])]
-    tied_B = jax.tree.map(lambda w: jnp.take(w, task_id, axis=0), tied)
+    tied_B = jax.tree.map(lambda w: w[task_id], tied)  # getitem clamps; jnp.take's default "fill" is ~3x slower
     rngs = None if rng is None else jax.random.split(rng, x.shape[0])
     one = lambda p, xb, mb, r: run(p, xb[None], mb[None], r)[0]
     # Inside, each example is a batch of 1: its 'batch' constraint would pin that size-1
