@@ -7,7 +7,6 @@ logged every step (a single batch's loss is noisy: batches differ in their task
 mix) and the mean of the first 5 steps must exceed the mean of the last 5.
 """
 
-import os
 import pathlib
 import subprocess
 import sys

@@ -43,7 +43,9 @@ def tie_penalty(tied_params, kind: str = "mean") -> jax.Array:
   for w in jax.tree.leaves(tied_params):
     w = w.astype(jnp.float32)
     num_tasks = w.shape[0]
-    total = total + jnp.sum(jnp.square(w - w.mean(0, keepdims=True)))
+    # The mean's own gradient term is -2/T sum_t (theta_t - mean) = 0: stop_gradient skips
+    # computing that zero (a reduction over T per leaf); the gradient stays exact.
+    total = total + jnp.sum(jnp.square(w - jax.lax.stop_gradient(w.mean(0, keepdims=True))))
   return total * num_tasks if kind == "pairwise" else total
 
 
