@@ -4,6 +4,8 @@ Each strategy trains the real model (embedder + trunk + stacked heads) with the
 real optimizer through steps.Steps, on MIXED batches (task ids drawn uniformly),
 with the same per-task tower size at every T. Ratios come from this one run:
   soft / hard                  routed: ~1 tower per example (targets <= 1.2 at T=8, <= 1.5 at T=32)
+  soft_grouped / hard          soft on the 'grouped' layout (B/T rows per task): towers vmapped
+                               over row groups, no per-example weight gathers
   soft_dense / hard            the same towers without routing (every tower on every example)
   sluice / (T x hard)          all T columns on every example (target <= 1.1)
   sluice / hard_TxB            ... against hard sharing on a T x B batch: the same tokens in one pass
@@ -30,7 +32,7 @@ SIZES = {  # the per-task tower and the batch; the same at every T
     "full": dict(d_model=64, num_heads=4, mlp_dim=256, num_layers=2, batch=32, length=64, vocab=2048,
                  steps=2, rounds=6, compiles=2),
 }
-VARIANTS = ("hard", "soft", "soft_dense", "sluice", "cross_stitch", "mmoe", "hard_TxB")
+VARIANTS = ("hard", "soft", "soft_grouped", "soft_dense", "sluice", "cross_stitch", "mmoe", "hard_TxB")
 
 
 def parse(argv):
@@ -61,20 +63,22 @@ from mtl_jax.models.encoder import EncoderConfig  # noqa: E402
 from mtl_jax.models.multitask import build_model  # noqa: E402
 
 
-def variant(name: str, num_tasks: int, experts: int) -> tuple[str, dict, int]:
-  """Benchmark row -> (registered strategy, gin bindings, batch multiplier)."""
+def variant(name: str, num_tasks: int, experts: int) -> tuple[str, dict, int, bool]:
+  """Benchmark row -> (registered strategy, gin bindings, batch multiplier, grouped layout)."""
   if name == "soft_dense":
-    return "soft", {"soft_sharing.routing": "dense"}, 1
+    return "soft", {"soft_sharing.routing": "dense"}, 1, False
+  if name == "soft_grouped":
+    return "soft", {}, 1, True
   if name == "mmoe":
-    return "mmoe", {"mmoe.num_experts": experts}, 1
+    return "mmoe", {"mmoe.num_experts": experts}, 1, False
   if name == "hard_TxB":
-    return "hard", {}, num_tasks
-  return name, {}, 1
+    return "hard", {}, num_tasks, False
+  return name, {}, 1, False
 
 
 def build(name: str, num_tasks: int, size: dict, experts: int, seed: int = 0) -> dict:
   """Steps, initial state and a device batch for one benchmark row (nothing compiled yet)."""
-  strategy, bindings, mult = variant(name, num_tasks, experts)
+  strategy, bindings, mult, grouped = variant(name, num_tasks, experts)
   gin.clear_config()
   for key, value in bindings.items():
     gin.bind_parameter(key, value)
@@ -84,11 +88,17 @@ def build(name: str, num_tasks: int, size: dict, experts: int, seed: int = 0) ->
   model = build_model(cfg, strategy, [2] * num_tasks)
   tx, _ = optim.make_optimizer(1000)
   mesh, rules = partitioning.make_mesh((1, 1)), partitioning.logical_axis_rules()
-  steps = steps_lib.Steps(model, tx, ["classification"] * num_tasks, mesh, rules, seed, batch_size, length)
+  steps = steps_lib.Steps(model, tx, ["classification"] * num_tasks, mesh, rules, seed, batch_size, length,
+                          grouped=grouped)
   rng = np.random.default_rng(seed)
   batch = steps_lib.dummy_batch(batch_size, length)
   batch["input_ids"] = rng.integers(1, size["vocab"], batch["input_ids"].shape).astype(np.int32)
-  batch["task_id"] = rng.integers(0, num_tasks, batch_size).astype(np.int32)  # a mixed batch
+  if grouped:  # the trainer's flattened 'grouped' batch: B/T rows of each task, task-major
+    if batch_size % num_tasks:
+      raise SystemExit(f"soft_grouped: batch {batch_size} is not divisible by T={num_tasks}")
+    batch["task_id"] = np.repeat(np.arange(num_tasks, dtype=np.int32), batch_size // num_tasks)
+  else:
+    batch["task_id"] = rng.integers(0, num_tasks, batch_size).astype(np.int32)  # a mixed batch
   batch["label"] = rng.integers(0, 2, batch_size).astype(np.int32)
   state = steps.init_state()
   with jax.set_mesh(mesh):
@@ -164,6 +174,7 @@ def report(res: dict, args) -> None:
     row(n, lambda t, n=n: step(n, t) * 1e3)
   print("\nstep-time ratios" + " " * 14 + "".join(f"T={t:<7}" for t in tasks))
   row("soft / hard", lambda t: step("soft", t) / step("hard", t), "  target <= 1.2 at T=8, <= 1.5 at T=32")
+  row("soft_grouped / hard", lambda t: step("soft_grouped", t) / step("hard", t), "  grouped layout")
   row("soft_dense / hard", lambda t: step("soft_dense", t) / step("hard", t), "  no routing: grows with T")
   row("sluice / (T x hard)", lambda t: step("sluice", t) / (t * step("hard", t)), "  target <= 1.1")
   row("sluice / hard_TxB", lambda t: step("sluice", t) / step("hard_TxB", t), "  same tokens in one pass")

@@ -43,8 +43,11 @@ class Steps:
   """Builds the sharded state and the jitted steps for one model/optimizer/mesh."""
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, task_kinds: Sequence[str],
-               mesh, rules, seed: int, batch_size: int, length: int):
+               mesh, rules, seed: int, batch_size: int, length: int, grouped: bool = False):
+    """grouped: train batches hold B/T rows of every task (the 'grouped' layout), which
+    lets soft sharing run its towers without per-example weight gathers."""
     self.model, self.tx, self.mesh, self.rules = model, tx, mesh, rules
+    self.grouped = bool(grouped)
     self.task_kinds, self.seed = tuple(task_kinds), seed
     self.num_tasks = len(self.task_kinds)
     example = dummy_batch(batch_size, length)
@@ -73,7 +76,7 @@ class Steps:
 
   def _loss(self, params, batch, rng):
     with nn.logical_axis_rules(self.rules):  # activation constraints need rules + jax.set_mesh
-      out, aux = self.model.apply({"params": params}, batch, deterministic=False,
+      out, aux = self.model.apply({"params": params}, batch, deterministic=False, grouped=self.grouped,
                                   rngs={"dropout": rng}, mutable=["penalties"])
     loss_B = losses.example_losses(out, batch, self.task_kinds)
     task_loss_T, count_T = losses.per_task_mean(loss_B, batch["weight"], batch["task_id"], self.num_tasks)

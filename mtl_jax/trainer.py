@@ -175,7 +175,8 @@ def train(
                      f"divisible by the {len(names)} tasks; use a multiple of {len(names) * procs}")
   model = build_model(config, sharing, [i.num_classes for i in infos])
   tx, schedule = optim.make_optimizer(train_steps)
-  steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length)
+  steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length,
+                          grouped=layout == "grouped")
   spec = run_spec.make(config, sharing, names, [i.num_classes for i in infos], steps.abstract_state.params)
   run_spec.check_compatible(model_dir, spec)
 
@@ -201,7 +202,7 @@ def train(
     (model_dir / "config.gin").write_text(gin.config_str())
     run_spec.write(model_dir, spec)
   counts = param_counts(state.params)
-  print(f"mtl_jax: sharing={sharing} tasks={len(names)} parameters " +
+  print(f"mtl_jax: sharing={sharing} tasks={len(names)} layout={layout} parameters " +
         " ".join(f"{k}={v:,}" for k, v in counts.items()), flush=True)
 
   writer = metric_writers.create_default_writer(str(model_dir / "train"), just_logging=not lead)

@@ -67,7 +67,7 @@ def write_cell(model_dir: pathlib.Path, strategy: str, mixture: str, seed: int, 
   (model_dir / "eval_history.jsonl").write_text("\n".join(history) + "\n")
   (model_dir / "results.json").write_text(json.dumps(record))
   with open(model_dir / "train.log", "a") as f:
-    f.write(f"mtl_jax: sharing={strategy} tasks={len(tasks)} parameters embedder=1,000 heads=20 "
+    f.write(f"mtl_jax: sharing={strategy} tasks={len(tasks)} layout=mixed parameters embedder=1,000 heads=20 "
             f"trunk={500 * (2 if strategy != 'hard' else 1)} total={1020 + 500 * (2 if strategy != 'hard' else 1):,}\n")
   if not mixing:
     return

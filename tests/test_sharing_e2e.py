@@ -18,7 +18,10 @@ from tensorflow.python.framework import tensor_util
 from conftest import subprocess_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-STRATEGIES = ("soft", "sluice", "cross_stitch", "mmoe")
+# run name -> (strategy, extra flags); soft also runs on the grouped layout, where its towers
+# take the per-row-group route instead of per-example weight gathers.
+RUNS = {name: (name, []) for name in ("soft", "sluice", "cross_stitch", "mmoe")}
+RUNS["soft_grouped"] = ("soft", ["--gin_file=gin/mixing/grouped.gin", "--gin.BATCH_SIZE=30"])
 STEPS = 30
 
 
@@ -26,11 +29,11 @@ STEPS = 30
 def runs(tmp_path_factory):
   env = subprocess_env()  # one device, as a user runs it
   procs = {}
-  for name in STRATEGIES:
+  for name, (strategy, extra) in RUNS.items():
     model_dir = tmp_path_factory.mktemp(f"e2e_{name}")
     cmd = [sys.executable, "-m", "mtl_jax.train", "--no_progress",
            "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
-           f"--gin_file=gin/sharing/{name}.gin", f"--gin.MODEL_DIR={model_dir}",
+           f"--gin_file=gin/sharing/{strategy}.gin", *extra, f"--gin.MODEL_DIR={model_dir}",
            f"--gin.TRAIN_STEPS={STEPS}", f"--gin.trainer.train.eval_period={STEPS}",
            "--gin.trainer.train.log_period=1", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}"]
     procs[name] = (model_dir, subprocess.Popen(cmd, cwd=REPO, env=env, text=True,
@@ -49,12 +52,13 @@ def logged(model_dir: pathlib.Path, tag: str) -> list[float]:
   return [e.value for e in acc.Scalars(tag)]
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", sorted(RUNS))
 def test_strategy_trains_through_the_binary(runs, name):
   model_dir, proc = runs[name]
   out, _ = proc.communicate(timeout=900)
   assert proc.returncode == 0, out[-4000:]
-  assert f"sharing={name} " in out and "trunk=" in out, out[-2000:]
+  layout = "grouped" if "grouped" in name else "mixed"
+  assert f"sharing={RUNS[name][0]} " in out and f"layout={layout} " in out and "trunk=" in out, out[-2000:]
   assert (model_dir / "results.json").exists()
   loss = logged(model_dir, "loss")
   assert len(loss) == STEPS, loss

@@ -22,7 +22,7 @@ MIXING_WEIGHTS_FILE = "mixing_weights.json"
 # Metric names where lower is better (l_t = 1 in delta-m). metrics.headline never picks one
 # today (mse is not a headline), but a task whose headline is one gets the sign flipped.
 LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "loss", "perplexity", "error", "error_rate", "wer"})
-_PARAMS = re.compile(r"mtl_jax: sharing=\S+ tasks=\d+ parameters ((?:\w+=[\d,]+ ?)+)")
+_PARAMS = re.compile(r"mtl_jax: sharing=\S+ tasks=\d+ (?:layout=\S+ )?parameters ((?:\w+=[\d,]+ ?)+)")
 
 
 def headline_metric(task_result: dict) -> str:

@@ -19,10 +19,11 @@ class MultiTaskModel(nn.Module):
   num_classes: Sequence[int]
 
   @nn.compact
-  def __call__(self, batch: Mapping[str, jax.Array], deterministic: bool = True) -> HeadOutputs:
+  def __call__(self, batch: Mapping[str, jax.Array], deterministic: bool = True,
+               grouped: bool = False) -> HeadOutputs:
     mask = batch["input_mask"]
     x = Embedder(self.config, name="embedder")(batch["input_ids"])
-    h = self.trunk(x, mask, batch["task_id"], deterministic)
+    h = self.trunk(x, mask, batch["task_id"], deterministic, grouped=grouped)
     return TaskHeads(tuple(self.num_classes), name="heads")(h, mask, batch["task_id"])
 
 

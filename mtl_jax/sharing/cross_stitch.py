@@ -16,7 +16,7 @@ class CrossStitchSharing(SharingStrategy):
   alpha_diagonal: float = 0.9
 
   @nn.compact
-  def __call__(self, x, mask, task_id, deterministic: bool = True):
+  def __call__(self, x, mask, task_id, deterministic: bool = True, grouped: bool = False):
     return MixedColumns(self.config, self.num_tasks, num_subspaces=1, alpha_init="imbalanced",
                         alpha_diagonal=self.alpha_diagonal, name="cross_stitch")(x, mask, task_id, deterministic)
 

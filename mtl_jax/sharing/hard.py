@@ -11,7 +11,7 @@ import flax.linen as nn
 class HardSharing(SharingStrategy):
 
   @nn.compact
-  def __call__(self, x, mask, task_id, deterministic: bool = True):
+  def __call__(self, x, mask, task_id, deterministic: bool = True, grouped: bool = False):
     del task_id  # every task uses the same trunk
     layers_KBLD = LayerStack(self.config, name="trunk")(x, mask, deterministic)
     return LayerNorm(name="ln_final")(layers_KBLD[-1])

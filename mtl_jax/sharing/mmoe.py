@@ -45,7 +45,7 @@ class MMoESharing(SharingStrategy):
   num_experts: int = 4
 
   @nn.compact
-  def __call__(self, x, mask, task_id, deterministic: bool = True):
+  def __call__(self, x, mask, task_id, deterministic: bool = True, grouped: bool = False):
     return MMoE(self.config, self.num_tasks, self.num_experts, name="mmoe")(x, mask, task_id, deterministic)
 
 

@@ -21,7 +21,7 @@ class SluiceSharing(SharingStrategy):
   normalize_orthogonality: bool = True
 
   @nn.compact
-  def __call__(self, x, mask, task_id, deterministic: bool = True):
+  def __call__(self, x, mask, task_id, deterministic: bool = True, grouped: bool = False):
     return MixedColumns(self.config, self.num_tasks, num_subspaces=self.num_subspaces, alpha_init=self.alpha_init,
                         beta_last=self.beta_last, orthogonality_weight=self.orthogonality_weight,
                         normalize_orthogonality=self.normalize_orthogonality,

@@ -7,12 +7,16 @@ task, stacked on a leading 'tasks' axis, and tied by
     'pairwise':  weight * sum_{s<t} ||theta_s - theta_t||^2   (= T x the mean form)
 summed over the tied leaves. Every other parameter is shared outright (one copy).
 
-Routing (a mixed batch must cost about one tower, not T):
-    'gather'  each example gathers its task's tied weights (a [B, ...] copy) and the
-              tower runs once per example under jax.vmap: ~1 tower of FLOPs per
-              example, plus moving B weight copies. (jax.lax.ragged_dot lowers to a
-              dense masked dot over all T groups on CPU, i.e. T x the FLOPs, so it is
-              not used.)
+Routing (a batch must cost about one tower, not T):
+    grouped batches (the 'grouped' layout, `grouped=True`: B/T rows of every task)
+              rows are sorted by task into [T, B/T] and the stacked towers run as one
+              vmap over the tasks axis, each on its own rows: exactly one tower of
+              FLOPs per example and no weight copies. Used whatever `routing` says.
+    'gather'  mixed batches: each example gathers its task's tied weights (a [B, ...]
+              copy) and the tower runs once per example under jax.vmap: ~1 tower of
+              FLOPs per example, plus moving B weight copies. (jax.lax.ragged_dot
+              lowers to a dense masked dot over all T groups on CPU, i.e. T x the
+              FLOPs, so it is not used.)
     'dense'   every tower runs on the whole batch and each example keeps its own
               task's output: T x the cost; a reference for tests and benchmarks.
 """
@@ -66,7 +70,7 @@ class SoftSharing(SharingStrategy):
   routing: str = "gather"
 
   @nn.compact
-  def __call__(self, x, mask, task_id, deterministic: bool = True):
+  def __call__(self, x, mask, task_id, deterministic: bool = True, grouped: bool = False):
     tower, num_tasks = Tower(self.config, parent=None), self.num_tasks  # unbound: applied functionally
 
     def init_flat(rng):  # one tower's boxed params, flattened to 'a/b/c' paths
@@ -101,6 +105,8 @@ class SoftSharing(SharingStrategy):
       return run({}, x, mask, rng)
     if self.is_mutable_collection("penalties"):
       self.sow("penalties", "soft_tie", self.weight * tie_penalty(tied, self.penalty))
+    if grouped and self.routing != "dense":
+      return _run_grouped(run, tied, x, mask, task_id, num_tasks, rng)
     if self.routing == "dense":
       rngs = None if rng is None else jax.random.split(rng, num_tasks)
       h_TBLD = jax.vmap(lambda p, r: run(p, x, mask, r))(tied, rngs)
@@ -114,6 +120,19 @@ class SoftSharing(SharingStrategy):
     batch_axis = dict(rules).get("batch")
     with nn.logical_axis_rules(tuple((n, None if n == "batch" else a) for n, a in rules)):
       return jax.vmap(one, spmd_axis_name=batch_axis)(tied_B, x, mask, rngs)
+
+
+def _run_grouped(run, tied, x, mask, task_id, num_tasks: int, rng):
+  """Every task has B/T rows (any order): sort them into [T, B/T] and run tower t on
+  row group t, one vmap over the stacked weights; then put the rows back in place."""
+  batch = x.shape[0]
+  if batch % num_tasks:
+    raise ValueError(f"grouped soft sharing: batch {batch} is not divisible by {num_tasks} tasks")
+  order = jnp.argsort(task_id, stable=True)  # task-major; the identity for one process's grouped batch
+  split = lambda a: a[order].reshape((num_tasks, batch // num_tasks) + a.shape[1:])
+  rngs = None if rng is None else jax.random.split(rng, num_tasks)
+  h_TbLD = jax.vmap(run)(tied, split(x), split(mask), rngs)
+  return h_TbLD.reshape(x.shape)[jnp.argsort(order)]  # a gather back (cheaper than a scatter)
 
 
 @register("soft")
