@@ -46,9 +46,10 @@ def compile_fast(lowered):
     return lowered.compile()
 
 
-def build(sharing_name, mesh, overrides=(), kinds=KINDS, classes=CLASSES):
+def build(sharing_name, mesh, overrides=(), kinds=KINDS, classes=CLASSES, grouped=False):
   model = build_model(CFG, sharing_name, classes)
-  return Steps(model, optax.adam(3e-3), kinds, mesh, partitioning.logical_axis_rules(overrides), 0, 16, 12)
+  return Steps(model, optax.adam(3e-3), kinds, mesh, partitioning.logical_axis_rules(overrides), 0, 16, 12,
+               grouped=grouped)
 
 
 def train(steps, state, batch, num_steps=NUM_STEPS):
@@ -139,4 +140,16 @@ def test_task_parallel_soft_towers_train_like_one_device(shape):
     assert {s.data.shape[1:] for s in leaf.addressable_shards} == {leaf.shape[1:]}  # whole
   assert state.params["heads"]["kernel"].sharding.spec == P("model", None, None)
   state, losses = train(steps, state, fixed_batch(num_tasks=4))
+  assert_same_training(losses, ref_losses, state.params, ref_params)
+
+
+def test_grouped_soft_towers_task_parallel_train_like_one_device_gather():
+  """Soft sharing's grouped route (towers vmapped over task row groups) with the towers split
+  over 'model' and rows over 'data' trains like the one-device per-example gather route.
+  fixed_batch(num_tasks=4) holds 4 rows of each task (interleaved), a valid grouped batch."""
+  init_host, ref_losses, ref_params = reference("soft", TASK_PARALLEL, num_tasks=4)
+  steps = build("soft", partitioning.make_mesh((2, 4)), TASK_PARALLEL, KINDS + ("classification",), CLASSES + (2,),
+                grouped=True)
+  assert np.bincount(fixed_batch(num_tasks=4)["task_id"]).tolist() == [4, 4, 4, 4]
+  state, losses = train(steps, place(steps, init_host), fixed_batch(num_tasks=4))
   assert_same_training(losses, ref_losses, state.params, ref_params)
