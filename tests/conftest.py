@@ -9,8 +9,29 @@ import sys
 import pathlib
 
 # Fast XLA:CPU compiles (3-4x less compile time; tests check numbers, not speed).
-FAST_COMPILE = ("--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0 "
-                "--xla_llvm_disable_expensive_passes=true")
+FAST_COMPILE_CANDIDATES = ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=0",
+                           "--xla_llvm_disable_expensive_passes=true")
+
+
+def _flag_ok(flags) -> bool:
+  probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], capture_output=True,
+                         env={**os.environ, "XLA_FLAGS": " ".join(flags), "JAX_PLATFORMS": "cpu"})
+  return probe.returncode == 0
+
+
+def _known_fast_compile_flags() -> str:
+  """The candidates this jaxlib knows. XLA aborts the process on an unknown flag in XLA_FLAGS
+  (jaxlib 0.12 dropped --xla_cpu_use_fusion_emitters), so probe once in a child process; the
+  answer goes into the environment, which pytest-xdist workers and test subprocesses inherit."""
+  cached = os.environ.get("MTL_JAX_TEST_FAST_COMPILE")
+  if cached is None:
+    ok = FAST_COMPILE_CANDIDATES if _flag_ok(FAST_COMPILE_CANDIDATES) else [
+        f for f in FAST_COMPILE_CANDIDATES if _flag_ok([f])]
+    cached = os.environ["MTL_JAX_TEST_FAST_COMPILE"] = " ".join(ok)
+  return cached
+
+
+FAST_COMPILE = _known_fast_compile_flags()
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 " + FAST_COMPILE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
