@@ -63,5 +63,14 @@ TINY_ARGS = ("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.g
 
 
 @pytest.fixture
+def clean_gin():
+  """A cleared gin config for the test, cleared again afterwards."""
+  import gin
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+@pytest.fixture
 def tiny_args():
   return TINY_ARGS

@@ -2,18 +2,13 @@
 
 import json
 
-import gin
 import pytest
 
 import tasks.synthetic  # noqa: F401
 from mtl_jax import data_stats
 
 
-@pytest.fixture(autouse=True)
-def _clean_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")  # conftest: gin cleared around every test
 
 
 def test_stats_of_a_synthetic_mixture():

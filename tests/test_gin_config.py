@@ -6,11 +6,7 @@ import pytest
 from mtl_jax import gin_args, train
 
 
-@pytest.fixture(autouse=True)
-def clear_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")  # conftest: gin cleared around every test
 
 
 def test_quickstart_parses_with_override():

@@ -1,6 +1,5 @@
 """Mixing rates (every strategy, gin-selected) and realised proportions of the stream."""
 
-import gin
 import numpy as np
 import pytest
 
@@ -29,11 +28,7 @@ def toy():
   return ip.get_provider("toymix")
 
 
-@pytest.fixture(autouse=True)
-def _clean_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")  # conftest: gin cleared around every test
 
 
 def _norm(d):

@@ -97,12 +97,6 @@ def test_multi_process_data_axis_check():
     partitioning.check_process_grid([[0, 1], [0, 1]])
 
 
-@pytest.fixture
-def clean_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
-
 
 @pytest.mark.parametrize("name,shape,tasks_axis", [("data_parallel", (8, 1), None),
                                                     ("model_parallel_2", (4, 2), None),
