@@ -27,7 +27,7 @@ import optax  # noqa: E402
 from mtl_jax import optim  # noqa: E402
 from mtl_jax.models.encoder import EncoderConfig  # noqa: E402
 from mtl_jax.models.multitask import build_model  # noqa: E402
-from mtl_jax.steps import dummy_batch  # noqa: E402
+from mtl_jax.steps import dummy_batch, guarded_update  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from strategy_cost import SIZES  # noqa: E402
@@ -42,13 +42,9 @@ def param_count(strategy: str, num_tasks: int, size: dict) -> int:
 
 
 def update_fn(tx):
-  """The optimizer part of steps.Steps._train_step: update, apply, keep the old state if non-finite."""
+  """The optimizer part of steps.Steps._train_step (its finiteness test + steps.guarded_update)."""
   def update(params, opt_state, grads):
-    updates, new_state = tx.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    finite = jnp.isfinite(optax.global_norm(grads))
-    keep = lambda new, old: jnp.where(finite, new, old)
-    return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_state, opt_state)
+    return guarded_update(tx, params, opt_state, grads, jnp.isfinite(optax.global_norm(grads)))
   return jax.jit(update, donate_argnums=(0, 1))
 
 

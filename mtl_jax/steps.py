@@ -39,6 +39,15 @@ def dummy_batch(batch_size: int, length: int) -> dict[str, np.ndarray]:
   }
 
 
+def guarded_update(tx: optax.GradientTransformation, params, opt_state, grads, finite):
+  """The optax update, applied only if `finite`: a non-finite loss or gradient never
+  reaches the state (old params and optimizer state are kept)."""
+  updates, new_opt_state = tx.update(grads, opt_state, params)
+  new_params = optax.apply_updates(params, updates)
+  keep = lambda new, old: jnp.where(finite, new, old)
+  return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state)
+
+
 class Steps:
   """Builds the sharded state and the jitted steps for one model/optimizer/mesh."""
 
@@ -88,15 +97,10 @@ class Steps:
   def _train_step(self, state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.key(self.seed), state.step)
     (loss, aux), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, batch, rng)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     grad_norm = optax.global_norm(grads)
-    # A non-finite loss or gradient never reaches the state: the old params and
-    # optimizer state are kept (the step counter still advances with the data).
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    keep = lambda new, old: jnp.where(finite, new, old)
-    params = jax.tree.map(keep, params, state.params)
-    opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+    params, opt_state = guarded_update(self.tx, state.params, state.opt_state, grads, finite)
+    # on a non-finite step the step counter still advances with the data
     metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
