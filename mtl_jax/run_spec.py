@@ -13,14 +13,17 @@ import pathlib
 
 import jax
 
+from mtl_jax.models.encoder import EncoderConfig
+
 FILENAME = "run_spec.json"
 
 
-def make(config, sharing: str, task_names, num_classes, abstract_params) -> dict:
+def make(config, sharing: str, task_names, num_classes, abstract_params, pretrained: dict | None = None) -> dict:
+  """pretrained: the starting checkpoint ({'checkpoint': path, 'sha256': of its weights}) or None."""
   shapes = {jax.tree_util.keystr(path): list(leaf.shape)
             for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
   return {"sharing": sharing, "tasks": list(task_names), "num_classes": list(num_classes),
-          "encoder": dataclasses.asdict(config), "param_shapes": shapes}
+          "encoder": dataclasses.asdict(config), "param_shapes": shapes, "pretrained": pretrained}
 
 
 def differences(saved: dict, current: dict) -> list[str]:
@@ -28,9 +31,16 @@ def differences(saved: dict, current: dict) -> list[str]:
   for key in ("sharing", "tasks", "num_classes"):
     if saved.get(key) != current.get(key):
       diffs.append(f"{key} {saved.get(key)!r} -> {current.get(key)!r}")
+  weights = lambda spec: (spec.get("pretrained") or {}).get("sha256")  # the weights, wherever they are cached
+  if weights(saved) != weights(current):
+    name = lambda spec: (spec.get("pretrained") or {}).get("checkpoint", "from scratch")
+    diffs.append(f"pretrained checkpoint {name(saved)!r} (sha256 {weights(saved)}) -> {name(current)!r} "
+                 f"(sha256 {weights(current)})")
+  defaults = {f.name: f.default for f in dataclasses.fields(EncoderConfig)}  # fields added since a run was saved
   for field, value in current["encoder"].items():
-    if saved.get("encoder", {}).get(field) != value:
-      diffs.append(f"EncoderConfig.{field} {saved.get('encoder', {}).get(field)!r} -> {value!r}")
+    old = saved.get("encoder", {}).get(field, defaults.get(field))
+    if old != value:
+      diffs.append(f"EncoderConfig.{field} {old!r} -> {value!r}")
   if not diffs and saved.get("param_shapes") != current["param_shapes"]:
     old, new = saved.get("param_shapes", {}), current["param_shapes"]
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

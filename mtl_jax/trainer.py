@@ -9,7 +9,6 @@ without ever reaching a checkpoint, periodic eval and a best-by-validation copy.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import pathlib
@@ -26,8 +25,7 @@ from jax.experimental import multihost_utils
 from clu import metric_writers
 
 from mtl_jax import checkpoints, evaluation, features, input_pipeline, losses, mixing, optim, partitioning
-from mtl_jax import run_spec, steps as steps_lib, task_info
-from mtl_jax.models.encoder import EncoderConfig
+from mtl_jax import run_spec, starting_point, steps as steps_lib, task_info
 from mtl_jax.models.multitask import build_model
 from mtl_jax.sharing import inspect as sharing_inspect
 
@@ -153,8 +151,8 @@ def train(
   names = input_pipeline.task_names(provider)
   _check_best_metric(best_metric, best_mode, names)
   infos = task_info.get_all(names)
-  vocab = provider.output_features["inputs"].vocabulary
-  config = dataclasses.replace(EncoderConfig(), vocab_size=vocab.vocab_size)
+  start_from = starting_point.for_run()  # from scratch, or a pretrained checkpoint
+  config = start_from.encoder_config(provider.output_features["inputs"].vocabulary.vocab_size)
   if config.max_len < length:
     raise ValueError(f"TASK_FEATURE_LENGTHS['inputs']={length} exceeds EncoderConfig.max_len={config.max_len}; "
                      "raise EncoderConfig.max_len or shorten the inputs")
@@ -177,7 +175,8 @@ def train(
   tx, schedule = optim.make_optimizer(train_steps)
   steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length,
                           grouped=layout == "grouped")
-  spec = run_spec.make(config, sharing, names, [i.num_classes for i in infos], steps.abstract_state.params)
+  spec = run_spec.make(config, sharing, names, [i.num_classes for i in infos], steps.abstract_state.params,
+                       start_from.record)
   run_spec.check_compatible(model_dir, spec)
 
   # ---- 2. data (bad labels / empty splits fail here, still before any write) ----
@@ -197,7 +196,7 @@ def train(
     monitor.counts[:] = meta.get("mixing_counts", monitor.counts.tolist())
     print(f"mtl_jax: resuming from checkpoint at step {latest} in {model_dir}", flush=True)
   else:
-    state, start = steps.init_state(), 0
+    state, start = start_from.init_state(steps), 0
   if lead:
     (model_dir / "config.gin").write_text(gin.config_str())
     run_spec.write(model_dir, spec)

@@ -1,6 +1,8 @@
-"""Pre-LayerNorm transformer encoder layers with logical axis names on every param.
+"""Transformer encoder layers with logical axis names on every param.
 
-Logical axes (mapped to mesh axes by mtl_jax.partitioning rules):
+Pre-LayerNorm (the from-scratch default) or post-LayerNorm (BERT / RoBERTa, so a
+pretrained checkpoint runs exactly as published: see mtl_jax/pretrained/). Logical
+axes (mapped to mesh axes by mtl_jax.partitioning rules):
   vocab, embed, heads, kv, mlp, length (positions), tasks (per-task stacks).
 Activations are constrained to ('batch', 'length', 'embed').
 """
@@ -14,6 +16,8 @@ import gin
 import jax.numpy as jnp
 
 _DENSE_INIT = nn.initializers.xavier_uniform()
+NORMS = ("pre", "post")
+POOLINGS = ("mean", "cls")
 
 
 @gin.configurable
@@ -28,6 +32,14 @@ class EncoderConfig:
   max_len: int = 512
   dropout_rate: float = 0.0
   vocab_size: int = 0
+  # Architecture switches for pretrained checkpoints (defaults: the from-scratch encoder).
+  norm: str = "pre"              # 'pre': x + f(LN(x)), final LN; 'post' (BERT): LN(x + f(x)), no final LN
+  gelu_exact: bool = False       # erf GELU (BERT) instead of the tanh approximation
+  layer_norm_eps: float = 1e-6
+  type_vocab_size: int = 0       # > 0: token-type (segment) embeddings, every token type 0
+  embed_norm: bool = False       # LayerNorm + dropout after the embedding sum (BERT)
+  position_offset: int = 0       # first position id (RoBERTa: padding_idx + 1 = 2)
+  pooling: str = "mean"          # sequence heads read the masked 'mean' or the first ('cls') token
 
   def __post_init__(self):
     for field in ("d_model", "num_heads", "mlp_dim", "num_layers", "max_len"):
@@ -40,6 +52,11 @@ class EncoderConfig:
           "pick num_heads dividing d_model")
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f"EncoderConfig.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+    for field, allowed in (("norm", NORMS), ("pooling", POOLINGS)):
+      if getattr(self, field) not in allowed:
+        raise ValueError(f"EncoderConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+    if not self.layer_norm_eps > 0:
+      raise ValueError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
 
   @property
   def head_dim(self) -> int:
@@ -51,27 +68,38 @@ def param_init(init, axes):
 
 
 class Embedder(nn.Module):
-  """Token + learned position embeddings."""
+  """Token + learned position (+ token-type, then LayerNorm and dropout: BERT) embeddings."""
 
   config: EncoderConfig
 
   @nn.compact
-  def __call__(self, input_ids):
+  def __call__(self, input_ids, deterministic: bool = True):
     cfg = self.config
-    tok = nn.Embed(cfg.vocab_size, cfg.d_model, name="token",
-                   embedding_init=param_init(nn.initializers.normal(0.02), ("vocab", "embed")))
-    pos = self.param("position", param_init(nn.initializers.normal(0.02), ("length", "embed")),
-                     (cfg.max_len, cfg.d_model))
-    x = tok(input_ids) + pos[None, : input_ids.shape[1]]
+    init = nn.initializers.normal(0.02)
+    tok = nn.Embed(cfg.vocab_size, cfg.d_model, name="token", embedding_init=param_init(init, ("vocab", "embed")))
+    pos = self.param("position", param_init(init, ("length", "embed")), (cfg.max_len + cfg.position_offset, cfg.d_model))
+    x = tok(input_ids) + pos[None, cfg.position_offset: cfg.position_offset + input_ids.shape[1]]
+    if cfg.type_vocab_size:
+      x = x + self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, cfg.d_model))[0]
+    if cfg.embed_norm:
+      x = nn.Dropout(cfg.dropout_rate)(LayerNorm(cfg.layer_norm_eps, name="ln")(x), deterministic=deterministic)
     return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 class LayerNorm(nn.Module):
+  epsilon: float = 1e-6  # nn.LayerNorm's default (the from-scratch encoder); BERT's is 1e-12
+
   @nn.compact
   def __call__(self, x):
     return nn.LayerNorm(
+        epsilon=self.epsilon,
         scale_init=param_init(nn.initializers.ones, ("embed",)),
         bias_init=param_init(nn.initializers.zeros, ("embed",)))(x)
+
+
+def final_norm(config: EncoderConfig, name: str = "ln_final"):
+  """The trunk's closing LayerNorm: pre-LN stacks need one; post-LN stacks (BERT) end normalised."""
+  return LayerNorm(config.layer_norm_eps, name=name) if config.norm == "pre" else (lambda x: x)
 
 
 class SelfAttention(nn.Module):
@@ -108,24 +136,35 @@ class Mlp(nn.Module):
     cfg = self.config
     h = nn.Dense(cfg.mlp_dim, name="wi", kernel_init=param_init(_DENSE_INIT, ("embed", "mlp")),
                  bias_init=param_init(nn.initializers.zeros, ("mlp",)))(x)
-    h = nn.with_logical_constraint(nn.gelu(h), ("batch", "length", "mlp"))
+    h = nn.with_logical_constraint(nn.gelu(h, approximate=not cfg.gelu_exact), ("batch", "length", "mlp"))
     h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
     return nn.Dense(cfg.d_model, name="wo", kernel_init=param_init(_DENSE_INIT, ("mlp", "embed")),
                     bias_init=param_init(nn.initializers.zeros, ("embed",)))(h)
 
 
 class TransformerLayer(nn.Module):
-  """x [B, L, D] -> [B, L, D]; mask [B, L] marks real tokens."""
+  """x [B, L, D] -> [B, L, D]; mask [B, L] marks real tokens.
+
+  pre-LN: x + f(LN(x)); post-LN (BERT): LN(x + f(x)). The LayerNorms keep their names
+  (ln_attention after/before attention, ln_mlp after/before the MLP) either way."""
 
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, mask, deterministic: bool = True):
-    drop = nn.Dropout(self.config.dropout_rate)
-    x = x + drop(SelfAttention(self.config, name="attention")(
-        LayerNorm(name="ln_attention")(x), mask, deterministic), deterministic=deterministic)
-    x = x + drop(Mlp(self.config, name="mlp")(LayerNorm(name="ln_mlp")(x), deterministic),
-                 deterministic=deterministic)
+    cfg = self.config
+    drop = nn.Dropout(cfg.dropout_rate)
+    ln_attention = LayerNorm(cfg.layer_norm_eps, name="ln_attention")
+    ln_mlp = LayerNorm(cfg.layer_norm_eps, name="ln_mlp")
+    attention = lambda h: drop(SelfAttention(cfg, name="attention")(h, mask, deterministic),
+                               deterministic=deterministic)
+    mlp = lambda h: drop(Mlp(cfg, name="mlp")(h, deterministic), deterministic=deterministic)
+    if cfg.norm == "pre":
+      x = x + attention(ln_attention(x))
+      x = x + mlp(ln_mlp(x))
+    else:
+      x = ln_attention(x + attention(x))
+      x = ln_mlp(x + mlp(x))
     return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 

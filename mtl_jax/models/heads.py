@@ -18,6 +18,7 @@ from mtl_jax.models.encoder import param_init
 
 class TaskHeads(nn.Module):
   num_classes: Sequence[int]  # per task; 1 for regression
+  pooling: str = "mean"       # sequence-level heads read the masked mean, or the first ([CLS]) token
 
   @nn.compact
   def __call__(self, h_BLD, mask_BL, task_id_B) -> HeadOutputs:
@@ -27,7 +28,10 @@ class TaskHeads(nn.Module):
                             (num_tasks, d, width))
     bias_TC = self.param("bias", param_init(nn.initializers.zeros, ("tasks", "classes")), (num_tasks, width))
     m_BL1 = mask_BL[..., None].astype(h_BLD.dtype)
-    pooled_BD = (h_BLD * m_BL1).sum(1) / jnp.maximum(m_BL1.sum(1), 1.0)
+    if self.pooling == "cls":
+      pooled_BD = h_BLD[:, 0]
+    else:
+      pooled_BD = (h_BLD * m_BL1).sum(1) / jnp.maximum(m_BL1.sum(1), 1.0)
     kernel_BDC, bias_BC = kernel_TDC[task_id_B], bias_TC[task_id_B]
     pooled_BC = jnp.einsum("bd,bdc->bc", pooled_BD, kernel_BDC) + bias_BC
     token_BLC = jnp.einsum("bld,bdc->blc", h_BLD, kernel_BDC) + bias_BC[:, None]

@@ -22,9 +22,9 @@ class MultiTaskModel(nn.Module):
   def __call__(self, batch: Mapping[str, jax.Array], deterministic: bool = True,
                grouped: bool = False) -> HeadOutputs:
     mask = batch["input_mask"]
-    x = Embedder(self.config, name="embedder")(batch["input_ids"])
+    x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic)
     h = self.trunk(x, mask, batch["task_id"], deterministic, grouped=grouped)
-    return TaskHeads(tuple(self.num_classes), name="heads")(h, mask, batch["task_id"])
+    return TaskHeads(tuple(self.num_classes), self.config.pooling, name="heads")(h, mask, batch["task_id"])
 
 
 def build_model(config: EncoderConfig, sharing: str, num_classes: Sequence[int]) -> MultiTaskModel:

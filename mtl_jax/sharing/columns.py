@@ -127,4 +127,6 @@ class MixedColumns(nn.Module):
       h_KBLD = jax.vmap(own_rows, in_axes=(0, None))(jnp.stack(outs), task_id)
       h_BLD = mix_layers(beta_TK[task_id], h_KBLD)
     self.sow("intermediates", "layer_mix", h_BLD)
-    return TaskLayerNorm(num_tasks, name="ln_final")(h_BLD, task_id)
+    if cfg.norm == "post":  # post-LN columns end normalised, like the hard trunk (encoder.final_norm)
+      return h_BLD
+    return TaskLayerNorm(num_tasks, epsilon=cfg.layer_norm_eps, name="ln_final")(h_BLD, task_id)

@@ -2,7 +2,7 @@
 
 import gin
 
-from mtl_jax.models.encoder import LayerNorm, LayerStack
+from mtl_jax.models.encoder import LayerStack, final_norm
 from mtl_jax.sharing.base import SharingStrategy, register
 
 import flax.linen as nn
@@ -14,7 +14,7 @@ class HardSharing(SharingStrategy):
   def __call__(self, x, mask, task_id, deterministic: bool = True, grouped: bool = False):
     del task_id  # every task uses the same trunk
     layers_KBLD = LayerStack(self.config, name="trunk")(x, mask, deterministic)
-    return LayerNorm(name="ln_final")(layers_KBLD[-1])
+    return final_norm(self.config)(layers_KBLD[-1])
 
 
 @register("hard")

@@ -11,17 +11,17 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mtl_jax.models.encoder import EncoderConfig, LayerNorm, LayerStack, param_init
+from mtl_jax.models.encoder import EncoderConfig, LayerStack, final_norm, param_init
 
 
 class Tower(nn.Module):
-  """The hard trunk's architecture as one unit: K layers + final LayerNorm, [B, L, D] -> [B, L, D]."""
+  """The hard trunk's architecture as one unit: K layers + final LayerNorm (pre-LN), [B, L, D] -> [B, L, D]."""
 
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, mask, deterministic: bool = True):
-    return LayerNorm(name="ln_final")(LayerStack(self.config, name="layers")(x, mask, deterministic)[-1])
+    return final_norm(self.config)(LayerStack(self.config, name="layers")(x, mask, deterministic)[-1])
 
 
 def stacked(module_cls, size: int, axis_name: str, in_axes=(0, None, None)):

@@ -1,0 +1,77 @@
+"""The name map between HF BERT / RoBERTa / XLM-R tensors and mtl_jax's encoder params.
+
+One table, used both ways (read a checkpoint, export a trained trunk). HF stores
+torch Linear weights as [out, in]; ours are [in, ...] with attention projections
+split per head ([D, H, K] / [H, K, D]). Our flat names:
+  embedder/token/embedding, embedder/position, embedder/token_type, embedder/ln/LayerNorm_0/{scale,bias}
+  layer_{k}/attention/{query,key,value}_{kernel,bias}, attention/out_{kernel,bias}
+  layer_{k}/ln_attention/LayerNorm_0/{scale,bias}, mlp/wi/{kernel,bias}, mlp/wo/{kernel,bias},
+  layer_{k}/ln_mlp/LayerNorm_0/{scale,bias}
+(a post-LN layer: ln_attention follows attention, ln_mlp follows the MLP, as in BERT).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from mtl_jax.models.encoder import EncoderConfig
+
+_LN = "/LayerNorm_0/"
+
+
+class Entry(NamedTuple):
+  hf: str                  # HF name without the model prefix ('bert.', 'roberta.')
+  ours: str                # our flat name
+  shape: tuple             # HF shape
+  to_ours: Callable[[np.ndarray], np.ndarray]
+  to_hf: Callable[[np.ndarray], np.ndarray]
+
+
+def _same(x):
+  return x
+
+
+def table(cfg: EncoderConfig) -> list[Entry]:
+  """Every tensor an encoder of this config has, in HF order."""
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
+  ln = lambda hf, ours: [Entry(f"{hf}.weight", f"{ours}{_LN}scale", (d,), _same, _same),
+                         Entry(f"{hf}.bias", f"{ours}{_LN}bias", (d,), _same, _same)]
+  entries = [
+      Entry("embeddings.word_embeddings.weight", "embedder/token/embedding", (cfg.vocab_size, d), _same, _same),
+      Entry("embeddings.position_embeddings.weight", "embedder/position", (cfg.max_len + cfg.position_offset, d),
+            _same, _same),
+  ]
+  if cfg.type_vocab_size:
+    entries.append(Entry("embeddings.token_type_embeddings.weight", "embedder/token_type",
+                         (cfg.type_vocab_size, d), _same, _same))
+  entries += ln("embeddings.LayerNorm", "embedder/ln")
+  for layer in range(cfg.num_layers):
+    hf, ours = f"encoder.layer.{layer}.", f"layer_{layer}/"
+    for proj in ("query", "key", "value"):
+      entries += [
+          Entry(f"{hf}attention.self.{proj}.weight", f"{ours}attention/{proj}_kernel", (h * k, d),
+                lambda w: w.T.reshape(d, h, k), lambda w: w.reshape(d, h * k).T),
+          Entry(f"{hf}attention.self.{proj}.bias", f"{ours}attention/{proj}_bias", (h * k,),
+                lambda b: b.reshape(h, k), lambda b: b.reshape(h * k)),
+      ]
+    entries += [
+        Entry(f"{hf}attention.output.dense.weight", f"{ours}attention/out_kernel", (d, h * k),
+              lambda w: w.T.reshape(h, k, d), lambda w: w.reshape(h * k, d).T),
+        Entry(f"{hf}attention.output.dense.bias", f"{ours}attention/out_bias", (d,), _same, _same),
+        *ln(f"{hf}attention.output.LayerNorm", f"{ours}ln_attention"),
+        Entry(f"{hf}intermediate.dense.weight", f"{ours}mlp/wi/kernel", (f, d), np.transpose, np.transpose),
+        Entry(f"{hf}intermediate.dense.bias", f"{ours}mlp/wi/bias", (f,), _same, _same),
+        Entry(f"{hf}output.dense.weight", f"{ours}mlp/wo/kernel", (d, f), np.transpose, np.transpose),
+        Entry(f"{hf}output.dense.bias", f"{ours}mlp/wo/bias", (d,), _same, _same),
+        *ln(f"{hf}output.LayerNorm", f"{ours}ln_mlp"),
+    ]
+  return entries
+
+
+def normalise_hf_name(name: str) -> str:
+  """Old TF-converted BERT checkpoints call LayerNorm's weight/bias gamma/beta."""
+  if ".LayerNorm." in name:
+    name = name.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
+  return name
