@@ -55,3 +55,9 @@ def make_optimizer(total_steps: int, learning_rate: float = 1e-3, warmup_steps: 
   return optax.chain(
       optax.masked(optax.clip_by_global_norm(clip_norm), groups.trainable),
       _by_group(groups, group_tx)), schedule
+
+
+def groups_note(params) -> str:
+  """' param groups: frozen=N lr_x...' for the start line when groups are configured, else ''."""
+  groups = groups_lib.configured()
+  return f"; {groups.summary(params)}" if groups.active else ""

@@ -13,6 +13,7 @@ import pathlib
 
 import jax
 
+from mtl_jax import param_groups
 from mtl_jax.models.encoder import EncoderConfig
 
 FILENAME = "run_spec.json"
@@ -23,7 +24,13 @@ def make(config, sharing: str, task_names, num_classes, abstract_params, pretrai
   shapes = {jax.tree_util.keystr(path): list(leaf.shape)
             for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
   return {"sharing": sharing, "tasks": list(task_names), "num_classes": list(num_classes),
-          "encoder": dataclasses.asdict(config), "param_shapes": shapes, "pretrained": pretrained}
+          "encoder": dataclasses.asdict(config), "param_shapes": shapes, "pretrained": pretrained,
+          # the groups fix the optimizer state's shape (frozen params have none)
+          "param_groups": _as_json(dataclasses.asdict(param_groups.configured()))}
+
+
+def _as_json(value):
+  return json.loads(json.dumps(value))
 
 
 def differences(saved: dict, current: dict) -> list[str]:
@@ -31,6 +38,9 @@ def differences(saved: dict, current: dict) -> list[str]:
   for key in ("sharing", "tasks", "num_classes"):
     if saved.get(key) != current.get(key):
       diffs.append(f"{key} {saved.get(key)!r} -> {current.get(key)!r}")
+  default_groups = _as_json(dataclasses.asdict(param_groups.Groups()))
+  if saved.get("param_groups", default_groups) != current["param_groups"]:
+    diffs.append(f"param_groups {saved.get('param_groups', default_groups)} -> {current['param_groups']}")
   weights = lambda spec: (spec.get("pretrained") or {}).get("sha256")  # the weights, wherever they are cached
   if weights(saved) != weights(current):
     name = lambda spec: (spec.get("pretrained") or {}).get("checkpoint", "from scratch")

@@ -202,7 +202,7 @@ def train(
     run_spec.write(model_dir, spec)
   counts = param_counts(state.params)
   print(f"mtl_jax: sharing={sharing} tasks={len(names)} layout={layout} parameters " +
-        " ".join(f"{k}={v:,}" for k, v in counts.items()), flush=True)
+        " ".join(f"{k}={v:,}" for k, v in counts.items()) + optim.groups_note(state.params), flush=True)
 
   writer = metric_writers.create_default_writer(str(model_dir / "train"), just_logging=not lead)
   eval_writer = metric_writers.create_default_writer(str(model_dir / "eval"), just_logging=not lead)

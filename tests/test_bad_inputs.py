@@ -91,3 +91,9 @@ def test_resume_with_different_model_is_refused_and_dir_unchanged(tmp_path, caps
   line = capsys.readouterr().err.strip().splitlines()[-1]
   assert rc == 2 and "tasks ['bbc_topic', 'rotten_tomatoes', 'vader_tweets'] -> ['bbc_topic']" in line, line
   assert _snapshot(model_dir) == before
+  # other parameter groups give the optimizer state another shape: refused, naming them
+  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin_file=gin/optim/freeze_embeddings.gin",
+                   "--gin.TRAIN_STEPS=4"])
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert rc == 2 and "param_groups {'freeze': []" in line and "-> {'freeze': ['^embedder/']" in line, line
+  assert _snapshot(model_dir) == before
