@@ -1,0 +1,176 @@
+"""Texts -> a checkpoint's final-layer hidden states (the input of probes and task embeddings).
+
+  python -m mtl_jax.pretrained.encode --checkpoint=DIR_OR_NAME --input=TEXTS.txt --output=OUT.npz \
+      [--max_length=512] [--batch_size=32]
+
+One text per line. OUT.npz holds `input_ids` [N, L] int32 (0-padded), `mask` [N, L] int32 and
+`hidden` [N, L, D] float32 (0 at padded positions), L = the longest encoded text. Texts are
+tokenised as the checkpoint's own tokenizer does: [CLS] pieces [SEP] (RoBERTa: <s> ... </s>),
+truncated HF-style to max_length (at most the checkpoint's positions) keeping both specials.
+The encoder is the run's: `Embedder` + the hard-sharing trunk with the checkpoint loaded,
+deterministic, one jit per (batch, bucketed length) shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import pathlib
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from mtl_jax.models.encoder import EncoderConfig, Embedder
+from mtl_jax.pretrained import checkpoint as checkpoint_lib
+from mtl_jax.pretrained import store
+from mtl_jax.sharing.hard import HardSharing
+
+LENGTH_BUCKET = 16  # compute at L rounded up to this (fewer compiles); padding never reaches real tokens
+
+
+class Encoder(nn.Module):
+  """Embedder + hard trunk, named as in MultiTaskModel ('embedder', 'trunk')."""
+
+  config: EncoderConfig
+
+  @nn.compact
+  def __call__(self, input_ids, mask):
+    x = Embedder(self.config, name="embedder")(input_ids, True)
+    return HardSharing(self.config, 1, name="trunk")(x, mask, jnp.zeros(input_ids.shape[:1], jnp.int32), True)
+
+
+def encoder_params(flat: dict[str, np.ndarray]) -> dict:
+  """Checkpoint flat names (Checkpoint.params()) -> the Encoder's param tree."""
+  tree = {"embedder": {}, "trunk": {"trunk": {}}}
+  for name, value in flat.items():
+    target = tree["embedder"] if name.startswith("embedder/") else tree["trunk"]["trunk"]
+    target[name.removeprefix("embedder/")] = value
+  return {"embedder": traverse_util.unflatten_dict(tree["embedder"], sep="/"),
+          "trunk": {"trunk": traverse_util.unflatten_dict(tree["trunk"]["trunk"], sep="/")}}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(config: EncoderConfig, params, input_ids, mask):
+  hidden = Encoder(config).apply({"params": params}, input_ids, mask)
+  return jnp.where(mask[..., None].astype(bool), hidden, 0.0).astype(jnp.float32)
+
+
+def token_ids(path: pathlib.Path, texts: list[str], max_length: int) -> list[list[int]]:
+  """Each text as the checkpoint's tokenizer encodes it: specials included, HF-style truncation."""
+  try:
+    from mtl_jax.pretrained import tokenizer as tokenizer_lib
+  except ImportError:
+    tokenizer_lib = None
+  if tokenizer_lib is not None:
+    vocab = tokenizer_lib.vocabulary_for(path)
+    return [[vocab.bos_id, *list(vocab.encode(t))[:max_length - 2], vocab.eos_id] for t in texts]
+  import tokenizers
+  tok_file = path / "tokenizer.json"
+  if not tok_file.is_file():
+    raise ValueError(f"checkpoint {path} has no tokenizer.json; encode needs the checkpoint's tokenizer")
+  tok = tokenizers.Tokenizer.from_file(str(tok_file))
+  tok.no_padding()  # e.g. MiniLM's tokenizer.json pads and truncates to 128
+  tok.enable_truncation(max_length)  # counts the specials the post-processor adds
+  return [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
+
+
+class TextEncoder:
+  """One checkpoint: its config, tokenizer and device-resident weights, reused across calls."""
+
+  def __init__(self, checkpoint: str | os.PathLike, params: dict[str, np.ndarray] | None = None):
+    """params: flat checkpoint-named weights to run instead of the checkpoint's own (e.g. a trained trunk)."""
+    self.checkpoint = checkpoint_lib.open_checkpoint(store.resolve(checkpoint))
+    self.config = self.checkpoint.encoder_config(dropout_rate=0.0)
+    self.params = jax.device_put(encoder_params(self.checkpoint.params() if params is None else params))
+
+  @property
+  def max_length(self) -> int:
+    return self.config.max_len
+
+  def tokenize(self, texts: list[str], max_length: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """input_ids, mask [N, L] int32; L = the longest encoded text."""
+    if max_length < 2:
+      raise ValueError(f"max_length must be >= 2 ([CLS] and [SEP]), got {max_length}")
+    rows = token_ids(self.checkpoint.path, list(texts), min(max_length, self.max_length))
+    length = max(len(r) for r in rows)
+    ids = np.zeros((len(rows), length), np.int32)
+    for i, r in enumerate(rows):
+      ids[i, :len(r)] = r
+    mask = (np.arange(length)[None] < np.array([len(r) for r in rows])[:, None]).astype(np.int32)
+    return ids, mask
+
+  def hidden(self, input_ids: np.ndarray, mask: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """[N, L, D] float32 final-layer hidden states (0 where mask is 0), in batches of `batch_size`."""
+    n, length = input_ids.shape
+    if length > self.max_length:
+      raise ValueError(f"inputs of length {length} exceed the checkpoint's {self.max_length} positions")
+    rows = min(batch_size, n)
+    padded = min(-(-length // LENGTH_BUCKET) * LENGTH_BUCKET, self.max_length)
+    out = np.zeros((n, length, self.config.d_model), np.float32)
+    for start in range(0, n, rows):
+      ids_b, mask_b = (np.zeros((rows, padded), np.int32) for _ in range(2))
+      stop = min(start + rows, n)
+      ids_b[:stop - start, :length], mask_b[:stop - start, :length] = input_ids[start:stop], mask[start:stop]
+      out[start:stop] = np.asarray(_forward(self.config, self.params, ids_b, mask_b))[:stop - start, :length]
+    return out
+
+  def encode(self, texts: list[str], max_length: int = 512, batch_size: int = 32) -> dict[str, np.ndarray]:
+    if not texts:
+      raise ValueError("no texts to encode")
+    ids, mask = self.tokenize(texts, max_length)
+    return {"input_ids": ids, "mask": mask, "hidden": self.hidden(ids, mask, batch_size)}
+
+
+def encode_texts(checkpoint: str | os.PathLike, texts: list[str], max_length: int = 512,
+                 batch_size: int = 32) -> dict[str, np.ndarray]:
+  """{'input_ids', 'mask', 'hidden'} for `texts` (see the module docstring)."""
+  return TextEncoder(checkpoint).encode(texts, max_length, batch_size)
+
+
+def read_texts(path: str | os.PathLike) -> list[str]:
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise ValueError(f"--input {str(path)!r} does not exist; pass a text file with one text per line")
+  texts = path.read_text(encoding="utf-8").splitlines()
+  if not texts:
+    raise ValueError(f"--input {str(path)!r} is empty; it needs one text per line")
+  return texts
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="mtl-encode", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--checkpoint", required=True, help="a named model or an HF-layout directory")
+  parser.add_argument("--input", required=True, help="text file, one text per line")
+  parser.add_argument("--output", required=True, help="the .npz to write")
+  parser.add_argument("--max_length", type=int, default=512, help="tokens per text, [CLS] and [SEP] included")
+  parser.add_argument("--batch_size", type=int, default=32)
+  args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+  if args.batch_size < 1:
+    parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
+  if args.max_length < 2:
+    parser.error(f"--max_length must be >= 2 ([CLS] and [SEP]), got {args.max_length}")
+  from safetensors import SafetensorError
+  from mtl_jax.train import one_line
+  try:
+    texts = read_texts(args.input)
+    arrays = encode_texts(args.checkpoint, texts, args.max_length, args.batch_size)
+    output = pathlib.Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(output, **arrays)
+  except (ValueError, KeyError, OSError, SafetensorError) as e:
+    print(f"mtl-encode: error: {one_line(e)}", file=sys.stderr, flush=True)
+    return 2
+  ids = arrays["input_ids"]
+  print(f"mtl-encode: {len(texts)} texts, length {ids.shape[1]}, hidden {arrays['hidden'].shape[2]} -> {output}",
+        flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
