@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bert_reference
-from mtl_jax.pretrained import encode, store
+from mtl_jax.pretrained import encode
 
 TOL = 1e-4
 TEXTS = ["The cat sat on the mat.", "Short.",

@@ -5,8 +5,9 @@
 
 One text per line. OUT.npz holds `input_ids` [N, L] int32 (0-padded), `mask` [N, L] int32 and
 `hidden` [N, L, D] float32 (0 at padded positions), L = the longest encoded text. Texts are
-tokenised as the checkpoint's own tokenizer does: [CLS] pieces [SEP] (RoBERTa: <s> ... </s>),
-truncated HF-style to max_length (at most the checkpoint's positions) keeping both specials.
+tokenised by the checkpoint's own tokenizer as training tokenises them (tokenizer.vocabulary_for):
+[CLS] pieces [SEP] (RoBERTa: <s> ... </s>), truncated HF-style to max_length (at most the
+checkpoint's positions) keeping both specials.
 The encoder is the run's: `Embedder` + the hard-sharing trunk with the checkpoint loaded,
 deterministic, one jit per (batch, bucketed length) shape.
 """
@@ -31,6 +32,7 @@ from mtl_jax.pretrained import store
 from mtl_jax.sharing.hard import HardSharing
 
 LENGTH_BUCKET = 16  # compute at L rounded up to this (fewer compiles); padding never reaches real tokens
+TOKENIZE_CHUNK = 1024
 
 
 class Encoder(nn.Module):
@@ -61,22 +63,24 @@ def _forward(config: EncoderConfig, params, input_ids, mask):
 
 
 def token_ids(path: pathlib.Path, texts: list[str], max_length: int) -> list[list[int]]:
-  """Each text as the checkpoint's tokenizer encodes it: specials included, HF-style truncation."""
+  """Each text as the checkpoint's tokenizer (tokenizer.vocabulary_for, what training uses) encodes
+  it: [CLS] pieces [SEP], the pieces cut HF-style so that the specials fit in max_length."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf
   try:
-    from mtl_jax.pretrained import tokenizer as tokenizer_lib
-  except ImportError:
-    tokenizer_lib = None
-  if tokenizer_lib is not None:
-    vocab = tokenizer_lib.vocabulary_for(path)
-    return [[vocab.bos_id, *list(vocab.encode(t))[:max_length - 2], vocab.eos_id] for t in texts]
-  import tokenizers
-  tok_file = path / "tokenizer.json"
-  if not tok_file.is_file():
-    raise ValueError(f"checkpoint {path} has no tokenizer.json; encode needs the checkpoint's tokenizer")
-  tok = tokenizers.Tokenizer.from_file(str(tok_file))
-  tok.no_padding()  # e.g. MiniLM's tokenizer.json pads and truncates to 128
-  tok.enable_truncation(max_length)  # counts the specials the post-processor adds
-  return [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
+    tf.config.set_visible_devices([], "GPU")  # TF only tokenizes; the accelerator is JAX's
+  except RuntimeError:  # TF already initialised its devices in this process
+    pass
+  from mtl_jax.pretrained import tokenizer
+  vocab = tokenizer.vocabulary_for(path)
+  if isinstance(vocab, tokenizer.WordPieceVocabulary):  # in-graph: one TF call per chunk, not per text
+    pieces = []
+    for start in range(0, len(texts), TOKENIZE_CHUNK):
+      pieces += vocab.encode_tf(tf.constant(texts[start:start + TOKENIZE_CHUNK], tf.string)).to_list()
+  else:
+    pieces = [list(vocab.encode(t)) for t in texts]
+  bos = [vocab.bos_id] if vocab.add_bos else []
+  return [bos + list(p[:max_length - len(bos) - 1]) + [vocab.eos_id] for p in pieces]
 
 
 class TextEncoder:
