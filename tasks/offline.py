@@ -8,7 +8,9 @@ in vader_movie (same sentence pool), so the two tasks share no text at all. The
 only other cross-task duplicates are 4 sentences shared by VADER domains
 (amazon/movie 1, amazon/nyt 3), each in the same split in both.
 Every task uses one SentencePiece vocabulary (8k unigram) trained on the union of
-the tasks' *training* splits, cached under MTL_JAX_CACHE.
+the tasks' *training* splits, cached under MTL_JAX_CACHE; a run that sets
+`pretrained.checkpoint` uses that checkpoint's tokenizer instead ([CLS] text [SEP]),
+with the same task definitions (VOCABULARY is a vocab.RunVocabulary).
 
   task               kind                    train  valid  test  metrics (headline first)
   vader_tweets       regression, [-1, 1]      3370    432   398  pearson, spearman, mse
@@ -87,9 +89,10 @@ def _training_text():
       yield ex["text"]
 
 
-VOCABULARY = vocab_lib.TrainedSentencePieceVocabulary(
+# The run's vocabulary: this SentencePiece model, or `pretrained.checkpoint`'s tokenizer.
+VOCABULARY = vocab_lib.RunVocabulary(vocab_lib.TrainedSentencePieceVocabulary(
     fetch.cache_dir() / "spm" / f"offline_unigram_{VOCAB_SIZE}_v1.model",
-    texts_fn=_training_text, vocab_size=VOCAB_SIZE)
+    texts_fn=_training_text, vocab_size=VOCAB_SIZE))
 
 for _name, (_kind, _, _labels) in sorted(_SOURCES.items()):
   registration.add_task(

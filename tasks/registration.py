@@ -18,6 +18,11 @@ Both register the head kind and label names in mtl_jax.task_info.
 
 Tagging alignment: each word's tag sits on its first sub-token, -1 on its other
 sub-tokens and on EOS (also after truncation), so metrics see one tag per word.
+
+BOS: a vocabulary with `add_bos` (a pretrained checkpoint's: [CLS] / <s>) gets
+bos_id first (tag -1); append_eos_after_trim then trims and appends its EOS
+([SEP] / </s>), as HF's truncation keeps both. Vocabularies without `add_bos`
+(SentencePiece, seqio's) get none.
 """
 
 from __future__ import annotations
@@ -67,13 +72,20 @@ def _to_columns(examples: Sequence[Mapping], kind: str, task_name: str) -> dict:
   return cols
 
 
+def _bos(vocabulary) -> tf.Tensor:
+  """[bos_id] for a vocabulary that starts every input with one (pretrained: [CLS], <s>), else []."""
+  if getattr(vocabulary, "add_bos", False):  # seqio / SentencePiece vocabularies: no BOS
+    return tf.constant([vocabulary.bos_id], tf.int32)
+  return tf.zeros([0], tf.int32)
+
+
 def _tokenize_text(ex, vocabulary):
-  ids = vocabulary.encode_tf(ex.pop("text"))
+  ids = tf.concat([_bos(vocabulary), tf.cast(vocabulary.encode_tf(ex.pop("text")), tf.int32)], 0)
   return {**ex, "inputs": ids, "tags": tf.zeros([0], tf.int32)}
 
 
 def _tokenize_tagged(ex, vocabulary):
-  """Encodes each word; its tag goes on its first sub-token, -1 on the rest."""
+  """Encodes each word; its tag goes on its first sub-token, -1 on the rest (and on BOS)."""
   pieces = vocabulary.encode_tf(ex.pop("tokens"))  # ragged [words, pieces]
   word_tags = ex.pop("word_tags")
   ids = pieces.flat_values
@@ -82,7 +94,9 @@ def _tokenize_tagged(ex, vocabulary):
   starts = tf.boolean_mask(starts, has_piece)
   tags = tf.tensor_scatter_nd_update(
       tf.fill(tf.shape(ids), -1), tf.expand_dims(starts, 1), tf.boolean_mask(word_tags, has_piece))
-  return {**ex, "inputs": ids, "tags": tags}
+  bos = _bos(vocabulary)
+  return {**ex, "inputs": tf.concat([bos, tf.cast(ids, tf.int32)], 0),
+          "tags": tf.concat([tf.fill(tf.shape(bos), -1), tags], 0)}
 
 
 def _align_tags(ex):
