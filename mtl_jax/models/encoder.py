@@ -137,7 +137,8 @@ class Mlp(nn.Module):
     h = nn.Dense(cfg.mlp_dim, name="wi", kernel_init=param_init(_DENSE_INIT, ("embed", "mlp")),
                  bias_init=param_init(nn.initializers.zeros, ("mlp",)))(x)
     h = nn.with_logical_constraint(nn.gelu(h, approximate=not cfg.gelu_exact), ("batch", "length", "mlp"))
-    h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+    if cfg.norm == "pre":  # the from-scratch encoder's extra dropout; BERT (post-LN) has none inside the MLP
+      h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
     return nn.Dense(cfg.d_model, name="wo", kernel_init=param_init(_DENSE_INIT, ("mlp", "embed")),
                     bias_init=param_init(nn.initializers.zeros, ("embed",)))(h)
 
