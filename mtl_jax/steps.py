@@ -42,10 +42,12 @@ def dummy_batch(batch_size: int, length: int) -> dict[str, np.ndarray]:
 def guarded_update(tx: optax.GradientTransformation, params, opt_state, grads, finite):
   """The optax update, applied only if `finite`: a non-finite loss or gradient never
   reaches the state (old params and optimizer state are kept)."""
-  updates, new_opt_state = tx.update(grads, opt_state, params)
-  new_params = optax.apply_updates(params, updates)
-  keep = lambda new, old: jnp.where(finite, new, old)
-  return jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_opt_state, opt_state)
+  def apply(operands):
+    params, opt_state = operands
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_opt_state
+  # a branch, not a select over every param and moment (that costs one more pass over them)
+  return jax.lax.cond(finite, apply, lambda operands: operands, (params, opt_state))
 
 
 class Steps:
