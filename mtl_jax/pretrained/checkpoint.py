@@ -96,6 +96,11 @@ class Checkpoint:
     return out
 
 
+def without_prefix(name: str) -> str:
+  """'bert.pooler.dense.weight' -> 'pooler.dense.weight': a tensor's name inside the encoder."""
+  return next(name[len(p):] for p in sorted(_PREFIXES, key=len, reverse=True) if name.startswith(p))
+
+
 @functools.lru_cache(maxsize=8)
 def _sha256(files: tuple) -> str:
   h = hashlib.sha256()

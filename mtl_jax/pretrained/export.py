@@ -120,7 +120,7 @@ def write(output: str | os.PathLike, flat: dict[str, np.ndarray], config: Encode
     source_ckpt = checkpoint_lib.open_checkpoint(source)
     source_config = source_ckpt.config
     for name, value in source_ckpt.tensors().items():  # the pooler: not trained here, kept so HF loads it whole
-      base = name.split(".", 1)[1] if name.split(".", 1)[0] in ("bert", "roberta") else name
+      base = checkpoint_lib.without_prefix(name)
       if base.startswith("pooler.") and value.shape[-1] == config.d_model:
         tensors[base] = value
   output.parent.mkdir(parents=True, exist_ok=True)
