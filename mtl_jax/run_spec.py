@@ -19,12 +19,13 @@ from mtl_jax.models.encoder import EncoderConfig
 FILENAME = "run_spec.json"
 
 
-def make(config, sharing: str, task_names, num_classes, abstract_params, pretrained: dict | None = None) -> dict:
-  """pretrained: the starting checkpoint ({'checkpoint': path, 'sha256': of its weights}) or None."""
+def make(config, sharing: str, task_names, num_classes, abstract_params, start: dict | None = None) -> dict:
+  """start: the starting point's entries (starting_point.*.record): 'pretrained' ({'checkpoint': path,
+  'sha256': of its weights} or None) and, for init_from, 'init_from' (source run, step, sha256)."""
   shapes = {jax.tree_util.keystr(path): list(leaf.shape)
             for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]}
   return {"sharing": sharing, "tasks": list(task_names), "num_classes": list(num_classes),
-          "encoder": dataclasses.asdict(config), "param_shapes": shapes, "pretrained": pretrained,
+          "encoder": dataclasses.asdict(config), "param_shapes": shapes, "pretrained": None, **(start or {}),
           # the groups fix the optimizer state's shape (frozen params have none)
           "param_groups": _as_json(dataclasses.asdict(param_groups.configured()))}
 
@@ -46,6 +47,11 @@ def differences(saved: dict, current: dict) -> list[str]:
     name = lambda spec: (spec.get("pretrained") or {}).get("checkpoint", "from scratch")
     diffs.append(f"pretrained checkpoint {name(saved)!r} (sha256 {weights(saved)}) -> {name(current)!r} "
                  f"(sha256 {weights(current)})")
+  source = lambda spec: (spec.get("init_from") or {}).get("sha256")  # another run's trunk (init_from)
+  if source(saved) != source(current):
+    where = lambda spec: ("{model_dir} step {step}".format(**spec["init_from"]) if spec.get("init_from")
+                          else "no init_from")
+    diffs.append(f"init_from {where(saved)} (sha256 {source(saved)}) -> {where(current)} (sha256 {source(current)})")
   defaults = {f.name: f.default for f in dataclasses.fields(EncoderConfig)}  # fields added since a run was saved
   for field, value in current["encoder"].items():
     old = saved.get("encoder", {}).get(field, defaults.get(field))
