@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Callable, Mapping, Sequence
 
+from mtl_jax import lock as dir_lock
 from mtl_jax.compare.grid import Cell
 
 RUN_RECORD = "compare_run.json"
@@ -97,7 +98,8 @@ def subprocess_launcher(argv: Sequence[str], log_path: pathlib.Path, env: Mappin
 @dataclasses.dataclass
 class Outcome:
   cell_id: str
-  status: str          # 'skipped' (already finished), 'ran', 'incomplete' (rc 0, not at the end), 'failed'
+  status: str          # 'skipped' (already finished), 'running' (another trainer holds its MODEL_DIR),
+                       # 'ran', 'incomplete' (rc 0, not at the end), 'failed'
   returncode: int | None = None
   wall_s: float = 0.0
   error: str = ""
@@ -144,16 +146,20 @@ def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: i
   for cell in cells:
     if is_done(cell, cell_dir(exp_dir, cell)):
       outcomes[cell.cell_id] = Outcome(cell.cell_id, "skipped")
+    elif (owner := dir_lock.live_owner(cell_dir(exp_dir, cell))) is not None:  # a rerun while it runs
+      outcomes[cell.cell_id] = Outcome(cell.cell_id, "running", error=f"in use by {dir_lock.describe(owner)}")
+      echo(f"mtl-compare: running elsewhere, skipped: {cell.cell_id} ({dir_lock.describe(owner)})")
     else:
       todo.append(cell)
-  echo(f"mtl-compare: {len(cells)} cells: {len(cells) - len(todo)} finished, {len(todo)} to run "
+  finished = sum(o.status == "skipped" for o in outcomes.values())
+  echo(f"mtl-compare: {len(cells)} cells: {finished} finished, {len(todo)} to run "
        f"({parallel} at a time)")
   lock, started = threading.Lock(), time.time()
 
   def report(cell, outcome):
     with lock:
       outcomes[cell.cell_id] = outcome
-      done = sum(1 for o in outcomes.values() if o.status != "skipped")
+      done = sum(1 for o in outcomes.values() if o.status not in ("skipped", "running"))
       elapsed = time.time() - started
       eta = elapsed / done * (len(todo) - done)
       extra = f": {outcome.error}" if outcome.error else ""
