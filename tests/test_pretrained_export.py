@@ -186,7 +186,7 @@ def _model_dir(path, cfg, strategy, params, source, step=7):
   mesh = jax.make_mesh((len(jax.devices()),), ("data",))
   params = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.P()))
   state = TrainState(step=np.int32(step), params=params, opt_state=optax.adamw(1e-3).init(params))
-  spec = run_spec.make(cfg, strategy, ["alpha", "beta"], [3, 1], params, {"checkpoint": str(source), "sha256": "x"})
+  spec = run_spec.make(cfg, strategy, ["alpha", "beta"], [3, 1], params, {"pretrained": {"checkpoint": str(source), "sha256": "x"}})
   path.mkdir()
   run_spec.write(path, spec)
   ckpt = checkpoints.Checkpoints(path)

@@ -19,7 +19,6 @@ tokenizer files when the source is known, and 1_Pooling/config.json saying how t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
@@ -153,27 +152,6 @@ def export_params(params, config: EncoderConfig, output, task: int | None = None
   return write(output, trunk_params(params, config, task, expert), config, source, extra)
 
 
-def _restore_params(model_dir: pathlib.Path):
-  """(params, step) of the newest checkpoint, restored onto one device whatever mesh saved it."""
-  import orbax.checkpoint as ocp
-  from mtl_jax import checkpoints
-  if not (model_dir / "checkpoints").is_dir():
-    raise ValueError(f"MODEL_DIR {str(model_dir)!r} has no checkpoints/; train it first")
-  ckpt = checkpoints.Checkpoints(model_dir)
-  try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise ValueError(f"MODEL_DIR {str(model_dir)!r} has no checkpoint in checkpoints/; train it first")
-    metadata = ocp.StandardCheckpointer().metadata(model_dir / "checkpoints" / str(step) / "state").item_metadata
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                            getattr(metadata, "tree", metadata))
-    state, _ = ckpt.restore(step, abstract)
-  finally:
-    ckpt.close()
-  return state["params"], step
-
-
 def export_model_dir(model_dir, output, task: str | None = None, expert: int | None = None) -> pathlib.Path:
   """The latest checkpoint of a training run's MODEL_DIR (its run_spec.json says what it is) -> `output`."""
   model_dir = pathlib.Path(model_dir).absolute()
@@ -181,8 +159,8 @@ def export_model_dir(model_dir, output, task: str | None = None, expert: int | N
   if not spec_file.is_file():
     raise ValueError(f"MODEL_DIR {str(model_dir)!r} has no run_spec.json; point --model_dir at a training run")
   spec = json.loads(spec_file.read_text())
-  fields = {f.name for f in dataclasses.fields(EncoderConfig)}
-  config = EncoderConfig(**{k: v for k, v in spec["encoder"].items() if k in fields})
+  from mtl_jax.transfer import init_from
+  config = init_from.encoder_config(spec)
   check_exportable(config)  # before the (slow) restore
   sharing, tasks = spec["sharing"], list(spec["tasks"])
   task_index = None
@@ -194,7 +172,7 @@ def export_model_dir(model_dir, output, task: str | None = None, expert: int | N
     raise ValueError(f"a {sharing} run has one trunk per task; pick one with --task ({', '.join(tasks)})")
   if sharing == "mmoe" and expert is None:
     raise ValueError("an mmoe run has several experts; pick one with --expert=0..E-1")
-  params, step = _restore_params(model_dir)
+  params, step = init_from.restore_params(model_dir)
   source = (spec.get("pretrained") or {}).get("checkpoint")
   extra = {"model_dir": str(model_dir), "step": int(step), "sharing": sharing, "task": task, "expert": expert,
            "pretrained": spec.get("pretrained")}

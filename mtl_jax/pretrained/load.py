@@ -36,13 +36,16 @@ def _placed(value: np.ndarray, like: jax.Array) -> jax.Array:
   return jax.make_array_from_callback(value.shape, like.sharding, lambda index: value[index])
 
 
-def into_params(params, ckpt: dict[str, np.ndarray], expert_noise: float = 0.0, seed: int = 0):
-  """params (a strategy's initialised tree) with every trunk/embedder param from `ckpt`."""
+def into_params(params, ckpt: dict[str, np.ndarray], expert_noise: float = 0.0, seed: int = 0,
+                key_fn=checkpoint_key):
+  """params (a strategy's initialised tree) with every trunk/embedder param from `ckpt`.
+
+  key_fn: param path -> its name in `ckpt` (init_from's also maps the closing LayerNorm)."""
   flat = traverse_util.flatten_dict(params, sep="/")
   rng = np.random.default_rng(seed)
   used, out = set(), {}
   for path, leaf in flat.items():
-    key = checkpoint_key(path)
+    key = key_fn(path)
     if key is None or (key.startswith("embedder/") and key not in ckpt):
       out[path] = leaf
       continue

@@ -1,0 +1,1 @@
+"""Transfer: start from another run (init_from), the source x target grid (mtl-transfer)."""
