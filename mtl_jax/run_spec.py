@@ -13,7 +13,7 @@ import pathlib
 
 import jax
 
-from mtl_jax import param_groups
+from mtl_jax import data_fingerprint, param_groups
 from mtl_jax.models.encoder import EncoderConfig
 
 FILENAME = "run_spec.json"
@@ -27,7 +27,8 @@ def make(config, sharing: str, task_names, num_classes, abstract_params, start: 
   return {"sharing": sharing, "tasks": list(task_names), "num_classes": list(num_classes),
           "encoder": dataclasses.asdict(config), "param_shapes": shapes, "pretrained": None, **(start or {}),
           # the groups fix the optimizer state's shape (frozen params have none)
-          "param_groups": _as_json(dataclasses.asdict(param_groups.configured()))}
+          "param_groups": _as_json(dataclasses.asdict(param_groups.configured())),
+          "data": data_fingerprint.of_tasks(task_names)}  # per task; changed data refuses a resume
 
 
 def _as_json(value):
@@ -69,11 +70,16 @@ def check_compatible(model_dir: pathlib.Path, current: dict) -> None:
   path = model_dir / FILENAME
   if not path.exists():
     return
-  diffs = differences(json.loads(path.read_text()), current)
+  saved = json.loads(path.read_text())
+  diffs = differences(saved, current)
   if diffs:
     raise ValueError(f"MODEL_DIR {model_dir} holds a run with a different model: " + "; ".join(diffs)
                      + ". Use a new --gin.MODEL_DIR, or restore the original settings to resume")
+  for changed in data_fingerprint.differences(saved.get("data"), current["data"]):  # old specs: none
+    raise ValueError(f"MODEL_DIR {model_dir}: {changed}")
 
 
 def write(model_dir: pathlib.Path, spec: dict) -> None:
-  (model_dir / FILENAME).write_text(json.dumps(spec, indent=1, sort_keys=True))
+  tmp = model_dir / (FILENAME + ".tmp")  # atomic: a full disk never leaves a truncated spec
+  tmp.write_text(json.dumps(spec, indent=1, sort_keys=True))
+  tmp.replace(model_dir / FILENAME)

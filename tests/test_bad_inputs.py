@@ -4,6 +4,7 @@ Runs the binary's main() in-process (8 fake CPU devices from conftest) so the
 cases cost no process start-up; every case fails before any training step.
 """
 
+import json
 import os
 import pathlib
 
@@ -11,6 +12,7 @@ import pytest
 
 import broken_tasks  # noqa: F401  registers broken_label / broken_nan / broken_empty
 from mtl_jax import train
+from tasks import offline, registration
 
 BASE = ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}", "--gin.BATCH_SIZE=16", "--gin.TRAIN_STEPS=2"]
@@ -97,3 +99,29 @@ def test_resume_with_different_model_is_refused_and_dir_unchanged(tmp_path, caps
   line = capsys.readouterr().err.strip().splitlines()[-1]
   assert rc == 2 and "param_groups {'freeze': []" in line and "-> {'freeze': ['^embedder/']" in line, line
   assert _snapshot(model_dir) == before
+
+
+_MUTABLE = {"rows": [{"text": f"sentence number {i}", "label": i % 2} for i in range(16)]}
+registration.add_task("mutable_data", kind="classification", vocabulary=offline.VOCABULARY,
+                      label_names=("neg", "pos"), examples_fn=lambda split: list(_MUTABLE["rows"]))
+
+
+def test_resume_on_changed_data_is_refused_naming_the_task_unless_accepted(tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  args = [*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin.MIXTURE_OR_TASK_NAME=mutable_data"]
+  assert train.main(args) == 0
+  spec_path = model_dir / "run_spec.json"
+  assert json.loads(spec_path.read_text())["data"]["mutable_data"].startswith("examples-sha256:")
+  _MUTABLE["rows"] = [*_MUTABLE["rows"][:-1], {"text": "an edited sentence", "label": 1}]
+  before = _snapshot(model_dir)
+  rc = train.main([*args, "--gin.TRAIN_STEPS=4"])
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert rc == 2 and "the data of task(s) mutable_data changed since this run started" in line, line
+  assert "--gin.data_fingerprint.accept_changed_data=True" in line and _snapshot(model_dir) == before
+  spec = json.loads(spec_path.read_text())
+  del spec["data"]  # a run_spec.json written before fingerprints: resumable as before
+  spec_path.write_text(json.dumps(spec))
+  assert train.main([*args, "--gin.TRAIN_STEPS=4"]) == 0
+  _MUTABLE["rows"] = _MUTABLE["rows"][1:]
+  assert train.main([*args, "--gin.TRAIN_STEPS=6", "--gin.data_fingerprint.accept_changed_data=True"]) == 0
+  assert "changed since this run started; accepted" in capsys.readouterr().out
