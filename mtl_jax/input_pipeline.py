@@ -81,12 +81,44 @@ def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
   return ds.with_options(options)
 
 
+@gin.configurable(module="input_pipeline")
+def train_example_limit(limit: int | None = None, subset_seed: int | None = None) -> dict:
+  """Train every task on at most `limit` training examples (a limited-data regime, e.g. 500).
+
+  The subset is a uniform sample of the train split drawn with `subset_seed` (None: the run's
+  seed, so seeds also vary the subset, as in Vu et al. 2020), then repeated and shuffled as usual.
+  """
+  if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+    raise ValueError(f"input_pipeline.train_example_limit.limit must be None or an int >= 1, got {limit!r}")
+  if subset_seed is not None and (not isinstance(subset_seed, int) or subset_seed < 0):
+    raise ValueError(f"input_pipeline.train_example_limit.subset_seed must be None or an int >= 0, "
+                     f"got {subset_seed!r}")
+  return {"limit": limit, "subset_seed": subset_seed}
+
+
+def _limited_train_dataset(task: seqio.Task, feature_lengths, seed: int, limit: int, subset_seed: int,
+                           shard_info: seqio.ShardInfo | None) -> tf.data.Dataset:
+  """`limit` examples drawn uniformly from the whole split (before sharding), repeated forever."""
+  ds = task.get_dataset(sequence_length=dict(feature_lengths), split="train", shuffle=False,
+                        num_epochs=1, try_in_mem_cache=False)
+  ds = ds.shuffle(1 << 20, seed=derive_seed(subset_seed, "subset", task.name), reshuffle_each_iteration=False)
+  ds = ds.take(limit)
+  if shard_info is not None and shard_info.num_shards > 1:
+    ds = ds.shard(shard_info.num_shards, shard_info.index)
+  return ds.cache().shuffle(limit, seed=derive_seed(seed, "task", task.name)).repeat()
+
+
 def task_train_dataset(task: seqio.Task, all_task_names, feature_lengths, seed: int,
                        shard_info: seqio.ShardInfo | None = None) -> tf.data.Dataset:
   """One task's infinite, shuffled, converted training examples (this process's shard)."""
-  ds = task.get_dataset(sequence_length=dict(feature_lengths), split="train", shuffle=True,
-                        seed=derive_seed(seed, "task", task.name), num_epochs=None,
-                        shard_info=shard_info, try_in_mem_cache=False)
+  cap = train_example_limit()
+  if cap["limit"] is not None:
+    subset_seed = seed if cap["subset_seed"] is None else cap["subset_seed"]
+    ds = _limited_train_dataset(task, feature_lengths, seed, cap["limit"], subset_seed, shard_info)
+  else:
+    ds = task.get_dataset(sequence_length=dict(feature_lengths), split="train", shuffle=True,
+                          seed=derive_seed(seed, "task", task.name), num_epochs=None,
+                          shard_info=shard_info, try_in_mem_cache=False)
   return EncoderFeatureConverter(all_task_names)(ds, feature_lengths)
 
 
