@@ -13,7 +13,7 @@ import pathlib
 
 import jax
 
-from mtl_jax import data_fingerprint, param_groups
+from mtl_jax import data_fingerprint, input_pipeline, param_groups
 from mtl_jax.models.encoder import EncoderConfig
 
 FILENAME = "run_spec.json"
@@ -28,7 +28,8 @@ def make(config, sharing: str, task_names, num_classes, abstract_params, start: 
           "encoder": dataclasses.asdict(config), "param_shapes": shapes, "pretrained": None, **(start or {}),
           # the groups fix the optimizer state's shape (frozen params have none)
           "param_groups": _as_json(dataclasses.asdict(param_groups.configured())),
-          "data": data_fingerprint.of_tasks(task_names)}  # per task; changed data refuses a resume
+          "data": data_fingerprint.of_tasks(task_names),  # per task; changed data refuses a resume
+          "train_example_limit": input_pipeline.train_example_limit()}  # a limited-data regime
 
 
 def _as_json(value):
@@ -48,6 +49,10 @@ def differences(saved: dict, current: dict) -> list[str]:
     name = lambda spec: (spec.get("pretrained") or {}).get("checkpoint", "from scratch")
     diffs.append(f"pretrained checkpoint {name(saved)!r} (sha256 {weights(saved)}) -> {name(current)!r} "
                  f"(sha256 {weights(current)})")
+  no_limit = {"limit": None, "subset_seed": None}
+  if saved.get("train_example_limit", no_limit) != current["train_example_limit"]:
+    diffs.append(f"input_pipeline.train_example_limit {saved.get('train_example_limit', no_limit)} -> "
+                 f"{current['train_example_limit']}")
   source = lambda spec: (spec.get("init_from") or {}).get("sha256")  # another run's trunk (init_from)
   if source(saved) != source(current):
     where = lambda spec: ("{model_dir} step {step}".format(**spec["init_from"]) if spec.get("init_from")
