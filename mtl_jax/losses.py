@@ -1,10 +1,9 @@
-"""Per-example losses by head kind, per-task means, and the task weighting.
+"""Per-example losses by head kind, per-task means, and the old gin task weighting.
 
-No loop over tasks: per-task means are segment sums over task_id. The weighting
-that turns per-task losses into one scalar is a gin choice:
-  'uniform'  mean over the tasks present in the batch of each task's mean loss
-             (every task counts equally whatever its sampling rate)
-  'examples' mean over examples (tasks count by how often they are sampled)
+No loop over tasks: per-task means are segment sums over task_id. How the per-task
+losses become one scalar (or how their gradients combine) is mtl_jax/weighting/
+(gin `weighting.method`); `combine_task_losses.weighting` is the old switch, kept so
+old configs still run: 'uniform' is the 'equal' method, 'examples' the 'examples' one.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import jax.numpy as jnp
 from mtl_jax import heads as heads_lib
 
 WEIGHTINGS = ("uniform", "examples")
+LEGACY_METHOD = {"uniform": "equal", "examples": "examples"}
 
 
 def example_losses(out: heads_lib.HeadOutputs, batch: Mapping[str, jax.Array],
@@ -39,11 +39,32 @@ def per_task_mean(loss_B, weight_B, task_id_B, num_tasks: int):
   return total_T / jnp.maximum(count_T, 1.0), count_T
 
 
+def weighted_task_term(weight_T, task_loss_T):
+  """sum_t w_t l_t with the weights held constant (methods choose w; only l is differentiated)."""
+  return (jax.lax.stop_gradient(weight_T) * task_loss_T).sum()
+
+
+def _check(weighting):
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"unknown loss weighting {weighting!r}; use one of {WEIGHTINGS}, or (newer) "
+                     "include gin/weighting/<method>.gin")
+
+
 @gin.configurable
 def combine_task_losses(task_loss_T, count_T, weighting: str = "uniform"):
+  """The old weighting as a function: 'uniform' (mean over present tasks) or 'examples'."""
+  _check(weighting)
   if weighting == "uniform":
     present = (count_T > 0).astype(task_loss_T.dtype)
     return (task_loss_T * present).sum() / jnp.maximum(present.sum(), 1.0)
-  if weighting == "examples":
-    return (task_loss_T * count_T).sum() / jnp.maximum(count_T.sum(), 1.0)
-  raise ValueError(f"unknown loss weighting {weighting!r}; use one of {WEIGHTINGS}")
+  return (task_loss_T * count_T).sum() / jnp.maximum(count_T.sum(), 1.0)
+
+
+def legacy_weighting() -> str | None:
+  """The weighting method the old gin binding names, or None when it is not bound."""
+  try:
+    value = gin.query_parameter("losses.combine_task_losses.weighting")
+  except ValueError:
+    return None
+  _check(value)
+  return LEGACY_METHOD[value]

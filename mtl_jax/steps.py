@@ -2,7 +2,9 @@
 
 train_step(state, batch) -> (state, metrics) is jitted once with explicit in/out
 shardings and the state donated. Dropout randomness is fold_in(seed, step), so a
-resumed run draws exactly the same randomness as an uninterrupted one.
+resumed run draws exactly the same randomness as an uninterrupted one. The task
+weighting (mtl_jax/weighting/) runs inside the step: a loss method weights the
+per-task losses; a gradient method combines per-task gradients (task-grouped batches).
 """
 
 from __future__ import annotations
@@ -17,14 +19,37 @@ import numpy as np
 import optax
 
 from mtl_jax import heads as heads_lib
-from mtl_jax import losses, partitioning
+from mtl_jax import losses, partitioning, weighting as weighting_lib
+from mtl_jax.weighting import gradients as weighting_grads
 
 
-@flax.struct.dataclass
 class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
+  """step, params, opt_state, and the weighting method's state (a dict, {} for most).
+
+  A pytree whose children are exactly (step, params, opt_state) when the weighting keeps
+  no state, so checkpoints written before weighting existed restore unchanged."""
+  FIELDS = ("step", "params", "opt_state")
+
+  def __init__(self, step, params, opt_state, weighting=None):
+    self.step, self.params, self.opt_state = step, params, opt_state
+    self.weighting = weighting if weighting is not None else {}
+
+  def replace(self, **changes) -> "TrainState":
+    fields = {name: getattr(self, name) for name in (*self.FIELDS, "weighting")}
+    return TrainState(**{**fields, **changes})
+
+  def _children(self):
+    names = self.FIELDS + (("weighting",) if _has_state(self.weighting) else ())
+    return [(jax.tree_util.GetAttrKey(n), getattr(self, n)) for n in names]
+
+
+def _has_state(weighting) -> bool:
+  return not (weighting is None or (isinstance(weighting, dict) and not weighting))
+
+
+jax.tree_util.register_pytree_with_keys(
+    TrainState, lambda s: (s._children(), None), lambda _, children: TrainState(*children),
+    lambda s: ([c for _, c in s._children()], None))
 
 
 def dummy_batch(batch_size: int, length: int) -> dict[str, np.ndarray]:
@@ -54,18 +79,25 @@ class Steps:
   """Builds the sharded state and the jitted steps for one model/optimizer/mesh."""
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, task_kinds: Sequence[str],
-               mesh, rules, seed: int, batch_size: int, length: int, grouped: bool = False):
+               mesh, rules, seed: int, batch_size: int, length: int, grouped: bool = False,
+               weighting: weighting_lib.Method | None = None):
     """grouped: train batches hold B/T rows of every task (the 'grouped' layout), which
-    lets soft sharing run its towers without per-example weight gathers."""
+    lets soft sharing run its towers without per-example weight gathers and gradient
+    weightings take per-task gradients. weighting: default the gin-configured method."""
     self.model, self.tx, self.mesh, self.rules = model, tx, mesh, rules
     self.grouped = bool(grouped)
     self.task_kinds, self.seed = tuple(task_kinds), seed
     self.num_tasks = len(self.task_kinds)
+    self.weighting = weighting or weighting_lib.configured(self.num_tasks)
+    if self.weighting.kind == "gradient" and not self.grouped:
+      raise ValueError(f"weighting {self.weighting.name!r} combines per-task gradients and needs task-grouped "
+                       "batches; include gin/mixing/grouped.gin (BATCH_SIZE a multiple of the task count)")
     example = dummy_batch(batch_size, length)
 
     def init_boxed(rng):  # placement comes from out_shardings below (init's forward pass is dead code)
       params = model.init(rng, example)["params"]
-      return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+      return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                        weighting=self.weighting.init(self.num_tasks))
 
     boxed = jax.eval_shape(init_boxed, jax.random.key(seed))
     self.state_shardings = partitioning.logical_shardings(boxed, mesh, rules)
@@ -85,26 +117,48 @@ class Steps:
     with jax.set_mesh(self.mesh):
       return self._init(jax.random.key(self.seed))
 
-  def _loss(self, params, batch, rng):
+  def _task_losses(self, params, batch, rng, grouped, rep=None):
+    """(per-task mean loss [T], examples per task [T], sown penalty); `rep` perturbs the
+    trunk's output (its gradient is the representation gradient, for rep_grad)."""
+    variables = {"params": params} if rep is None else {"params": params, "perturbations": {"rep": rep}}
     with nn.logical_axis_rules(self.rules):  # activation constraints need rules + jax.set_mesh
-      out, aux = self.model.apply({"params": params}, batch, deterministic=False, grouped=self.grouped,
+      out, aux = self.model.apply(variables, batch, deterministic=False, grouped=grouped,
                                   rngs={"dropout": rng}, mutable=["penalties"])
     loss_B = losses.example_losses(out, batch, self.task_kinds)
     task_loss_T, count_T = losses.per_task_mean(loss_B, batch["weight"], batch["task_id"], self.num_tasks)
-    task_term = losses.combine_task_losses(task_loss_T, count_T)
     penalty = sum((jnp.sum(p) for p in jax.tree.leaves(aux.get("penalties", {}))), jnp.zeros(()))
-    return task_term + penalty, {"task_loss": task_loss_T, "task_count": count_T,
-                                 "task_term": task_term, "penalty": penalty}
+    return task_loss_T, count_T, penalty
+
+  def _loss(self, params, batch, rng, wstate, step):
+    """A loss method: its weights (constants) times the per-task losses, plus penalties."""
+    task_loss_T, count_T, penalty = self._task_losses(params, batch, rng, self.grouped)
+    ctx = weighting_grads.context(task_loss_T, count_T, rng, step)
+    weight_T, wstate = self.weighting.weights(wstate, ctx)
+    task_term = losses.weighted_task_term(weight_T, task_loss_T)
+    return task_term + penalty, ({"task_loss": task_loss_T, "task_count": count_T, "task_term": task_term,
+                                  "penalty": penalty, "task_weight": weight_T}, wstate)
+
+  def _loss_and_grads(self, params, batch, rng, wstate, step):
+    """(loss, metrics, grads, new weighting state) under the run's weighting method."""
+    if self.weighting.kind == "loss":
+      (loss, (aux, wstate)), grads = jax.value_and_grad(self._loss, has_aux=True)(params, batch, rng, wstate, step)
+      return loss, aux, grads, wstate
+    if self.weighting.rep_grad:
+      return weighting_grads.rep_step(self.weighting, self._task_losses, params, batch, rng, wstate, step,
+                                      self.num_tasks, self.model.config.d_model)
+    return weighting_grads.param_step(self.weighting, self._task_losses, params, batch, rng, wstate, step,
+                                      self.num_tasks)
 
   def _train_step(self, state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.key(self.seed), state.step)
-    (loss, aux), grads = jax.value_and_grad(self._loss, has_aux=True)(state.params, batch, rng)
+    loss, aux, grads, wstate = self._loss_and_grads(state.params, batch, rng, state.weighting, state.step)
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     params, opt_state = guarded_update(self.tx, state.params, state.opt_state, grads, finite)
+    wstate = weighting_lib.base.tree_where(finite, wstate, state.weighting)  # skipped step: state kept
     # on a non-finite step the step counter still advances with the data
     metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state, weighting=wstate), metrics
 
   def _predict_step(self, params, batch):
     with nn.logical_axis_rules(self.rules):

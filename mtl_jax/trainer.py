@@ -17,14 +17,13 @@ import time
 
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 import seqio
 import tqdm
 from jax.experimental import multihost_utils
 from clu import metric_writers
 
-from mtl_jax import checkpoints, evaluation, features, input_pipeline, losses, mixing, optim, partitioning
+from mtl_jax import checkpoints, evaluation, features, input_pipeline, mixing, optim, partitioning
 from mtl_jax import run_spec, starting_point, steps as steps_lib, task_info
 from mtl_jax.models.multitask import build_model
 from mtl_jax.sharing import inspect as sharing_inspect
@@ -145,7 +144,6 @@ def train(
     raise ValueError(f"train.seed must be an int >= 0, got {seed!r}")
   if on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"train.on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
-  losses.combine_task_losses(jnp.zeros(1), jnp.ones(1))  # validates the gin-chosen weighting
   model_dir = check_model_dir(model_dir)
   provider = input_pipeline.get_provider(mixture_or_task_name)
   names = input_pipeline.task_names(provider)

@@ -24,6 +24,7 @@ class MultiTaskModel(nn.Module):
     mask = batch["input_mask"]
     x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic)
     h = self.trunk(x, mask, batch["task_id"], deterministic, grouped=grouped)
+    h = self.perturb("rep", h)  # identity unless a 'perturbations' collection is passed (weighting rep_grad)
     return TaskHeads(tuple(self.num_classes), self.config.pooling, name="heads")(h, mask, batch["task_id"])
 
 

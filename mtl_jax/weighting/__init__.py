@@ -1,0 +1,44 @@
+"""Loss weighting and gradient combination (see base.py for the interface).
+
+gin: `weighting.method = '<name>'` (include gin/weighting/<name>.gin), `weighting.rep_grad`
+for gradient methods; each method's options are `weighting.<name>.<option>`. The old
+`losses.combine_task_losses.weighting = 'uniform' | 'examples'` still selects equal / examples.
+"""
+
+from __future__ import annotations
+
+import gin
+import jax
+
+from mtl_jax.weighting.base import Context, Method, build, names, register  # noqa: F401
+from mtl_jax.weighting import equal, examples, static, uw, dwa, rlw, gls, famo  # noqa: F401  (loss)
+from mtl_jax.weighting import gradnorm, mgda, pcgrad, gradvac, cagrad, imtl, nash_mtl, aligned_mtl, upgrad  # noqa: F401
+
+DEFAULT = "equal"
+
+
+@gin.configurable("weighting", module="mtl_jax")
+def configured(num_tasks: int, method: str | None = None, rep_grad: bool = False) -> Method:
+  """The gin-chosen method for `num_tasks` tasks (validated: one clear error)."""
+  from mtl_jax import losses
+  legacy = losses.legacy_weighting()
+  if legacy is not None and method not in (None, legacy):
+    raise ValueError(f"both weighting.method={method!r} and the old losses.combine_task_losses.weighting "
+                     f"(= {legacy!r}) are set; keep only weighting.method")
+  chosen = build(method or legacy or DEFAULT, num_tasks)
+  if not isinstance(rep_grad, bool):
+    raise ValueError(f"weighting.rep_grad must be True or False, got {rep_grad!r}")
+  if rep_grad and chosen.kind != "gradient":
+    raise ValueError(f"weighting.rep_grad=True needs a gradient method, not the loss method {chosen.name!r}; "
+                     "drop --gin.weighting.rep_grad or pick e.g. mgda")
+  chosen.rep_grad = rep_grad
+  return chosen
+
+
+def spec_record(num_tasks: int) -> dict:
+  """What run_spec.json records: the method and its state's shapes (what a resume must match)."""
+  chosen = configured(num_tasks)
+  shapes = jax.eval_shape(lambda: chosen.init(num_tasks))
+  return {"method": chosen.name, "rep_grad": chosen.rep_grad,
+          "state_shapes": {jax.tree_util.keystr(p): list(x.shape)
+                           for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]}}

@@ -1,0 +1,43 @@
+"""cagrad (Liu et al. 2021, conflict-averse): the update d maximises the worst task's
+improvement min_i g_i . d within a ball ||d - g0|| <= c ||g0|| around the mean gradient g0.
+Dual: w = argmin_{w in simplex} g_w . g0 + c ||g0|| ||g_w||, d = g0 + c ||g0|| g_w / ||g_w||,
+rescaled by 1 / (1 + c^2) as in the paper's code."""
+
+import gin
+import jax.numpy as jnp
+
+from mtl_jax.weighting import base, solvers
+
+
+def solve(gram, c, iters):
+  """(alpha [T], dual w [T]) on a normalised Gram matrix."""
+  t = gram.shape[0]
+  mean = jnp.full((t,), 1.0 / t, gram.dtype)
+  g0_norm = jnp.sqrt(jnp.maximum(mean @ gram @ mean, 1e-30))
+  radius = c * g0_norm
+
+  def f(w):
+    return w @ gram @ mean + radius * jnp.sqrt(jnp.maximum(w @ gram @ w, 1e-20))
+
+  w = solvers.pgd_backtracking(f, solvers.project_simplex, mean, iters)
+  gw_norm = jnp.sqrt(jnp.maximum(w @ gram @ w, 1e-20))
+  return (mean + (radius / gw_norm) * w) / (1.0 + c ** 2), w
+
+
+class CAGrad(base.Method):
+  kind = "gradient"
+
+  def __init__(self, c: float, iters: int):
+    self.c, self.iters = c, iters
+
+  def combine(self, gram, state, ctx):
+    g, _ = solvers.normalized(gram)
+    return solve(g, self.c, self.iters)[0], state
+
+
+@base.register("cagrad")
+@gin.configurable("cagrad", module="mtl_jax.weighting")
+def cagrad(num_tasks: int, c: float = 0.4, iters: int = 200) -> base.Method:
+  if not c >= 0:
+    raise ValueError(f"weighting.cagrad.c={c!r} must be >= 0 (0 is plain mean-gradient descent)")
+  return CAGrad(float(c), int(iters))

@@ -1,0 +1,91 @@
+"""Per-task gradients in ONE vectorised computation, and the combined update.
+
+The batch is task-grouped (B/T rows of every task, task-major), so jax.vmap of the
+gradient over the [T, B/T] row groups gives every task's gradient of every parameter at
+about the FLOPs of one backward pass (each group backpropagates only its own rows), plus
+T gradient-sized buffers. The shared parameters (everything but 'heads') get
+sum_t alpha_t g_t with alpha from the method on the Gram matrix; the task-specific heads
+get their plain gradients (of the equal-weighted loss). A sown penalty computed on a
+group counts as part of that group's task objective.
+
+rep_grad: the gradients w.r.t. the shared representation (the trunk's output, through
+the 'rep' perturbation of MultiTaskModel) instead: one forward, the heads' backward to
+get the [T, B/T*L*D] representation gradients (positionally aligned across task groups, as
+LibMTL's multi-input rep_grad), then one backward of the alpha-weighted losses.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from mtl_jax.weighting import base
+
+TASK_SPECIFIC = ("heads",)  # top-level param collections that are not shared
+
+
+def gram(grads_T, shared) -> jax.Array:
+  """G G^T over the shared leaves, leaf by leaf (no [T, P] concatenation)."""
+  total = None
+  for key in shared:
+    for g in jax.tree.leaves(grads_T[key]):
+      flat = g.reshape(g.shape[0], -1).astype(jnp.float32)
+      part = jnp.einsum("ip,jp->ij", flat, flat, precision=jax.lax.Precision.HIGHEST)
+      total = part if total is None else total + part
+  return total
+
+
+def _weigh(alpha, grads_T):
+  return jax.tree.map(lambda g: jnp.tensordot(alpha.astype(g.dtype), g, 1), grads_T)
+
+
+def context(loss_T, count_T, rng, step) -> base.Context:
+  """The method's view of this step; its rng is apart from the dropout rng."""
+  return base.Context(loss_T=jax.lax.stop_gradient(loss_T), count_T=count_T,
+                      rng=jax.random.fold_in(rng, 1), step=step)
+
+
+def _groups(batch, num_tasks):
+  return jax.tree.map(lambda x: x.reshape(num_tasks, x.shape[0] // num_tasks, *x.shape[1:]), batch)
+
+
+def param_step(method, task_losses: Callable, params, batch, rng, wstate, step, num_tasks):
+  """task_losses(params, batch, rng, grouped, rep=None) -> (loss_T, count_T, penalty).
+  Returns (loss, aux, grads, new weighting state)."""
+  def one(params, group, t):
+    loss_T, count_T, penalty = task_losses(params, group, jax.random.fold_in(rng, t), False)
+    return loss_T[t] + penalty, (loss_T[t], count_T[t], penalty)
+
+  grads_T, (loss_T, count_T, penalty_T) = jax.vmap(jax.grad(one, has_aux=True), in_axes=(None, 0, 0))(
+      params, _groups(batch, num_tasks), jnp.arange(num_tasks))
+  shared = [k for k in params if k not in TASK_SPECIFIC]
+  alpha, new_state = method.combine(gram(grads_T, shared), wstate, context(loss_T, count_T, rng, step))
+  alpha = jax.lax.stop_gradient(alpha)
+  equal = jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
+  grads = {k: _weigh(alpha if k in shared else equal, v) for k, v in grads_T.items()}
+  penalty = penalty_T.mean()
+  return _finish(loss_T, count_T, penalty, alpha, grads, new_state)
+
+
+def rep_step(method, task_losses: Callable, params, batch, rng, wstate, step, num_tasks, d_model):
+  rep0 = jnp.zeros((*batch["input_ids"].shape, d_model), jnp.float32)
+  (loss_T, count_T, penalty), vjp = jax.vjp(lambda p, r: task_losses(p, batch, rng, True, rep=r), params, rep0)
+  zeros = jnp.zeros_like(loss_T)
+  _, rep_T = vjp((jnp.ones_like(loss_T), zeros, jnp.zeros_like(penalty)))  # task t's rows: d l_t / d rep
+  flat = rep_T.reshape(num_tasks, -1)
+  gram_TT = jnp.einsum("ip,jp->ij", flat, flat, precision=jax.lax.Precision.HIGHEST)
+  alpha, new_state = method.combine(gram_TT, wstate, context(loss_T, count_T, rng, step))
+  alpha = jax.lax.stop_gradient(alpha)
+  shared_grads, _ = vjp((alpha.astype(loss_T.dtype), zeros, jnp.ones_like(penalty)))
+  head_grads, _ = vjp((jnp.full_like(loss_T, 1.0 / num_tasks), zeros, jnp.zeros_like(penalty)))
+  grads = {k: (head_grads[k] if k in TASK_SPECIFIC else v) for k, v in shared_grads.items()}
+  return _finish(loss_T, count_T, penalty, alpha, grads, new_state)
+
+
+def _finish(loss_T, count_T, penalty, alpha, grads, new_state):
+  task_term = loss_T.mean()  # reported: the equal-weighted loss, comparable across methods
+  aux = {"task_loss": loss_T, "task_count": count_T, "task_term": task_term, "penalty": penalty,
+         "task_weight": alpha}
+  return task_term + penalty, aux, grads, new_state
