@@ -13,7 +13,7 @@ import pathlib
 
 import jax
 
-from mtl_jax import data_fingerprint, input_pipeline, param_groups
+from mtl_jax import data_fingerprint, input_pipeline, param_groups, weighting
 from mtl_jax.models.encoder import EncoderConfig
 
 FILENAME = "run_spec.json"
@@ -29,7 +29,8 @@ def make(config, sharing: str, task_names, num_classes, abstract_params, start: 
           # the groups fix the optimizer state's shape (frozen params have none)
           "param_groups": _as_json(dataclasses.asdict(param_groups.configured())),
           "data": data_fingerprint.of_tasks(task_names),  # per task; changed data refuses a resume
-          "train_example_limit": input_pipeline.train_example_limit()}  # a limited-data regime
+          "train_example_limit": input_pipeline.train_example_limit(),  # a limited-data regime
+          "weighting": weighting.spec_record(len(task_names))}  # its state lives in the checkpoint
 
 
 def _as_json(value):
@@ -41,6 +42,10 @@ def differences(saved: dict, current: dict) -> list[str]:
   for key in ("sharing", "tasks", "num_classes"):
     if saved.get(key) != current.get(key):
       diffs.append(f"{key} {saved.get(key)!r} -> {current.get(key)!r}")
+  no_state = {"method": "equal", "state_shapes": {}}  # runs saved before weighting existed
+  old_w, new_w = saved.get("weighting") or no_state, current.get("weighting") or no_state
+  if old_w["state_shapes"] != new_w["state_shapes"]:
+    diffs.append(f"weighting {old_w['method']!r} -> {new_w['method']!r} (they keep different state)")
   default_groups = _as_json(dataclasses.asdict(param_groups.Groups()))
   if saved.get("param_groups", default_groups) != current["param_groups"]:
     diffs.append(f"param_groups {saved.get('param_groups', default_groups)} -> {current['param_groups']}")
