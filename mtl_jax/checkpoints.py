@@ -7,7 +7,8 @@ pipeline has produced, so a resumed run continues the same stream. orbax writes 
 temporary directory and renames it when complete, so a kill during a save leaves the
 previous checkpoint intact. A checkpoint that fails to restore (truncated or missing
 files) is moved aside to MODEL_DIR/corrupt_checkpoints/ (never deleted) and the next
-older one is used.
+older one is used. Partial (temporary) checkpoint directories from a killed or failed
+save are removed when the next trainer opens MODEL_DIR (it holds the MODEL_DIR lock).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ class Checkpoints:
     self.period = period
     self.manager = ocp.CheckpointManager(
         self.model_dir / "checkpoints", item_names=("state", "meta"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True))
     self.best = ocp.CheckpointManager(
         self.model_dir / "checkpoints_best", item_names=("state", "meta"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True, cleanup_tmp_directories=True))
     path = self.model_dir / "best.json"  # read once: every process decides from the same record
     self._best = json.loads(path.read_text()) if path.exists() else None
 
@@ -138,3 +139,32 @@ class Checkpoints:
     for manager in (self.manager, self.best):
       manager.wait_until_finished()
       manager.close()
+
+
+# --- after a failed write (mtl_jax/write_errors.py) -----------------------------------
+def _is_partial(path: pathlib.Path) -> bool:
+  return path.is_dir() and not path.name.isdigit() and "tmp" in path.name
+
+
+def remove_partial(model_dir) -> int:
+  """Deletes the temporary directories of unfinished saves (process 0); returns how many."""
+  if jax.process_index() != 0:
+    return 0
+  removed = 0
+  for root in ("checkpoints", "checkpoints_best"):
+    folder = pathlib.Path(model_dir) / root
+    for path in (folder.iterdir() if folder.is_dir() else ()):
+      if _is_partial(path):
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+  for name in ("best.json.tmp", "results.json.tmp", "run_spec.json.tmp"):
+    (pathlib.Path(model_dir) / name).unlink(missing_ok=True)
+  return removed
+
+
+def last_complete_step(model_dir) -> int | None:
+  """The newest finished periodic checkpoint on disk (what a rerun resumes from), or None."""
+  folder = pathlib.Path(model_dir) / "checkpoints"
+  steps = [int(p.name) for p in (folder.iterdir() if folder.is_dir() else ())
+           if p.name.isdigit() and (p / "state").is_dir() and (p / "meta").is_dir()]
+  return max(steps, default=None)

@@ -58,13 +58,19 @@ def main(argv=None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
-  from mtl_jax import trainer
+  from mtl_jax import device_oom, faults, lock, trainer, write_errors
   try:
     parse_gin(args.gin_file, bindings, args.gin_search_path)
-    trainer.train(progress=not args.no_progress)
-  except (ValueError, KeyError, TypeError, OSError, RuntimeError) as e:
-    print(f"mtl-train: error: {one_line(e)}", file=sys.stderr, flush=True)
+    with faults.from_env():  # test-only fault injection (MTL_JAX_FAULTS); nothing when unset
+      trainer.train(progress=not args.no_progress)
+  except Exception as e:  # disk full / device OOM (any type orbax or XLA raises) or a bad setting
+    line = write_errors.describe(e) or device_oom.describe(e)
+    if line is None and not isinstance(e, (ValueError, KeyError, TypeError, OSError, RuntimeError)):
+      raise
+    print(f"mtl-train: error: {line or one_line(e)}", file=sys.stderr, flush=True)
     return 2
+  finally:
+    lock.release_all()
   return 0
 
 

@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from clu import metric_writers
 
 from mtl_jax import checkpoints, evaluation, features, input_pipeline, mixing, optim, partitioning
-from mtl_jax import run_spec, starting_point, steps as steps_lib, task_info
+from mtl_jax import lock, run_spec, starting_point, steps as steps_lib, task_info
 from mtl_jax.models.multitask import build_model
 from mtl_jax.sharing import inspect as sharing_inspect
 
@@ -185,7 +185,7 @@ def train(
 
   # ---- 3. state: resume from the newest readable checkpoint, else initialise ----
   lead = jax.process_index() == 0
-  model_dir.mkdir(parents=True, exist_ok=True)
+  lock.hold(model_dir)  # creates it; refuses a second trainer on it (mtl_jax/lock.py)
   ckpt = checkpoints.Checkpoints(model_dir, keep=keep_checkpoints, period=checkpoint_period)
   restored = ckpt.restore_latest_good(steps.abstract_state)
   if restored is not None:

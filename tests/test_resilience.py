@@ -1,6 +1,8 @@
-"""kill -9 and exact resume, SIGTERM preemption, corrupt checkpoints, non-finite losses.
+"""kill -9 and exact resume, SIGTERM preemption (also during evaluation, during a save, twice),
+a second trainer on the same MODEL_DIR, a full disk, corrupt checkpoints, non-finite losses.
 
-Subprocess runs of the real binary with a tiny model. 'Exact' means the final
+Subprocess runs of the real binary with a tiny model; the awkward-moment cases run main()
+in-process with faults injected at a chosen step (mtl_jax/faults.py). 'Exact' means the final
 TrainState (params, optimizer state, step) is bit-identical to an uninterrupted
 run with the same seed, and so are the evaluation results.
 """
@@ -8,6 +10,7 @@ run with the same seed, and so are the evaluation results.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import REPO, TINY_ARGS, run_binary, subprocess_env
+from mtl_jax import train
 
 STEPS = 12
 COMMON = (*TINY_ARGS, f"--gin.TRAIN_STEPS={STEPS}", "--gin.trainer.train.checkpoint_period=2",
@@ -93,12 +97,16 @@ def test_kill9_then_resume_is_bit_identical(uninterrupted, tmp_path, when):
   assert a == b
 
 
-def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path):
+def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path, capsys):
   model_dir = tmp_path / "preempted"
   proc = _start(model_dir, "--gin.TRAIN_STEPS=100000", "--gin.trainer.train.checkpoint_period=1000",
                 "--gin.trainer.train.eval_period=1000")
   _wait_for(lambda: (model_dir / "train").exists(), proc)  # writers exist: the loop is about to run
-  time.sleep(2.0)
+  # a second trainer on the same MODEL_DIR (in-process) is refused, naming the running one
+  rc = train.main([*COMMON, f"--gin.MODEL_DIR={model_dir}"])
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert rc == 2 and f"is in use by another trainer (host {socket.gethostname()} pid {proc.pid} since" in line, line
+  assert proc.poll() is None  # the owner runs on
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
@@ -171,3 +179,43 @@ def test_nonfinite_update_is_not_applied_and_training_continues():
   assert bool(metrics["finite"])
   after = [np.asarray(x) for x in jax.tree.leaves(state.params)]
   assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+AWKWARD = (*TINY_ARGS, "--gin.TRAIN_STEPS=8", "--gin.trainer.train.checkpoint_period=2",
+           "--gin.trainer.train.eval_period=4", "--gin.trainer.train.log_period=1")
+
+
+def _main_with_faults(monkeypatch, model_dir, faults=""):
+  monkeypatch.setenv("MTL_JAX_FAULTS", faults)
+  return train.main(["--no_progress", *AWKWARD, f"--gin.MODEL_DIR={model_dir}"])
+
+
+def test_sigterm_in_eval_then_twice_in_a_save_then_disk_full_each_resumes_exactly(tmp_path, monkeypatch, capsys):
+  """One chain of runs in-process: each interruption leaves a usable checkpoint, and the run
+  finished after all of them is bit-identical to an uninterrupted one."""
+  reference = tmp_path / "reference"
+  assert _main_with_faults(monkeypatch, reference) == 0
+  model_dir = tmp_path / "interrupted"
+  capsys.readouterr()
+  # SIGTERM in the middle of the first evaluation (step 4): finished, then saved at step 4
+  assert _main_with_faults(monkeypatch, model_dir, "sigterm_eval@1") == 0
+  out = capsys.readouterr().out
+  assert "SIGTERM received: saved a checkpoint at step 4" in out, out
+  # SIGTERM while step 6's checkpoint is written, and again while the preemption save closes
+  assert _main_with_faults(monkeypatch, model_dir, "sigterm_twice_save@6") == 0
+  out = capsys.readouterr().out
+  assert "resuming from checkpoint at step 4" in out and out.count("SIGTERM received") == 1, out
+  assert "saved a checkpoint at step 6" in out, out
+  # the disk fills up during the save at step 8: one line, partial dir removed, non-zero exit
+  assert _main_with_faults(monkeypatch, model_dir, "enospc_checkpoint@8") == 2
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert line.startswith(f"mtl-train: error: cannot write to MODEL_DIR {model_dir} at step 8 while saving a "
+                         "checkpoint: No space left on device ("), line
+  assert " free); the last good checkpoint is step 6 " in line and "1 partial checkpoint(s) removed" in line, line
+  assert not [p for p in (model_dir / "checkpoints").iterdir() if not p.name.isdigit()]
+  assert not (model_dir / "trainer.lock").exists()
+  # space is back: the same command resumes from step 6 and ends where the uninterrupted run did
+  assert _main_with_faults(monkeypatch, model_dir) == 0
+  assert "resuming from checkpoint at step 6" in capsys.readouterr().out
+  _assert_identical(_state(reference, 8), _state(model_dir, 8))
+  assert json.loads((reference / "results.json").read_text()) == json.loads((model_dir / "results.json").read_text())

@@ -1,0 +1,78 @@
+"""Disk full / write errors (checkpoint, results, TensorBoard) as one line, partial files removed.
+
+Why: a full disk during an orbax save surfaced as dozens of tracebacks and no advice.
+`describe(error)` recognises a write failure anywhere in the exception chain (ENOSPC,
+EDQUOT, EROFS, EIO, EFBIG, or their text in tensorstore / TF messages), removes the
+partial checkpoint directories orbax leaves behind (they hold the space and are never
+restored), and returns the line: MODEL_DIR, the step, the free space and the last good
+checkpoint. Running the same command once there is space resumes from that checkpoint
+(the usual exact resume).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pathlib
+import re
+import shutil
+
+from mtl_jax import checkpoints, crash_site
+
+ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+_TEXT = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|File too large|"
+                   r"\bENOSPC\b|\bEDQUOT\b|OS error 28\b|errno 28\b", re.I)
+_WHAT = (("orbax", "saving a checkpoint"), ("checkpoints", "saving a checkpoint"), ("results.json", "writing results"),
+         ("tfevents", "writing TensorBoard summaries"),
+         ("evaluation.py", "writing results"), ("metric_writers", "writing TensorBoard summaries"),
+         ("tensorboard", "writing TensorBoard summaries"), ("run_spec.py", "writing run_spec.json"),
+         ("lock.py", "creating the lock file"))
+
+
+def write_failure(error: BaseException) -> BaseException | None:
+  """The exception in the chain that is a failed write, if any."""
+  errors = crash_site.chain(error)
+  by_errno = [e for e in errors if isinstance(e, OSError) and e.errno in ERRNOS]
+  return (by_errno or [e for e in errors if _TEXT.search(str(e))] or [None])[-1]  # innermost: the original
+
+
+def human_bytes(n: float) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+    if n < 1024 or unit == "TiB":
+      return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    n /= 1024
+
+
+def _what(error: BaseException, failed: BaseException) -> str:
+  names = [f for f, _, _ in crash_site.frames(error)] + [str(getattr(failed, "filename", None) or "")]
+  for key, what in _WHAT:
+    if any(key in f for f in reversed(names)):
+      return what
+  return "writing"
+
+
+def describe(error: BaseException) -> str | None:
+  """The one-line message for a write failure (cleaning up partial checkpoints), else None."""
+  failed = write_failure(error)
+  if failed is None:
+    return None
+  local = crash_site.train_locals(error)
+  model_dir = local.get("model_dir")
+  if not isinstance(model_dir, pathlib.Path):
+    name = getattr(failed, "filename", None)
+    model_dir = pathlib.Path(name).parent if name else pathlib.Path.cwd()
+  removed = checkpoints.remove_partial(model_dir)
+  last = checkpoints.last_complete_step(model_dir)
+  probe = model_dir
+  while not probe.exists() and probe != probe.parent:
+    probe = probe.parent
+  free = human_bytes(shutil.disk_usage(probe).free)
+  step = crash_site.step_of(local)
+  reason = (os.strerror(failed.errno) if isinstance(failed, OSError) and failed.errno in ERRNOS
+            else str(failed).strip().splitlines()[0][:160] if str(failed).strip() else type(failed).__name__)
+  kept = (f"the last good checkpoint is step {last} ({model_dir / 'checkpoints' / str(last)})" if last is not None
+          else "no checkpoint was written yet")
+  cleaned = f", {removed} partial checkpoint(s) removed" if removed else ""
+  return (f"cannot write to MODEL_DIR {model_dir} at step {step if step is not None else '?'} while {_what(error, failed)}: "
+          f"{reason} ({free} free); {kept}{cleaned}. Free some space and run the same command again to "
+          "resume from it")
