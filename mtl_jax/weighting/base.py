@@ -14,17 +14,17 @@ swapping methods does not change the effective learning rate by a factor T.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from typing import Any, Callable
 
+import flax
 import jax
 import jax.numpy as jnp
 
 KINDS = ("loss", "gradient")
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Context:
   """What a method may look at in one step (no gradient flows through any of it)."""
   loss_T: jax.Array      # per-task mean loss of this batch
