@@ -209,3 +209,17 @@ def test_old_weighting_binding_still_selects_the_method(clean_gin):
 def test_gradient_method_needs_grouped_batches(model):
   with pytest.raises(ValueError, match="weighting 'pcgrad' combines per-task gradients and needs task-grouped"):
     make_steps(model, "pcgrad", grouped=False)
+
+
+def test_compare_weighting_axis_names_methods():
+  from mtl_jax.compare import grid
+  spec = grid.Experiment(gin_files=("gin/runs/quickstart.gin",), mixtures=("quickstart",), baselines=False,
+                         axes={"weighting": ["equal", "gin/weighting/pcgrad.gin"],
+                               "weighting.static.weights": [[1.0, 2.0, 3.0]]})
+  cells = spec.cells()
+  assert [c.axes_dict["weighting"] for c in cells] == ["equal", "pcgrad"]
+  assert cells[1].gin_files[-1] == "gin/weighting/pcgrad.gin" and "weighting=pcgrad" in cells[1].cell_id
+  assert "--gin.weighting.static.weights=[1.0, 2.0, 3.0]" in cells[0].argv(["train"], "/tmp/x")
+  with pytest.raises(ValueError, match="gin/weighting/nope.gin' not found"):
+    grid.Experiment(gin_files=("gin/runs/quickstart.gin",), mixtures=("quickstart",),
+                    axes={"weighting": ["nope"]}).validate()

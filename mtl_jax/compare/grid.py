@@ -14,7 +14,8 @@ A gin experiment file binds `experiment.*`:
   experiment.seeds = [0, 1, 2]                      # -> --gin.trainer.train.seed=S
   experiment.bindings = {'TRAIN_STEPS': 300}        # -> --gin.KEY=VALUE on every cell
   experiment.axes = {'model': ['gin/models/tiny.gin', 'gin/models/small.gin'],
-                     'optim.make_optimizer.learning_rate': [1e-3, 3e-3]}
+                     'optim.make_optimizer.learning_rate': [1e-3, 3e-3],
+                     'weighting': ['equal', 'uw', 'pcgrad']}  # -> gin/weighting/<name>.gin
 
 An axis whose values are all '*.gin' paths adds that gin file; any other axis is a gin
 binding KEY=value. A single-task baseline of task X is the same binary with
@@ -37,6 +38,7 @@ import gin
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SINGLE = "single"  # the strategy label of single-task baseline cells
+WEIGHTING_GIN = "gin/weighting/{}.gin"  # the 'weighting' axis may name methods
 _SLUG = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
@@ -115,7 +117,10 @@ class Experiment:
     for field in ("gin_files", "strategies", "mixtures", "seeds", "mtl_only_axes", "binary"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     object.__setattr__(self, "bindings", dict(self.bindings))
-    object.__setattr__(self, "axes", {k: list(v) for k, v in dict(self.axes).items()})
+    axes = {k: list(v) for k, v in dict(self.axes).items()}
+    if "weighting" in axes:  # method names -> gin/weighting/<name>.gin (labelled by the name)
+      axes["weighting"] = [v if _is_gin_path(v) else WEIGHTING_GIN.format(v) for v in axes["weighting"]]
+    object.__setattr__(self, "axes", axes)
     object.__setattr__(self, "tasks", {k: list(v) for k, v in dict(self.tasks).items()})
 
   def validate(self) -> None:
