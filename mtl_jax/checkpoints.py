@@ -62,6 +62,7 @@ class Checkpoints:
     return list(self.manager.all_steps())
 
   def save(self, step: int, state, meta: dict, force: bool = False) -> bool:
+    self.manager.check_for_errors()  # every step: a failed background save stops the run at once
     if not force and step % self.period:
       return False
     if step in self.manager.all_steps():

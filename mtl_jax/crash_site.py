@@ -41,3 +41,10 @@ def step_of(local: dict) -> int | None:
   """The loop's step, else the step training started from (failures before the first step)."""
   step = local.get("step", local.get("start"))
   return int(step) if isinstance(step, int) else None
+
+
+def close_progress_bar(error: BaseException) -> None:
+  """Ends train()'s tqdm bar, so the error line starts a line of its own."""
+  bar = train_locals(error).get("bar")
+  if bar is not None and hasattr(bar, "close"):
+    bar.close()

@@ -16,7 +16,7 @@ import numpy as np
 from mtl_jax import crash_site, write_errors
 
 _OOM = re.compile(r"RESOURCE_EXHAUSTED|out of memory|\bOOM\b", re.I)
-_ASKED = re.compile(r"allocate\s+([\d.]+\s*[KMGT]?i?B|\d+(?:\s*bytes)?)", re.I)
+_ASKED = re.compile(r"allocate\s+(\d[\d.]*\s*(?:[KMGT]i?B|bytes?)\b|\d+)", re.I)
 _WHEN = (("init_state", "initialising the train state"), ("run_train_step", "compiling or running train step"),
          ("run_predict", "evaluating"))
 

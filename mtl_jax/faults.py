@@ -102,12 +102,12 @@ def from_env():
     patch(metric_writers.AsyncMultiWriter, "write_scalars", write_scalars)
   if "oom_train_step" in faults:
     def run_train_step(original):
-      def wrapped(self, state, batch):
+      def run_train_step(self, state, batch):  # named as the real one: the OOM message says where
         if int(state.step) + 1 == faults["oom_train_step"]:
           raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
                                            "123456789 bytes.")
         return original(self, state, batch)
-      return wrapped
+      return run_train_step
     patch(steps.Steps, "run_train_step", run_train_step)
   if "sigterm_eval" in faults:
     calls = [0]

@@ -58,15 +58,16 @@ def main(argv=None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
-  from mtl_jax import device_oom, faults, lock, trainer, write_errors
+  from mtl_jax import crash_site, device_oom, faults, lock, trainer, write_errors
   try:
     parse_gin(args.gin_file, bindings, args.gin_search_path)
-    with faults.from_env():  # test-only fault injection (MTL_JAX_FAULTS); nothing when unset
+    with faults.from_env(), write_errors.quiet():  # faults: test-only injection (MTL_JAX_FAULTS)
       trainer.train(progress=not args.no_progress)
   except Exception as e:  # disk full / device OOM (any type orbax or XLA raises) or a bad setting
     line = write_errors.describe(e) or device_oom.describe(e)
     if line is None and not isinstance(e, (ValueError, KeyError, TypeError, OSError, RuntimeError)):
       raise
+    crash_site.close_progress_bar(e)
     print(f"mtl-train: error: {line or one_line(e)}", file=sys.stderr, flush=True)
     return 2
   finally:

@@ -11,7 +11,9 @@ checkpoint. Running the same command once there is space resumes from that check
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import pathlib
 import re
@@ -22,6 +24,9 @@ from mtl_jax import checkpoints, crash_site
 ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 _TEXT = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|File too large|"
                    r"\bENOSPC\b|\bEDQUOT\b|OS error 28\b|errno 28\b", re.I)
+_REASONS = {"enospc": "No space left on device", "os error 28": "No space left on device",
+            "errno 28": "No space left on device", "edquot": "Disk quota exceeded"}
+_PARTIAL = re.compile(r"(checkpoints(?:_best)?)/(\d+)\.orbax-checkpoint-tmp")
 _WHAT = (("orbax", "saving a checkpoint"), ("checkpoints", "saving a checkpoint"), ("results.json", "writing results"),
          ("tfevents", "writing TensorBoard summaries"),
          ("evaluation.py", "writing results"), ("metric_writers", "writing TensorBoard summaries"),
@@ -34,6 +39,37 @@ def write_failure(error: BaseException) -> BaseException | None:
   errors = crash_site.chain(error)
   by_errno = [e for e in errors if isinstance(e, OSError) and e.errno in ERRNOS]
   return (by_errno or [e for e in errors if _TEXT.search(str(e))] or [None])[-1]  # innermost: the original
+
+
+class _QuietWriteFailures(logging.Filter):
+  """Drops orbax's background-thread ERROR records (with tracebacks) for a failed write: the
+  run ends with one line saying it, and the cascade that follows is noise."""
+
+  def filter(self, record):
+    exc = record.exc_info[1] if record.exc_info else None
+    failing = (exc is not None and write_failure(exc) is not None) or _TEXT.search(record.getMessage())
+    if failing:
+      _SEEN[0] = True
+    return not failing and not (_SEEN[0] and "Save Finalize thread" in record.getMessage())
+
+
+_SEEN = [False]
+
+
+@contextlib.contextmanager
+def quiet():
+  """During a run, orbax's background write failures are not logged (the run's last line says
+  it). tensorstore still prints 'Event loop is closed' tracebacks from C++, out of our reach."""
+  log_filter = _QuietWriteFailures()
+  targets = [logging.getLogger(), logging.getLogger("absl"), *logging.getLogger().handlers]
+  for target in targets:
+    target.addFilter(log_filter)
+  _SEEN[0] = False
+  try:
+    yield
+  finally:
+    for target in targets:
+      target.removeFilter(log_filter)
 
 
 def human_bytes(n: float) -> str:
@@ -68,11 +104,15 @@ def describe(error: BaseException) -> str | None:
     probe = probe.parent
   free = human_bytes(shutil.disk_usage(probe).free)
   step = crash_site.step_of(local)
+  said = _TEXT.search(str(failed))
   reason = (os.strerror(failed.errno) if isinstance(failed, OSError) and failed.errno in ERRNOS
-            else str(failed).strip().splitlines()[0][:160] if str(failed).strip() else type(failed).__name__)
+            else _REASONS.get(said.group(0).lower(), said.group(0)) if said else type(failed).__name__)
+  which = _PARTIAL.search(str(failed))
+  what = (f"saving the {'best ' if which.group(1).endswith('best') else ''}checkpoint of step {which.group(2)}"
+          if which else _what(error, failed))
   kept = (f"the last good checkpoint is step {last} ({model_dir / 'checkpoints' / str(last)})" if last is not None
           else "no checkpoint was written yet")
   cleaned = f", {removed} partial checkpoint(s) removed" if removed else ""
-  return (f"cannot write to MODEL_DIR {model_dir} at step {step if step is not None else '?'} while {_what(error, failed)}: "
+  return (f"cannot write to MODEL_DIR {model_dir} at step {step if step is not None else '?'} while {what}: "
           f"{reason} ({free} free); {kept}{cleaned}. Free some space and run the same command again to "
           "resume from it")

@@ -125,3 +125,29 @@ def test_resume_on_changed_data_is_refused_naming_the_task_unless_accepted(tmp_p
   _MUTABLE["rows"] = _MUTABLE["rows"][1:]
   assert train.main([*args, "--gin.TRAIN_STEPS=6", "--gin.data_fingerprint.accept_changed_data=True"]) == 0
   assert "changed since this run started; accepted" in capsys.readouterr().out
+
+
+FAULTS = {  # injected by mtl_jax/faults.py at a chosen step; each ends in one line, no traceback
+    "disk_full_writing_results": ("enospc_results@2", "at step 2 while writing results: No space left on device ("),
+    "disk_full_writing_tensorboard": ("enospc_tensorboard@2",
+                                      "at step 2 while writing TensorBoard summaries: No space left on device ("),
+    "device_oom_first_step": ("oom_train_step@1", "out of device memory compiling or running train step 1 with "
+                              "sharing=hard on 8 device(s): train state ~"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAULTS))
+def test_exhaustion_is_one_line_naming_the_way_out(case, tmp_path, capsys, monkeypatch):
+  fault, expected = FAULTS[case]
+  monkeypatch.setenv("MTL_JAX_FAULTS", fault)
+  model_dir = tmp_path / "run"
+  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin.trainer.train.eval_period=2"])
+  err = capsys.readouterr().err
+  lines = [l for l in err.splitlines() if l.startswith("mtl-train: error:")]
+  assert rc == 2 and len(lines) == 1 and expected in lines[0], err[-3000:]
+  assert "Traceback" not in err and not (model_dir / "trainer.lock").exists()
+  if case.startswith("disk_full"):
+    assert f"MODEL_DIR {model_dir} at step 2" in lines[0] and "no checkpoint was written yet" in lines[0]
+  else:
+    assert "XLA asked for 123456789 bytes" in lines[0] and "--gin.BATCH_SIZE (now 16; try 8)" in lines[0]
+    assert "gin/meshes/model_parallel_2.gin" in lines[0] and "FSDP preset are not available yet" in lines[0]

@@ -219,3 +219,29 @@ def test_sigterm_in_eval_then_twice_in_a_save_then_disk_full_each_resumes_exactl
   assert "resuming from checkpoint at step 6" in capsys.readouterr().out
   _assert_identical(_state(reference, 8), _state(model_dir, 8))
   assert json.loads((reference / "results.json").read_text()) == json.loads((model_dir / "results.json").read_text())
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+  """A 4 MiB tmpfs (room for two tiny checkpoints), where the machine lets us mount one (root)."""
+  mount = tmp_path / "small"
+  mount.mkdir()
+  made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+  if made.returncode != 0:
+    pytest.skip("cannot mount a tmpfs here; the injected-fault test covers the disk-full path")
+  yield mount
+  subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_real_full_disk_one_line_then_resume_is_exact_once_space_is_back(uninterrupted, small_tmpfs):
+  model_dir = small_tmpfs / "run"
+  proc = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", check=False)
+  line = proc.stderr.strip().splitlines()[-1]
+  assert proc.returncode == 2 and line.startswith(f"mtl-train: error: cannot write to MODEL_DIR {model_dir} at step ")
+  assert "No space left on device (" in line and "the last good checkpoint is step " in line, line
+  assert not [p for p in (model_dir / "checkpoints").iterdir() if not p.name.isdigit()]  # partial dirs gone
+  subprocess.run(["mount", "-o", "remount,size=64m", str(small_tmpfs)], check=True)
+  resumed = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
+  assert "resuming from checkpoint at step" in resumed.stdout
+  _assert_identical(_state(uninterrupted, STEPS), _state(model_dir, STEPS))
+  assert json.loads((uninterrupted / "results.json").read_text()) == json.loads((model_dir / "results.json").read_text())
