@@ -89,3 +89,18 @@ def test_compare_skips_a_cell_held_by_a_live_trainer(tmp_path, sleeper):
                               echo=lines.append)
   assert not launched and [o.status for o in outcomes] == ["running"]
   assert f"pid {sleeper.pid}" in outcomes[0].error and any("running elsewhere" in l for l in lines)
+
+
+def test_multi_host_processes_agree_with_process_0(tmp_path, monkeypatch):
+  """Process 1 never touches the lock; it fails when process 0 could not take it."""
+  import jax
+  import numpy as np
+  from jax.experimental import multihost_utils
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(multihost_utils, "process_allgather", lambda ok: np.array([False, bool(ok)]))
+  with pytest.raises(lock.LockedError, match="process 0 says who"):
+    lock.hold(tmp_path / "run")
+  assert not (tmp_path / "run" / lock.FILENAME).exists()
+  monkeypatch.setattr(multihost_utils, "process_allgather", lambda ok: np.array([True, bool(ok)]))
+  assert lock.hold(tmp_path / "run") == tmp_path / "run" and not (tmp_path / "run" / lock.FILENAME).exists()
