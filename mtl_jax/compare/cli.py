@@ -3,7 +3,7 @@
   python -m mtl_jax.compare --experiment=gin/experiments/relatedness_sweep.gin --exp_dir=/tmp/sweep
   python -m mtl_jax.compare --gin_file=gin/runs/quickstart.gin --gin_file=gin/models/tiny.gin \\
       --strategies=hard,sluice --mixtures=quickstart --seeds=0,1 --binding=TRAIN_STEPS=200 \\
-      --exp_dir=/tmp/cmp [--parallel=2] [--dry_run | --report_only]
+      --exp_dir=/tmp/cmp [--parallel=2] [--dry_run | --report_only] [--executor=submitit ...]
 
 Experiment gin files bind `experiment.<field>` (see mtl_jax/compare/grid.py); flags and
 `--gin.experiment.<field>=VALUE` override them. Rerunning the same command skips finished
@@ -24,7 +24,7 @@ import pathlib
 import sys
 
 from mtl_jax import gin_args
-from mtl_jax.compare import collect, grid, report, runner
+from mtl_jax.compare import collect, grid, jobs, report, runner
 
 
 def _value(text: str):
@@ -64,6 +64,7 @@ def parse_args(argv):
   p.add_argument("--parallel", type=int, help="cells run at once (default: experiment.parallel, 1)")
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
   p.add_argument("--report_only", action="store_true", help="only aggregate what is in EXP_DIR")
+  jobs.add_flags(p)
   args, rest = p.parse_known_args(argv)
   bindings = gin_args.bindings(rest, p.error, example="--gin.experiment.seeds=[0,1]")
   return p, args, bindings
@@ -121,7 +122,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     run_env.update({str(k): str(v) for k, v in exp.env.items()})
     try:
       runner.run_cells(cells, exp_dir, exp.command(), exp.parallel, env=run_env,
-                       launcher=launcher or runner.subprocess_launcher, echo=echo)
+                       launcher=launcher or jobs.launcher_from_args(args, exp_dir), echo=echo)
     except KeyboardInterrupt:
       echo("mtl-compare: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")

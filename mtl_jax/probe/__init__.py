@@ -1,0 +1,1 @@
+"""Frozen-featurizer probes: featurize + cache, light target models, scalar mix, learning curves."""

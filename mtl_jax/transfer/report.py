@@ -1,0 +1,78 @@
+"""report.md and one gain heatmap per data regime (rows: sources, columns: targets)."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from mtl_jax.transfer.grid import NONE
+
+
+def _num(value, digits=3) -> str:
+  return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _pm(mean, std) -> str:
+  return _num(mean) + ("" if std is None or math.isnan(std) else f" ± {_num(std)}")
+
+
+def _gain(row) -> str:
+  if row["gain"] is None:
+    return "–"
+  mark = " ≈" if row["within_noise"] else ""
+  return f"{row['gain']:+.3f}{mark}"
+
+
+def heatmap(matrix: Sequence[dict], regime: str, path: pathlib.Path) -> str | None:
+  """Gain of each source on each target in one regime (diverging around 0); None if empty."""
+  rows = [r for r in matrix if r["regime"] == regime and r["source"] != NONE and r["gain"] is not None]
+  if not rows:
+    return None
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib.figure import Figure
+  from mtl_jax.compare.plots import _heatmap
+  sources = sorted({r["source"] for r in rows})
+  targets = sorted({r["target"] for r in rows})
+  values = np.full((len(sources), len(targets)), np.nan)
+  for r in rows:
+    values[sources.index(r["source"]), targets.index(r["target"])] = r["gain"]
+  fig = Figure(figsize=(1.6 + 1.1 * len(targets), 1.4 + 0.5 * len(sources)))
+  ax = fig.add_subplot()
+  image = _heatmap(ax, values, targets, sources, f"transfer gain vs no intermediate task ({regime})")
+  ax.set_xlabel("target")
+  ax.set_ylabel("source (stage 1)")
+  fig.colorbar(image, ax=ax, shrink=0.8)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=120)
+  return str(path)
+
+
+def markdown(spec: dict, matrix: Sequence[dict], figures: Sequence[str], unfinished: Sequence[str],
+             exp_dir: pathlib.Path) -> str:
+  lines = [f"# Transfer matrix: {spec.get('name', 'transfer')}", ""]
+  if spec.get("description"):
+    lines += [spec["description"], ""]
+  regimes = ", ".join(f"{k}={'all' if v is None else v}" for k, v in spec["regimes"].items())
+  lines += [f"Sources {', '.join(spec['sources']) or '–'}; targets {', '.join(spec['targets'])}; "
+            f"regimes {regimes}; "
+            f"seeds {', '.join(map(str, spec['seeds']))}. Score: the target's headline metric at the final "
+            "step (mean ± std over seeds). Gain: source minus `none` (the target trained from the same "
+            "starting point without stage 1); ≈ marks a gain smaller than the larger seed std.", ""]
+  for regime in dict.fromkeys(r["regime"] for r in matrix):
+    lines += [f"## Regime `{regime}`", "", "| target | source | metric | score | n | gain | relative |",
+              "|---|---|---|---|---|---|---|"]
+    for r in (r for r in matrix if r["regime"] == regime):
+      rel = "–" if r["relative_gain"] is None or math.isnan(r["relative_gain"]) else f"{100 * r['relative_gain']:+.1f}%"
+      lines.append(f"| {r['target']} | {r['source']} | {r['metric']} | {_pm(r['mean'], r['std'])} | {r['n']} | "
+                   f"{_gain(r)} | {rel} |")
+    lines.append("")
+  for fig in figures:
+    lines += [f"![{pathlib.Path(fig).stem}]({pathlib.Path(fig).relative_to(exp_dir)})", ""]
+  if unfinished:
+    lines += [f"Unfinished cells ({len(unfinished)}): {', '.join(unfinished)}", ""]
+  return "\n".join(lines)
