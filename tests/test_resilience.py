@@ -209,8 +209,8 @@ def test_sigterm_in_eval_then_twice_in_a_save_then_disk_full_each_resumes_exactl
   # the disk fills up during the save at step 8: one line, partial dir removed, non-zero exit
   assert _main_with_faults(monkeypatch, model_dir, "enospc_checkpoint@8") == 2
   line = capsys.readouterr().err.strip().splitlines()[-1]
-  assert line.startswith(f"mtl-train: error: cannot write to MODEL_DIR {model_dir} at step 8 while saving a "
-                         "checkpoint: No space left on device ("), line
+  assert line.startswith(f"mtl-train: error: cannot write to MODEL_DIR {model_dir} at step 8 while saving the "
+                         "checkpoint of step 8: No space left on device ("), line
   assert " free); the last good checkpoint is step 6 " in line and "1 partial checkpoint(s) removed" in line, line
   assert not [p for p in (model_dir / "checkpoints").iterdir() if not p.name.isdigit()]
   assert not (model_dir / "trainer.lock").exists()
