@@ -116,3 +116,19 @@ def test_submitit_local_executor_runs_a_two_cell_grid(tmp_path):
   jobs = list((exp_dir / "submitit").glob("*/*_result.pkl"))
   assert len(jobs) == 2  # each cell ran as its own submitit job
   assert (exp_dir / "results.csv").stat().st_size > 0
+
+
+def test_prefinetune_mixtures_hold_out_the_targets_and_the_experiment_expands():
+  import seqio
+  from tasks import offline_families
+  tasks_of = lambda name: sorted(t.name for t in seqio.get_mixture_or_task(name).tasks)
+  large = tasks_of("pft_all_but_targets")
+  assert len(large) == 6 and not set(large) & set(offline_families.TARGETS)
+  assert tasks_of("pft_family_rotten_tomatoes") == ["vader_amazon", "vader_movie", "vader_nyt", "vader_tweets"]
+  assert tasks_of("pft_family_bbc_topic") == ["chatterbot_intent"]
+  exp = grid.load(["gin/experiments/prefinetune_minilm.gin"])
+  exp.validate()
+  targets = exp.target_cells(lambda c: c.cell_id)
+  assert len(exp.source_cells()) == 9 and len(targets) == 36
+  assert {c.axes_dict["source"] for c in targets if c.mixture == "bbc_topic"} == {
+      "none", "pft_all_but_targets", "pft_family_bbc_topic"}
