@@ -40,7 +40,7 @@ def heatmap(matrix: Sequence[dict], regime: str, path: pathlib.Path) -> str | No
   values = np.full((len(sources), len(targets)), np.nan)
   for r in rows:
     values[sources.index(r["source"]), targets.index(r["target"])] = r["gain"]
-  fig = Figure(figsize=(1.6 + 1.1 * len(targets), 1.4 + 0.5 * len(sources)))
+  fig = Figure(figsize=(max(6.0, 3.0 + 1.1 * len(targets)), 2.4 + 0.5 * len(sources)))
   ax = fig.add_subplot()
   image = _heatmap(ax, values, targets, sources, f"transfer gain vs no intermediate task ({regime})")
   ax.set_xlabel("target")
