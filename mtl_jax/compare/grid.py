@@ -155,9 +155,7 @@ class Experiment:
     if self.baselines:
       files.append(self.strategy_gin(self.baseline_strategy))
     files += [v for values in self.axes.values() for v in values if _is_gin_path(v)]
-    for path in files:
-      if resolve_gin_path(path) is None:
-        raise ValueError(f"gin file {path!r} not found (looked in {os.getcwd()} and {REPO_ROOT})")
+    check_gin_files(files)
 
   def strategy_gin(self, strategy: str) -> str:
     return strategy if _is_gin_path(strategy) else self.sharing_gin.format(strategy)
@@ -281,25 +279,42 @@ def task_modules(gin_files: Sequence[str]) -> list[str]:
   return list(dict.fromkeys(found))
 
 
-@gin.configurable("experiment", module="mtl_jax.compare.grid")
-def experiment(**fields) -> Experiment:
-  """The gin-bound spec (every `experiment.<field>` binding) as an Experiment."""
-  known = [f.name for f in dataclasses.fields(Experiment)]
+def check_gin_files(paths: Sequence[str]) -> None:
+  """One clear error for the first gin file the binary would not find."""
+  for path in paths:
+    if resolve_gin_path(path) is None:
+      raise ValueError(f"gin file {path!r} not found (looked in {os.getcwd()} and {REPO_ROOT})")
+
+
+def spec_from_fields(cls, label: str, fields: Mapping[str, Any]):
+  """`cls(**fields)` for a gin-bound spec dataclass, naming unknown `label.<field>` bindings."""
+  known = [f.name for f in dataclasses.fields(cls)]
   unknown = sorted(set(fields) - set(known))
   if unknown:
-    raise ValueError(f"unknown experiment field(s) {', '.join(unknown)}; known: {', '.join(known)}")
-  return Experiment(**fields)
+    raise ValueError(f"unknown {label} field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+  return cls(**fields)
 
 
-def load(gin_files: Sequence[str] = (), bindings: Sequence[str] = (), **overrides) -> Experiment:
-  """Parses experiment gin files + `experiment.KEY = VALUE` bindings; flags override fields."""
+def load_spec(build, gin_files: Sequence[str] = (), bindings: Sequence[str] = (), **overrides):
+  """Parses experiment gin files + bindings, calls the gin-configurable `build()`; flags override fields."""
   gin.clear_config()
   try:
     for path in (os.getcwd(), str(REPO_ROOT)):
       gin.add_config_file_search_path(path)
     gin.parse_config_files_and_bindings(list(gin_files), list(bindings), finalize_config=False)
-    spec = experiment()
+    spec = build()
   finally:
     gin.clear_config()
   overrides = {k: v for k, v in overrides.items() if v is not None}
   return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+@gin.configurable("experiment", module="mtl_jax.compare.grid")
+def experiment(**fields) -> Experiment:
+  """The gin-bound spec (every `experiment.<field>` binding) as an Experiment."""
+  return spec_from_fields(Experiment, "experiment", fields)
+
+
+def load(gin_files: Sequence[str] = (), bindings: Sequence[str] = (), **overrides) -> Experiment:
+  """Parses experiment gin files + `experiment.KEY = VALUE` bindings; flags override fields."""
+  return load_spec(experiment, gin_files, bindings, **overrides)

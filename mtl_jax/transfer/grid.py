@@ -27,14 +27,13 @@ A source equal to the target is skipped (no self-transfer) unless `include_self`
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from typing import Any, Mapping, Sequence
 
 import gin
 
 from mtl_jax.compare import grid as compare_grid
-from mtl_jax.compare.grid import Cell, resolve_gin_path, slug
+from mtl_jax.compare.grid import Cell, slug
 
 NONE = "none"  # the source label of baseline cells (no stage 1)
 SEED_BINDING = "trainer.train.seed"
@@ -108,9 +107,8 @@ class TransferExperiment:
       raise ValueError(f"transfer.source_sharing={self.source_sharing!r} keeps one trunk per "
                        f"{'expert' if self.source_sharing == 'mmoe' else 'task'}: set transfer.init_task "
                        "(a task name, an expert index, or 'mean')")
-    for path in [*self.gin_files, self.sharing_gin(self.source_sharing), self.sharing_gin(self.target_sharing)]:
-      if resolve_gin_path(path) is None:
-        raise ValueError(f"gin file {path!r} not found (looked in {os.getcwd()} and {compare_grid.REPO_ROOT})")
+    compare_grid.check_gin_files([*self.gin_files, self.sharing_gin(self.source_sharing),
+                                  self.sharing_gin(self.target_sharing)])
 
   @staticmethod
   def sharing_gin(strategy: str) -> str:
@@ -161,22 +159,10 @@ class TransferExperiment:
 
 @gin.configurable("transfer", module="mtl_jax.transfer.grid")
 def transfer(**fields) -> TransferExperiment:
-  known = [f.name for f in dataclasses.fields(TransferExperiment)]
-  unknown = sorted(set(fields) - set(known))
-  if unknown:
-    raise ValueError(f"unknown transfer field(s) {', '.join(unknown)}; known: {', '.join(known)}")
-  return TransferExperiment(**fields)
+  """The gin-bound spec (every `transfer.<field>` binding) as a TransferExperiment."""
+  return compare_grid.spec_from_fields(TransferExperiment, "transfer", fields)
 
 
 def load(gin_files: Sequence[str] = (), bindings: Sequence[str] = (), **overrides) -> TransferExperiment:
   """Parses experiment gin files + `transfer.KEY = VALUE` bindings; flags override fields."""
-  gin.clear_config()
-  try:
-    for path in (os.getcwd(), str(compare_grid.REPO_ROOT)):
-      gin.add_config_file_search_path(path)
-    gin.parse_config_files_and_bindings(list(gin_files), list(bindings), finalize_config=False)
-    spec = transfer()
-  finally:
-    gin.clear_config()
-  overrides = {k: v for k, v in overrides.items() if v is not None}
-  return dataclasses.replace(spec, **overrides) if overrides else spec
+  return compare_grid.load_spec(transfer, gin_files, bindings, **overrides)
