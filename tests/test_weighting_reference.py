@@ -26,7 +26,7 @@ def grads(seed, t=3, p=7, conflict=True):
 
 
 def alpha_of(name, g, state=None, c=None, **kw):
-  method = weighting.build(name, g.shape[0]) if not kw else weighting.base._FACTORIES[name](g.shape[0], **kw)
+  method = weighting.build(name, g.shape[0]) if not kw else weighting.base._REGISTRY.get(name)(g.shape[0], **kw)
   state = method.init(g.shape[0]) if state is None else state
   a, new = jax.jit(lambda m, s, cx: method.combine(m, s, cx))(jnp.asarray(g @ g.T, jnp.float32), state,
                                                               c or ctx(np.ones(g.shape[0])))
@@ -185,7 +185,7 @@ def test_gradnorm_first_update_by_hand():
 
 # ---------------- loss methods -----------------------------------------------------------
 def weights_of(name, loss, state=None, count=None, step=0, seed=0, **kw):
-  method = weighting.base._FACTORIES[name](len(loss), **kw)
+  method = weighting.base._REGISTRY.get(name)(len(loss), **kw)
   state = method.init(len(loss)) if state is None else state
   w, new = method.weights(state, ctx(loss, count, step, seed))
   return np.asarray(w, np.float64), new
@@ -201,7 +201,7 @@ def test_equal_examples_static():
 
 def test_uw_reaches_its_closed_form_optimum():
   loss = np.array([0.2, 1.0, 3.0], np.float32)
-  method = weighting.base._FACTORIES["uw"](3, learning_rate=0.05)
+  method = weighting.base._REGISTRY.get("uw")(3, learning_rate=0.05)
 
   def body(state, _):
     return method.weights(state, ctx(loss))[1], None
@@ -212,7 +212,7 @@ def test_uw_reaches_its_closed_form_optimum():
 
 
 def test_dwa_weights_from_window_averages():
-  method = weighting.base._FACTORIES["dwa"](2, temperature=2.0, period=2)
+  method = weighting.base._REGISTRY.get("dwa")(2, temperature=2.0, period=2)
   state, seen = method.init(2), []
   history = [[1.0, 1.0], [1.0, 3.0], [0.5, 2.0], [0.5, 2.0], [0.2, 2.0]]
   for step, loss in enumerate(history):
@@ -241,7 +241,7 @@ def test_gls_is_the_gradient_of_the_geometric_mean():
 
 
 def test_famo_weights_and_logit_update_by_hand():
-  method = weighting.base._FACTORIES["famo"](3, learning_rate=0.1, decay=0.0)
+  method = weighting.base._REGISTRY.get("famo")(3, learning_rate=0.1, decay=0.0)
   l0, l1 = np.array([1.0, 2.0, 4.0]), np.array([0.5, 1.9, 4.2])
   w0, state = method.weights(method.init(3), ctx(l0))
   np.testing.assert_allclose(w0, (1 / l0) / (1 / l0).sum(), rtol=1e-5)  # z uniform: c z / l

@@ -33,7 +33,7 @@ def model():
 
 
 def make_steps(model, method, rep_grad=False, grouped=True):
-  w = weighting.base._FACTORIES[method](T) if method != "static" else weighting.base._FACTORIES[method](T, weights=[1, 2, 3])
+  w = weighting.base._REGISTRY.get(method)(T) if method != "static" else weighting.base._REGISTRY.get(method)(T, weights=[1, 2, 3])
   w.name, w.rep_grad = method, rep_grad
   mesh = partitioning.make_mesh((1, 1), devices=jax.devices()[:1])
   return Steps(model, optax.adam(1e-2), KINDS, mesh, partitioning.logical_axis_rules(), 0, B, L,

@@ -14,12 +14,10 @@ configurable factory `factory(config, num_tasks) -> SharingStrategy` by name.
 
 from __future__ import annotations
 
-import difflib
-from typing import Callable
-
 import flax.linen as nn
 
 from mtl_jax.models.encoder import EncoderConfig
+from mtl_jax.registry import Registry
 
 
 class SharingStrategy(nn.Module):
@@ -30,24 +28,9 @@ class SharingStrategy(nn.Module):
     raise NotImplementedError
 
 
-_FACTORIES: dict[str, Callable[..., SharingStrategy]] = {}
-
-
-def register(name: str):
-  def wrap(factory):
-    _FACTORIES[name] = factory
-    return factory
-  return wrap
-
-
-def names() -> tuple[str, ...]:
-  return tuple(sorted(_FACTORIES))
+_REGISTRY = Registry("sharing strategy", "gin/sharing")
+register, names = _REGISTRY.register, _REGISTRY.names
 
 
 def build(name: str, config: EncoderConfig, num_tasks: int) -> SharingStrategy:
-  if name not in _FACTORIES:
-    close = difflib.get_close_matches(str(name), list(_FACTORIES), n=2)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown sharing strategy {name!r}; available: {', '.join(names())}.{hint} "
-                     "Include one of gin/sharing/*.gin")
-  return _FACTORIES[name](config, num_tasks)
+  return _REGISTRY.get(name)(config, num_tasks)

@@ -14,12 +14,13 @@ swapping methods does not change the effective learning rate by a factor T.
 
 from __future__ import annotations
 
-import difflib
-from typing import Any, Callable
+from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
+
+from mtl_jax.registry import Registry
 
 KINDS = ("loss", "gradient")
 
@@ -61,28 +62,12 @@ def mean_present(ctx: Context) -> jax.Array:
   return present / jnp.maximum(present.sum(), 1.0)
 
 
-_FACTORIES: dict[str, Callable[[int], Method]] = {}
-
-
-def register(name: str):
-  """Registers `factory(num_tasks) -> Method` (gin-configurable) under `name`."""
-  def wrap(factory):
-    _FACTORIES[name] = factory
-    return factory
-  return wrap
-
-
-def names() -> tuple[str, ...]:
-  return tuple(sorted(_FACTORIES))
+_REGISTRY = Registry("weighting method", "gin/weighting")
+register, names = _REGISTRY.register, _REGISTRY.names  # register(name): `factory(num_tasks) -> Method`, gin-configurable
 
 
 def build(name: str, num_tasks: int) -> Method:
-  if name not in _FACTORIES:
-    close = difflib.get_close_matches(str(name), list(_FACTORIES), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown weighting method {name!r}; available: {', '.join(names())}.{hint} "
-                     "Include one of gin/weighting/*.gin")
-  method = _FACTORIES[name](num_tasks)
+  method = _REGISTRY.get(name)(num_tasks)
   method.name = name
   return method
 
