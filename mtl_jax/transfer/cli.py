@@ -55,7 +55,7 @@ def write_outputs(exp: grid.TransferExperiment, exp_dir: pathlib.Path, cells, ec
   for r in rows:
     if r["source"] != grid.NONE:
       echo(f"  {r['regime']:8s} {r['source']:>24s} -> {r['target']:20s} {r['metric']}={r['mean']:.4f} "
-           f"gain={report._gain(r)} n={r['n']}")
+           f"gain={report.gain_text(r)} n={r['n']}")
   echo(f"mtl-transfer: wrote {exp_dir / 'report.md'}, transfer_matrix.csv, transfer_matrix.json and "
        f"{len(figures)} heatmaps under {exp_dir / 'plots'}")
   return unfinished

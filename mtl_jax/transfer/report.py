@@ -19,7 +19,7 @@ def _pm(mean, std) -> str:
   return _num(mean) + ("" if std is None or math.isnan(std) else f" ± {_num(std)}")
 
 
-def _gain(row) -> str:
+def gain_text(row) -> str:
   if row["gain"] is None:
     return "–"
   mark = " ≈" if row["within_noise"] else ""
@@ -69,7 +69,7 @@ def markdown(spec: dict, matrix: Sequence[dict], figures: Sequence[str], unfinis
     for r in (r for r in matrix if r["regime"] == regime):
       rel = "–" if r["relative_gain"] is None or math.isnan(r["relative_gain"]) else f"{100 * r['relative_gain']:+.1f}%"
       lines.append(f"| {r['target']} | {r['source']} | {r['metric']} | {_pm(r['mean'], r['std'])} | {r['n']} | "
-                   f"{_gain(r)} | {rel} |")
+                   f"{gain_text(r)} | {rel} |")
     lines.append("")
   for fig in figures:
     lines += [f"![{pathlib.Path(fig).stem}]({pathlib.Path(fig).relative_to(exp_dir)})", ""]
