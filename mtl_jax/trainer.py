@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from clu import metric_writers
 
 from mtl_jax import checkpoints, evaluation, features, input_pipeline, mixing, optim, partitioning
-from mtl_jax import lock, run_spec, starting_point, steps as steps_lib, task_info
+from mtl_jax import lock, run_spec, starting_point, step_hooks, steps as steps_lib, task_info
 from mtl_jax.models.multitask import build_model
 from mtl_jax.sharing import inspect as sharing_inspect
 
@@ -110,6 +110,23 @@ class _Preemption:
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+def _nonfinite(metrics, names, step: int, policy: str, ckpt, bar) -> int:
+  """A non-finite step: raise (policy 'stop', the last checkpoint intact) or count it as skipped."""
+  m = jax.device_get(metrics)
+  bad = [n for t, n in enumerate(names) if m["task_count"][t] > 0 and not np.isfinite(m["task_loss"][t])]
+  where = f"task(s) {', '.join(bad)}" if bad else "the gradient or penalty (task losses are finite)"
+  if policy == "stop":
+    bar.close()
+    ckpt.close()
+    last = ckpt.latest_step()
+    kept = f"the last checkpoint (step {last}) is intact" if last else "no checkpoint was written"
+    raise NonFiniteError(f"non-finite loss at step {step} in {where}; the update was not applied and "
+                         f"{kept}. Lower the learning rate, check the data, or set "
+                         "--gin.trainer.train.on_nonfinite=skip")
+  log.warning("skipped non-finite update at step %d in %s", step, where)
+  return 1
 
 
 @gin.configurable(denylist=["progress"])
@@ -207,6 +224,7 @@ def train(
   shard = seqio.ShardInfo(index=jax.process_index(), num_shards=procs)
   batches = input_pipeline.train_batches(provider, task_feature_lengths, batch_size // procs,
                                          seed, start_batch=start, shard_info=shard, layout=layout)
+  hooks = step_hooks.build(step_hooks.Context(model_dir, names, steps, lead, layout))
 
   def input_position(step):
     """Checkpoint meta: where the input stream is (one batch per step) and what it held."""
@@ -238,19 +256,8 @@ def train(
       state, metrics = steps.run_train_step(state, batch)
       bar.update(1)
       if not bool(metrics["finite"]):
-        m = jax.device_get(metrics)
-        bad = [n for t, n in enumerate(names) if m["task_count"][t] > 0 and not np.isfinite(m["task_loss"][t])]
-        where = f"task(s) {', '.join(bad)}" if bad else "the gradient or penalty (task losses are finite)"
-        if on_nonfinite == "stop":
-          bar.close()
-          ckpt.close()
-          last = ckpt.latest_step()
-          kept = f"the last checkpoint (step {last}) is intact" if last else "no checkpoint was written"
-          raise NonFiniteError(f"non-finite loss at step {step} in {where}; the update was not applied and "
-                               f"{kept}. Lower the learning rate, check the data, or set "
-                               "--gin.trainer.train.on_nonfinite=skip")
-        skipped += 1
-        log.warning("skipped non-finite update at step %d in %s", step, where)
+        skipped += _nonfinite(metrics, names, step, on_nonfinite, ckpt, bar)
+      hooks.after_step(step, state, batch)
       if step % log_period == 0 or step == train_steps:
         m = jax.device_get(metrics)
         rate = (step - tick_step) / max(time.time() - tick, 1e-9)
@@ -274,6 +281,7 @@ def train(
       if preempt.requested():
         ckpt.save(step, state, input_position(step), force=True)
         ckpt.close()
+        hooks.close(step, state)
         bar.close()
         print(f"mtl_jax: {preempt.signal_name} received: saved a checkpoint at step {step} in {model_dir}; "
               "run the same command again to resume", flush=True)
@@ -283,6 +291,7 @@ def train(
     record = run_eval(int(state.step))
     ckpt.save(int(state.step), state, input_position(int(state.step)), force=True)
   ckpt.close()
+  hooks.close(int(state.step), state)
   writer.flush()
   eval_writer.flush()
   if lead:
