@@ -1,0 +1,5 @@
+import sys
+
+from mtl_jax.predict.cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""Input records (a text, or a dict of a task's fields) -> each task's unlabelled example.
+
+Why one place: a prediction must see its input exactly as training saw that task's data. A
+file task (tasks/from_files.py) builds the example with the very code that read its files
+(its text_fields, a pair joined as in training); a Python-registered task reads 'text' (or
+'tokens' for tagging, else the text split on whitespace). Labels are placeholders (0); the
+task's own tokenization then runs in mtl_jax/predict/load.py.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from typing import Any, Mapping
+
+from mtl_jax import task_info
+
+
+_PLACEHOLDER = {"classification": {"label": 0}, "regression": {"score": 0.0}, "tagging": {}}
+
+
+def example_for(task: str, record: str | Mapping[str, Any], line: int) -> dict:
+  """The example of `task` for one input (a plain text or a JSON object), numbered `line` in errors."""
+  return {**_example(task, record, line), **_PLACEHOLDER[task_info.get(task).kind]}
+
+
+def _example(task: str, record, line: int) -> dict:
+  from tasks import from_files  # registered file tasks, if the run has any
+  spec = from_files.SPECS.get(task)
+  kind = task_info.get(task).kind
+  if isinstance(record, str):
+    if not record.strip():
+      raise ValueError(f"input line {line} is empty; give one text per line (or a JSON object)")
+    if spec is not None:
+      if kind == "tagging":
+        record = {spec.tokens_field: record}
+      elif len(spec.text_fields) == 1:
+        record = {spec.text_fields[0]: record}
+      else:
+        raise ValueError(f"input line {line}: task {task!r} reads a sentence pair ({', '.join(spec.text_fields)}); "
+                         "give JSONL input with those fields, or leave it out with --tasks")
+    else:
+      record = {"tokens": record.split()} if kind == "tagging" else {"text": record}
+  if not isinstance(record, Mapping):
+    raise ValueError(f"input line {line}: expected a text or a JSON object, got {type(record).__name__}")
+  if spec is not None:
+    try:
+      return spec.input_example(record, "input", line)
+    except ValueError as e:
+      raise ValueError(str(e)) from None
+  if kind == "tagging":
+    tokens = record.get("tokens")
+    if tokens is None and isinstance(record.get("text"), str):
+      tokens = record["text"].split()
+    if not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
+      raise ValueError(f"input line {line}: task {task!r} tags words: give 'tokens' (a list) or a non-empty 'text'")
+    return {"tokens": [t.strip() for t in tokens], "tags": [0] * len(tokens)}
+  text = record.get("text")
+  if not isinstance(text, str) or not text.strip():
+    raise ValueError(f"input line {line}: task {task!r} needs a non-empty 'text' field")
+  return {"text": text}
+
+
+def words_of(example: Mapping[str, Any]) -> list[str] | None:
+  return list(example["tokens"]) if "tokens" in example else None
+
+
+def read_records(source: str, input_format: str = "auto") -> list[str | dict]:
+  """The lines of FILE (or '-': stdin) as texts, or JSON objects (format 'jsonl', or 'auto' with a
+  .jsonl / .json file, or stdin whose every non-blank line is a JSON object)."""
+  if source == "-":
+    text, name = sys.stdin.read(), "stdin"
+  else:
+    path = pathlib.Path(source)
+    if not path.is_file():
+      raise ValueError(f"--input {source!r} does not exist; pass a file with one text (or JSON object) per line, "
+                       "or - for stdin")
+    try:
+      text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+      line = path.read_bytes()[:e.start].count(b"\n") + 1
+      raise ValueError(f"{source}:{line}: not UTF-8; save the input as UTF-8") from None
+    name = source
+  lines = text.splitlines()
+  while lines and not lines[-1].strip():
+    lines.pop()
+  if not lines:
+    raise ValueError(f"--input {name} is empty; it needs one text (or JSON object) per line")
+  if input_format == "auto":
+    if name != "stdin":
+      input_format = "jsonl" if name.lower().endswith((".jsonl", ".json")) else "text"
+    else:
+      input_format = "jsonl" if all(_is_object(l) for l in lines if l.strip()) else "text"
+  if input_format == "text":
+    return lines
+  records = []
+  for number, line in enumerate(lines, 1):
+    try:
+      records.append(json.loads(line) if line.strip() else "")
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{name}:{number}: not valid JSON ({e.msg}); one JSON object per line, or "
+                       "--input_format=text") from None
+  return records
+
+
+def _is_object(line: str) -> bool:
+  try:
+    return isinstance(json.loads(line), dict)
+  except json.JSONDecodeError:
+    return False

@@ -1,0 +1,182 @@
+"""A trained MODEL_DIR as a predictor: `load(model_dir).predict(texts)`.
+
+Why rebuild from config.gin: the run's tasks (including file tasks, tasks/from_files.py),
+vocabulary (a pretrained checkpoint's tokenizer or the SentencePiece model), sharing strategy
+and its gin settings are all in MODEL_DIR/config.gin; run_spec.json fixes the architecture.
+So any later process rebuilds exactly the model and input pipeline that training used: each
+input goes through its task's own seqio pipeline (tokenization, BOS/EOS, truncation to
+TASK_FEATURE_LENGTHS, the feature converter), then one jitted forward pass per fixed-size
+batch (one compile), under the run's logical axis rules on one device. Predictions equal the
+evaluator's (argmax class / score / per-token argmax from the same head code); a class also
+gets its softmax probability. load() parses the run's config.gin into this process's gin
+config (it replaces what was there), as the trainer does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import gin
+import jax
+import numpy as np
+
+from mtl_jax import heads as heads_lib
+from mtl_jax import partitioning, task_info
+from mtl_jax.predict import inputs as inputs_lib
+
+CHECKPOINTS = ("auto", "best", "latest")
+
+
+@gin.configurable(module="mtl_jax.predict")
+def run_settings(mixture_or_task_name=gin.REQUIRED, task_feature_lengths=gin.REQUIRED):
+  """The run's task set and lengths as its config.gin resolves them (file tasks register here)."""
+  return mixture_or_task_name, task_feature_lengths
+
+
+def _forward(model, rules, params, batch):
+  with nn.logical_axis_rules(rules):  # as Steps.predict_step: the activation constraints are live
+    out = model.apply({"params": params}, batch, deterministic=True)
+  preds = {kind: heads_lib.KINDS[kind].predict(out) for kind in heads_lib.KINDS}
+  preds["probability"] = jax.nn.softmax(out.pooled_logits, axis=-1)
+  return preds
+
+
+class Predictor:
+  """A model, its params and its tasks; `predict` maps inputs to per-task predictions."""
+
+  def __init__(self, model, params, task_names: Sequence[str], feature_lengths: Mapping[str, int],
+               batch_size: int = 32, *, step: int | None = None, checkpoint: str | None = None):
+    if not isinstance(batch_size, int) or batch_size < 1:
+      raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    self.task_names = tuple(task_names)
+    self.infos = {i.name: i for i in task_info.get_all(self.task_names)}
+    self.feature_lengths = dict(feature_lengths)
+    self.batch_size, self.step, self.checkpoint = batch_size, step, checkpoint
+    self.mesh = partitioning.make_mesh((1, 1), devices=jax.devices()[:1])
+    rules = partitioning.logical_axis_rules()
+    self.params = params
+    self._forward = jax.jit(functools.partial(_forward, model, rules))
+
+  # ------------------------------------------------------------------ features
+  def features(self, task: str, examples: Sequence[Mapping]) -> dict[str, np.ndarray]:
+    """Model features [N, ...] of `examples` through `task`'s own seqio pipeline (as in evaluation)."""
+    import seqio
+    from mtl_jax.features import EncoderFeatureConverter
+    from tasks import registration
+    original = seqio.get_mixture_or_task(task)
+    fn = getattr(original.source, "_dataset_fn", None)  # registration.InMemorySource's partial
+    if not isinstance(original.source, registration.InMemorySource) or not isinstance(fn, functools.partial):
+      raise ValueError(f"task {task!r} is not registered with tasks.registration.add_task (a TFDS task?); "
+                       "mtl-predict reads add_task tasks (offline, synthetic, file tasks)")
+    examples = list(examples)
+    source = registration.InMemorySource(
+        dataset_fn=functools.partial(fn.func, *fn.args, **{**fn.keywords, "examples_fn": lambda split: examples}),
+        splits=registration.SPLITS, examples_fn=lambda split: examples)
+    ds = original.replace(source=source).get_dataset(
+        sequence_length=self.feature_lengths, split="validation", shuffle=False, num_epochs=1,
+        try_in_mem_cache=False)
+    ds = EncoderFeatureConverter(self.task_names)(ds, self.feature_lengths)
+    rows = list(ds.as_numpy_iterator())
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+  def run(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Raw predictions for [N, ...] features, in fixed batches of `batch_size` (the last one padded)."""
+    n = len(features["task_id"])
+    outs = []
+    for start in range(0, n, self.batch_size):
+      batch = {k: v[start:start + self.batch_size] for k, v in features.items()}
+      rows = len(batch["task_id"])
+      if rows < self.batch_size:
+        batch = {k: np.concatenate([v, np.full((self.batch_size - rows,) + v.shape[1:], -1 if k == "tags" else 0,
+                                              v.dtype)]) for k, v in batch.items()}
+      with jax.set_mesh(self.mesh):
+        out = jax.device_get(self._forward(self.params, batch))
+      outs.append({k: v[:rows] for k, v in out.items()})
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+  # ------------------------------------------------------------------ predictions
+  def predict(self, texts: Sequence[str | Mapping[str, Any]], tasks: Sequence[str] | None = None) -> list[dict]:
+    """One dict per input: {task: {'label', 'probability'} | {'score'} | {'tags', 'words'}}.
+
+    An input is a text, or a dict of the task's fields (a file task's text_fields, 'text', or
+    'tokens' for tagging). Tagging texts are split into words on whitespace; a word cut off by
+    TASK_FEATURE_LENGTHS gets the tag None."""
+    tasks = self._tasks(tasks)
+    texts = list(texts)
+    if not texts:
+      raise ValueError("no inputs to predict")
+    results = [{} for _ in texts]
+    for task in tasks:
+      examples = [inputs_lib.example_for(task, r, i + 1) for i, r in enumerate(texts)]
+      feats = self.features(task, examples)
+      out = self.run(feats)
+      for i, example in enumerate(examples):
+        results[i][task] = self._describe(task, out, feats, i, example)
+    return results
+
+  def _describe(self, task, out, feats, i, example) -> dict:
+    info = self.infos[task]
+    if info.kind == "classification":
+      label = int(out["classification"][i])
+      return {"label": info.label_names[label], "probability": float(out["probability"][i][label])}
+    if info.kind == "regression":
+      return {"score": float(out["regression"][i])}
+    starts = np.flatnonzero(feats["tags"][i] >= 0)  # each kept word's first sub-token
+    words = list(example["tokens"])
+    tags = [info.label_names[int(out["tagging"][i][p])] for p in starts]
+    return {"words": words, "tags": tags + [None] * (len(words) - len(tags))}
+
+  def _tasks(self, tasks) -> tuple[str, ...]:
+    if tasks is None:
+      return self.task_names
+    tasks = tuple(tasks)
+    unknown = [t for t in tasks if t not in self.task_names]
+    if unknown or not tasks:
+      raise ValueError(f"--tasks: {', '.join(unknown) or 'none given'} not in this run; its tasks: "
+                       + ", ".join(self.task_names))
+    return tasks
+
+
+def _checkpoint_step(model_dir: pathlib.Path, which: str) -> str:
+  if which not in CHECKPOINTS:
+    raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {which!r}")
+  if which != "auto":
+    return which
+  best = model_dir / "checkpoints_best"
+  return "best" if best.is_dir() and any(p.name.isdigit() for p in best.iterdir()) else "latest"
+
+
+def load(model_dir: str | os.PathLike, checkpoint: str = "auto", batch_size: int = 32) -> Predictor:
+  """The run in `model_dir` from its best checkpoint ('auto': best if saved, else latest)."""
+  from mtl_jax import input_pipeline, train
+  from mtl_jax.models.multitask import build_model
+  from mtl_jax.transfer import init_from
+  model_dir = pathlib.Path(model_dir).absolute()
+  spec_path, config_path = model_dir / "run_spec.json", model_dir / "config.gin"
+  if not spec_path.is_file() or not config_path.is_file():
+    raise ValueError(f"--model_dir {str(model_dir)!r} has no run_spec.json / config.gin; point it at an mtl-train "
+                     "MODEL_DIR")
+  which = _checkpoint_step(model_dir, checkpoint)
+  spec = json.loads(spec_path.read_text())
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
+  except RuntimeError:
+    pass
+  train.parse_gin([str(config_path)], [])
+  for param in ("mixture_or_task_name", "task_feature_lengths"):
+    gin.bind_parameter(f"mtl_jax.predict.run_settings.{param}", gin.query_parameter(f"trainer.train.{param}"))
+  name, lengths = run_settings()
+  names = input_pipeline.task_names(input_pipeline.get_provider(name))
+  if list(names) != list(spec["tasks"]):
+    raise ValueError(f"config.gin of {model_dir} now gives tasks {list(names)} but the run trained "
+                     f"{spec['tasks']}; restore the task definitions")
+  model = build_model(init_from.encoder_config(spec), spec["sharing"], spec["num_classes"])
+  params, step = init_from.restore_params(model_dir, which)
+  return Predictor(model, params, names, lengths, batch_size, step=step, checkpoint=which)
