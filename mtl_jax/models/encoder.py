@@ -5,6 +5,12 @@ pretrained checkpoint runs exactly as published: see mtl_jax/pretrained/). Logic
 axes (mapped to mesh axes by mtl_jax.partitioning rules):
   vocab, embed, heads, kv, mlp, length (positions), tasks (per-task stacks).
 Activations are constrained to ('batch', 'length', 'embed').
+
+Scale options (all off by default; the default model is unchanged): `dtype` (bf16
+activations and matmuls, see mtl_jax/precision.py), `remat_policy` (per-layer
+rematerialisation, mtl_jax/remat.py) and `scan_layers` (one nn.scan over the layers:
+compile time independent of depth; the params become one stack on a 'layers' axis
+under layer_scan/, so pretrained / init_from loading, which reads layer_{k}/, refuses it).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import dataclasses
 import flax.linen as nn
 import gin
 import jax.numpy as jnp
+
+from mtl_jax import precision, remat
 
 _DENSE_INIT = nn.initializers.xavier_uniform()
 NORMS = ("pre", "post")
@@ -40,6 +48,11 @@ class EncoderConfig:
   embed_norm: bool = False       # LayerNorm + dropout after the embedding sum (BERT)
   position_offset: int = 0       # first position id (RoBERTa: padding_idx + 1 = 2)
   pooling: str = "mean"          # sequence heads read the masked 'mean' or the first ('cls') token
+  # Memory / precision / compile time at scale (README "Precision, memory and speed").
+  dtype: str = "float32"         # activations + matmuls: 'float32' or 'bfloat16' (softmax, LayerNorm, losses stay f32)
+  param_dtype: str = "float32"   # parameters, gradients, optimizer state
+  remat_policy: str = "none"     # per-layer rematerialisation: mtl_jax/remat.py POLICIES
+  scan_layers: bool = False      # nn.scan the layer stack (params stacked on 'layers'; no pretrained loading)
 
   def __post_init__(self):
     for field in ("d_model", "num_heads", "mlp_dim", "num_layers", "max_len"):
@@ -57,10 +70,23 @@ class EncoderConfig:
         raise ValueError(f"EncoderConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
     if not self.layer_norm_eps > 0:
       raise ValueError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+    precision.check("dtype", self.dtype)
+    precision.check("param_dtype", self.param_dtype)
+    remat.check(self.remat_policy)
+    if not isinstance(self.scan_layers, bool):
+      raise ValueError(f"EncoderConfig.scan_layers must be True or False, got {self.scan_layers!r}")
 
   @property
   def head_dim(self) -> int:
     return self.d_model // self.num_heads
+
+  @property
+  def compute_dtype(self):
+    return precision.dtype(self.dtype)
+
+  @property
+  def params_dtype(self):
+    return precision.dtype(self.param_dtype)
 
 
 def param_init(init, axes):
@@ -76,30 +102,36 @@ class Embedder(nn.Module):
   def __call__(self, input_ids, deterministic: bool = True):
     cfg = self.config
     init = nn.initializers.normal(0.02)
-    tok = nn.Embed(cfg.vocab_size, cfg.d_model, name="token", embedding_init=param_init(init, ("vocab", "embed")))
-    pos = self.param("position", param_init(init, ("length", "embed")), (cfg.max_len + cfg.position_offset, cfg.d_model))
+    tok = nn.Embed(cfg.vocab_size, cfg.d_model, name="token", embedding_init=param_init(init, ("vocab", "embed")),
+                   param_dtype=cfg.params_dtype)
+    pos = self.param("position", param_init(init, ("length", "embed")), (cfg.max_len + cfg.position_offset, cfg.d_model),
+                     cfg.params_dtype)
     x = tok(input_ids) + pos[None, cfg.position_offset: cfg.position_offset + input_ids.shape[1]]
     if cfg.type_vocab_size:
-      x = x + self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, cfg.d_model))[0]
+      x = x + self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, cfg.d_model),
+                         cfg.params_dtype)[0]
     if cfg.embed_norm:
-      x = nn.Dropout(cfg.dropout_rate)(LayerNorm(cfg.layer_norm_eps, name="ln")(x), deterministic=deterministic)
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+      x = nn.Dropout(cfg.dropout_rate)(LayerNorm(cfg.layer_norm_eps, cfg.param_dtype, name="ln")(x), deterministic=deterministic)
+    return nn.with_logical_constraint(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
 
 
 class LayerNorm(nn.Module):
+  """Statistics and output in float32 whatever the activations are; the result is cast back to x's dtype."""
   epsilon: float = 1e-6  # nn.LayerNorm's default (the from-scratch encoder); BERT's is 1e-12
+  param_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x):
-    return nn.LayerNorm(
-        epsilon=self.epsilon,
+    y = nn.LayerNorm(
+        epsilon=self.epsilon, dtype=jnp.float32, param_dtype=precision.dtype(self.param_dtype),
         scale_init=param_init(nn.initializers.ones, ("embed",)),
-        bias_init=param_init(nn.initializers.zeros, ("embed",)))(x)
+        bias_init=param_init(nn.initializers.zeros, ("embed",)))(x.astype(jnp.float32))
+    return y.astype(x.dtype)
 
 
 def final_norm(config: EncoderConfig, name: str = "ln_final"):
   """The trunk's closing LayerNorm: pre-LN stacks need one; post-LN stacks (BERT) end normalised."""
-  return LayerNorm(config.layer_norm_eps, name=name) if config.norm == "pre" else (lambda x: x)
+  return LayerNorm(config.layer_norm_eps, config.param_dtype, name=name) if config.norm == "pre" else (lambda x: x)
 
 
 class SelfAttention(nn.Module):
@@ -111,21 +143,24 @@ class SelfAttention(nn.Module):
   @nn.compact
   def __call__(self, x, mask, deterministic: bool):
     cfg = self.config
+    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    x = x.astype(dt)
     shape_DHK = (cfg.d_model, cfg.num_heads, cfg.head_dim)
     def proj(name):
-      w_DHK = self.param(f"{name}_kernel", param_init(_DENSE_INIT, ("embed", "heads", "kv")), shape_DHK)
-      b_HK = self.param(f"{name}_bias", param_init(nn.initializers.zeros, ("heads", "kv")), shape_DHK[1:])
-      return jnp.einsum("bld,dhk->blhk", x, w_DHK) + b_HK
+      w_DHK = self.param(f"{name}_kernel", param_init(_DENSE_INIT, ("embed", "heads", "kv")), shape_DHK, pdt)
+      b_HK = self.param(f"{name}_bias", param_init(nn.initializers.zeros, ("heads", "kv")), shape_DHK[1:], pdt)
+      return jnp.einsum("bld,dhk->blhk", x, w_DHK.astype(dt)) + b_HK.astype(dt)
     q_BLHK, k_BLHK, v_BLHK = proj("query"), proj("key"), proj("value")
     logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK) / jnp.sqrt(cfg.head_dim).astype(x.dtype)
+    logits_BHLL = logits_BHLL.astype(jnp.float32)  # softmax statistics in float32 (a no-op at float32)
     valid_B11L = mask[:, None, None, :].astype(bool)
     logits_BHLL = jnp.where(valid_B11L, logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
     probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
-    out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL, v_BLHK)
+    out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL.astype(dt), v_BLHK)
     w_HKD = self.param("out_kernel", param_init(_DENSE_INIT, ("heads", "kv", "embed")),
-                       (cfg.num_heads, cfg.head_dim, cfg.d_model))
-    b_D = self.param("out_bias", param_init(nn.initializers.zeros, ("embed",)), (cfg.d_model,))
-    return jnp.einsum("blhk,hkd->bld", out_BLHK, w_HKD) + b_D
+                       (cfg.num_heads, cfg.head_dim, cfg.d_model), pdt)
+    b_D = self.param("out_bias", param_init(nn.initializers.zeros, ("embed",)), (cfg.d_model,), pdt)
+    return jnp.einsum("blhk,hkd->bld", out_BLHK, w_HKD.astype(dt)) + b_D.astype(dt)
 
 
 class Mlp(nn.Module):
@@ -134,12 +169,13 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x, deterministic: bool):
     cfg = self.config
-    h = nn.Dense(cfg.mlp_dim, name="wi", kernel_init=param_init(_DENSE_INIT, ("embed", "mlp")),
+    dtypes = dict(dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
+    h = nn.Dense(cfg.mlp_dim, name="wi", kernel_init=param_init(_DENSE_INIT, ("embed", "mlp")), **dtypes,
                  bias_init=param_init(nn.initializers.zeros, ("mlp",)))(x)
     h = nn.with_logical_constraint(nn.gelu(h, approximate=not cfg.gelu_exact), ("batch", "length", "mlp"))
     if cfg.norm == "pre":  # the from-scratch encoder's extra dropout; BERT (post-LN) has none inside the MLP
       h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
-    return nn.Dense(cfg.d_model, name="wo", kernel_init=param_init(_DENSE_INIT, ("mlp", "embed")),
+    return nn.Dense(cfg.d_model, name="wo", kernel_init=param_init(_DENSE_INIT, ("mlp", "embed")), **dtypes,
                     bias_init=param_init(nn.initializers.zeros, ("embed",)))(h)
 
 
@@ -155,8 +191,8 @@ class TransformerLayer(nn.Module):
   def __call__(self, x, mask, deterministic: bool = True):
     cfg = self.config
     drop = nn.Dropout(cfg.dropout_rate)
-    ln_attention = LayerNorm(cfg.layer_norm_eps, name="ln_attention")
-    ln_mlp = LayerNorm(cfg.layer_norm_eps, name="ln_mlp")
+    ln_attention = LayerNorm(cfg.layer_norm_eps, cfg.param_dtype, name="ln_attention")
+    ln_mlp = LayerNorm(cfg.layer_norm_eps, cfg.param_dtype, name="ln_mlp")
     attention = lambda h: drop(SelfAttention(cfg, name="attention")(h, mask, deterministic),
                                deterministic=deterministic)
     mlp = lambda h: drop(Mlp(cfg, name="mlp")(h, deterministic), deterministic=deterministic)
@@ -169,15 +205,42 @@ class TransformerLayer(nn.Module):
     return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
+def layer_module(config: EncoderConfig, in_scan: bool = False):
+  """TransformerLayer, rematerialised per `config.remat_policy` (call it as layer(x, mask, deterministic))."""
+  return remat.wrap(TransformerLayer, config.remat_policy, prevent_cse=not in_scan)
+
+
+class _ScannedLayer(nn.Module):
+  """One scan step: (x, mask) -> (x', x'); `deterministic` is an attribute (a scan carries arrays only)."""
+
+  config: EncoderConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x, mask):
+    x = layer_module(self.config, in_scan=True)(self.config, name="layer")(x, mask, self.deterministic)
+    return x, x
+
+
 class LayerStack(nn.Module):
-  """`num_layers` transformer layers; returns every layer's output [K, B, L, D]."""
+  """`num_layers` transformer layers; returns every layer's output [K, B, L, D].
+
+  scan_layers: one nn.scan over a 'layers'-stacked layer (params at layer_scan/layer/...)
+  instead of K unrolled layer_{k} modules: the step compiles one layer body whatever K."""
 
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, x, mask, deterministic: bool = True):
+    cfg = self.config
+    if cfg.scan_layers:
+      scan = nn.scan(_ScannedLayer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                     in_axes=nn.broadcast, length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+      _, outs_KBLD = scan(cfg, deterministic, name="layer_scan")(x, mask)
+      return outs_KBLD
     outs = []
-    for k in range(self.config.num_layers):
-      x = TransformerLayer(self.config, name=f"layer_{k}")(x, mask, deterministic)
+    layer = layer_module(cfg)
+    for k in range(cfg.num_layers):
+      x = layer(cfg, name=f"layer_{k}")(x, mask, deterministic)
       outs.append(x)
     return jnp.stack(outs)

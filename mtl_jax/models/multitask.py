@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from mtl_jax.heads import HeadOutputs
 from mtl_jax.models.encoder import EncoderConfig, Embedder
@@ -24,6 +25,7 @@ class MultiTaskModel(nn.Module):
     mask = batch["input_mask"]
     x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic)
     h = self.trunk(x, mask, batch["task_id"], deterministic, grouped=grouped)
+    h = h.astype(jnp.float32)  # heads and losses in float32 whatever EncoderConfig.dtype (a no-op by default)
     h = self.perturb("rep", h)  # identity unless a 'perturbations' collection is passed (weighting rep_grad)
     return TaskHeads(tuple(self.num_classes), self.config.pooling, name="heads")(h, mask, batch["task_id"])
 

@@ -42,6 +42,9 @@ def into_params(params, ckpt: dict[str, np.ndarray], expert_noise: float = 0.0, 
 
   key_fn: param path -> its name in `ckpt` (init_from's also maps the closing LayerNorm)."""
   flat = traverse_util.flatten_dict(params, sep="/")
+  if any("/layer_scan/" in f"/{path}" for path in flat):  # stacked layers: no layer_{k}/ paths to load into
+    raise ValueError("EncoderConfig.scan_layers=True stacks the layers under layer_scan/, which pretrained / "
+                     "init_from checkpoints (layer_{k}/...) cannot load into; set EncoderConfig.scan_layers=False")
   rng = np.random.default_rng(seed)
   used, out = set(), {}
   for path, leaf in flat.items():

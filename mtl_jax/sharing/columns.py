@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.models.encoder import EncoderConfig, TransformerLayer, param_init
+from mtl_jax.models.encoder import EncoderConfig, layer_module, param_init
 from mtl_jax.sharing.towers import TaskLayerNorm, own_rows, stacked
 
 ALPHA_INITS = ("balanced", "imbalanced")
@@ -104,7 +104,10 @@ class MixedColumns(nn.Module):
     alpha_axes = ("tasks", "subspaces", None, None) if m > 1 else ("tasks", None)
     alpha_shape = (num_tasks, m, num_tasks, m) if m > 1 else (num_tasks, num_tasks)
     penalize = self.orthogonality_weight > 0 and m > 1 and self.is_mutable_collection("penalties")
-    columns = stacked(TransformerLayer, num_tasks, "tasks")
+    if cfg.scan_layers:  # the mix after every layer is not one repeated body
+      raise ValueError("EncoderConfig.scan_layers=True is not supported by sluice / cross_stitch (they mix the "
+                       "columns after every layer); set EncoderConfig.scan_layers=False")
+    columns = stacked(layer_module(cfg), num_tasks, "tasks")  # rematerialised per cfg.remat_policy
     h_TBLD = jnp.broadcast_to(x, (num_tasks, *x.shape))
     outs, penalty = [], jnp.zeros((), jnp.float32)
     for k in range(cfg.num_layers):
