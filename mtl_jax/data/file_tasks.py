@@ -194,7 +194,7 @@ class FileTaskSpec:
       if not line.strip():
         continue
       try:
-        record = json.loads(line)
+        record = json.loads(line.rstrip("\r\n"))
       except json.JSONDecodeError as e:
         raise FileTaskError(f"{_where(path, number)}: not valid JSON ({e.msg} at column {e.colno}); "
                             "write one JSON object per line") from None
