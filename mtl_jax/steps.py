@@ -5,6 +5,8 @@ shardings and the state donated. Dropout randomness is fold_in(seed, step), so a
 resumed run draws exactly the same randomness as an uninterrupted one. The task
 weighting (mtl_jax/weighting/) runs inside the step: a loss method weights the
 per-task losses; a gradient method combines per-task gradients (task-grouped batches).
+With gin `microbatches.num = N` the step accumulates the gradient of N sequential
+microbatches (jax.lax.scan, mtl_jax/microbatch.py): the unsplit batch's loss and update.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import optax
 
 from mtl_jax import heads as heads_lib
-from mtl_jax import losses, partitioning, weighting as weighting_lib
+from mtl_jax import losses, microbatch, partitioning, weighting as weighting_lib
 from mtl_jax.weighting import gradients as weighting_grads
 
 
@@ -80,10 +82,11 @@ class Steps:
 
   def __init__(self, model: nn.Module, tx: optax.GradientTransformation, task_kinds: Sequence[str],
                mesh, rules, seed: int, batch_size: int, length: int, grouped: bool = False,
-               weighting: weighting_lib.Method | None = None):
+               weighting: weighting_lib.Method | None = None, microbatches: int | None = None):
     """grouped: train batches hold B/T rows of every task (the 'grouped' layout), which
     lets soft sharing run its towers without per-example weight gathers and gradient
-    weightings take per-task gradients. weighting: default the gin-configured method."""
+    weightings take per-task gradients. weighting: default the gin-configured method.
+    microbatches: gradient accumulation steps per batch (default gin `microbatches.num`)."""
     self.model, self.tx, self.mesh, self.rules = model, tx, mesh, rules
     self.grouped = bool(grouped)
     self.task_kinds, self.seed = tuple(task_kinds), seed
@@ -92,6 +95,8 @@ class Steps:
     if self.weighting.kind == "gradient" and not self.grouped:
       raise ValueError(f"weighting {self.weighting.name!r} combines per-task gradients and needs task-grouped "
                        "batches; include gin/mixing/grouped.gin (BATCH_SIZE a multiple of the task count)")
+    self.microbatches = microbatch.configured() if microbatches is None else microbatch.configured(microbatches)
+    microbatch.check(self.microbatches, batch_size, self.num_tasks, self.grouped, self.weighting)
     example = dummy_batch(batch_size, length)
 
     def init_boxed(rng):  # placement comes from out_shardings below (init's forward pass is dead code)
@@ -117,17 +122,37 @@ class Steps:
     with jax.set_mesh(self.mesh):
       return self._init(jax.random.key(self.seed))
 
-  def _task_losses(self, params, batch, rng, grouped, rep=None):
-    """(per-task mean loss [T], examples per task [T], sown penalty); `rep` perturbs the
-    trunk's output (its gradient is the representation gradient, for rep_grad)."""
+  def _example_losses(self, params, batch, rng, grouped, rep=None):
+    """(loss [B] of each example, sown penalty); `rep` perturbs the trunk's output (its
+    gradient is the representation gradient, for rep_grad)."""
     variables = {"params": params} if rep is None else {"params": params, "perturbations": {"rep": rep}}
     with nn.logical_axis_rules(self.rules):  # activation constraints need rules + jax.set_mesh
       out, aux = self.model.apply(variables, batch, deterministic=False, grouped=grouped,
                                   rngs={"dropout": rng}, mutable=["penalties"])
-    loss_B = losses.example_losses(out, batch, self.task_kinds)
-    task_loss_T, count_T = losses.per_task_mean(loss_B, batch["weight"], batch["task_id"], self.num_tasks)
     penalty = sum((jnp.sum(p) for p in jax.tree.leaves(aux.get("penalties", {}))), jnp.zeros(()))
+    return losses.example_losses(out, batch, self.task_kinds), penalty
+
+  def _task_losses(self, params, batch, rng, grouped, rep=None):
+    """(per-task mean loss [T], examples per task [T], sown penalty)."""
+    loss_B, penalty = self._example_losses(params, batch, rng, grouped, rep)
+    task_loss_T, count_T = losses.per_task_mean(loss_B, batch["weight"], batch["task_id"], self.num_tasks)
     return task_loss_T, count_T, penalty
+
+  def _microbatched(self, params, batch, rng, wstate, step):
+    """A loss method over `self.microbatches` accumulated microbatches (mtl_jax/microbatch.py)."""
+    def weights_for(loss_T, count_T):
+      if loss_T is None and self.weighting.name not in microbatch.LOSS_FREE:
+        return None
+      loss_T = jnp.zeros_like(count_T) if loss_T is None else loss_T
+      return self.weighting.weights(wstate, weighting_grads.context(loss_T, count_T, rng, step))[0]
+    example_losses = lambda p, mb, r: self._example_losses(p, mb, r, self.grouped)
+    task_loss_T, count_T, penalty, grads = microbatch.accumulate(
+        example_losses, params, batch, rng, self.microbatches, self.num_tasks, weights_for)
+    weight_T, wstate = self.weighting.weights(wstate, weighting_grads.context(task_loss_T, count_T, rng, step))
+    task_term = losses.weighted_task_term(weight_T, task_loss_T)
+    aux = {"task_loss": task_loss_T, "task_count": count_T, "task_term": task_term, "penalty": penalty,
+           "task_weight": weight_T}
+    return task_term + penalty, aux, grads, wstate
 
   def _loss(self, params, batch, rng, wstate, step):
     """A loss method: its weights (constants) times the per-task losses, plus penalties."""
@@ -140,6 +165,8 @@ class Steps:
 
   def _loss_and_grads(self, params, batch, rng, wstate, step):
     """(loss, metrics, grads, new weighting state) under the run's weighting method."""
+    if self.microbatches > 1:
+      return self._microbatched(params, batch, rng, wstate, step)
     if self.weighting.kind == "loss":
       (loss, (aux, wstate)), grads = jax.value_and_grad(self._loss, has_aux=True)(params, batch, rng, wstate, step)
       return loss, aux, grads, wstate
