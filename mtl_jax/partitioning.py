@@ -13,6 +13,11 @@ A parameter dimension that its mesh axis does not divide (e.g. 3 tasks on a
 'model' axis of 2, or an odd vocabulary) is not split on it, with a warning (jax.jit
 cannot place uneven shards); the axis goes to the next rule that fits.
 
+FSDP (gin/meshes/fsdp.gin): overrides [('batch', 'data'), ('embed', 'data')] split every
+parameter's d_model dimension (and so its Adam moments) over 'data'; 'batch' comes first
+so activations keep their batch split and their 'embed' dimension whole.
+`per_device_bytes` reads what one device actually holds from the arrays' shardings.
+
 Multi-host: the 'data' axis must be split across processes (every process feeds
 different rows), so `make_mesh` checks that no 'data' index spans two processes.
 """
@@ -172,3 +177,12 @@ def batch_sharding(mesh) -> NamedSharding:
 
 def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
+
+
+def per_device_bytes(tree, device=None) -> int:
+  """Bytes of `tree`'s arrays that live on `device` (default: the first device of each array)."""
+  total = 0
+  for x in jax.tree.leaves(tree):
+    shards = [s for s in x.addressable_shards if device is None or s.device == device]
+    total += shards[0].data.nbytes if shards else 0
+  return total

@@ -115,10 +115,11 @@ class SoftSharing(SharingStrategy):
     rngs = None if rng is None else jax.random.split(rng, x.shape[0])
     one = lambda p, xb, mb, r: run(p, xb[None], mb[None], r)[0]
     # Inside, each example is a batch of 1: its 'batch' constraint would pin that size-1
-    # axis to the data mesh axis, so 'batch' goes to the vmapped example axis instead.
+    # axis to the data mesh axis, so 'batch' goes to the vmapped example axis instead
+    # (and no other name may take that axis inside: FSDP's ('embed', 'data')).
     rules = tuple(nn.get_logical_axis_rules() or ())
     batch_axis = dict(rules).get("batch")
-    with nn.logical_axis_rules(tuple((n, None if n == "batch" else a) for n, a in rules)):
+    with nn.logical_axis_rules(tuple((n, None if n == "batch" or a == batch_axis else a) for n, a in rules)):
       return jax.vmap(one, spmd_axis_name=batch_axis)(tied_B, x, mask, rngs)
 
 
