@@ -70,4 +70,5 @@ def describe(error: BaseException) -> str | None:
           + ", ".join(sizes or ["size unknown"]) + f". Remedies: {smaller}; shorter "
           f"--gin.TASK_FEATURE_LENGTHS (now {length}); a smaller model (gin/models/); the model split over "
           "devices (--gin_file=gin/meshes/model_parallel_2.gin, or gin/meshes/task_parallel.gin for per-task "
-          "towers/columns/experts). remat_policy, microbatches, bf16 and an FSDP preset are not available yet")
+          "towers/columns/experts); or less memory per step: --gin.EncoderConfig.remat_policy='full', "
+          "--gin.microbatches.num=4, --gin.EncoderConfig.dtype='bfloat16', --gin_file=gin/meshes/fsdp.gin")

@@ -150,4 +150,5 @@ def test_exhaustion_is_one_line_naming_the_way_out(case, tmp_path, capsys, monke
     assert f"MODEL_DIR {model_dir} at step 2" in lines[0] and "no checkpoint was written yet" in lines[0]
   else:
     assert "XLA asked for 123456789 bytes" in lines[0] and "--gin.BATCH_SIZE (now 16; try 8)" in lines[0]
-    assert "gin/meshes/model_parallel_2.gin" in lines[0] and "FSDP preset are not available yet" in lines[0]
+    assert "gin/meshes/model_parallel_2.gin" in lines[0] and "--gin.microbatches.num=4" in lines[0]
+    assert "remat_policy='full'" in lines[0] and "gin/meshes/fsdp.gin" in lines[0]
