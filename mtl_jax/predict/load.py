@@ -59,7 +59,7 @@ class Predictor:
     self.batch_size, self.step, self.checkpoint = batch_size, step, checkpoint
     self.mesh = partitioning.make_mesh((1, 1), devices=jax.devices()[:1])
     rules = partitioning.logical_axis_rules()
-    self.params = params
+    self.model, self.params = model, params
     self._forward = jax.jit(functools.partial(_forward, model, rules))
 
   # ------------------------------------------------------------------ features
