@@ -1,0 +1,89 @@
+"""TAG affinity: the hook's vectorised Z equals a direct two-step computation; the hook in a real run."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import traverse_util
+
+from mtl_jax import losses, step_hooks, train
+from mtl_jax.taskemb import affinity
+from tests.helpers import KINDS, fixed_batch, tiny_steps
+
+
+def _task_loss(steps, params, batch, task):
+  """Mean loss of one task's rows (selected by index, not by segment sums), dropout off."""
+  out = steps.model.apply({"params": params}, batch, deterministic=True)
+  rows = np.flatnonzero(batch["task_id"] == task)
+  return losses.example_losses(out, batch, KINDS)[rows].mean()
+
+
+def _direct(steps, state, batch, update):
+  params = state.params
+  z = np.zeros((3, 3))
+  for i in range(3):
+    g = jax.grad(lambda p: _task_loss(steps, p, batch, i))(params)
+    if update == "sgd":
+      u = jax.tree.map(lambda x: -0.05 * x, g)
+    else:
+      u, _ = steps.tx.update(g, state.opt_state, params)
+    flat = traverse_util.flatten_dict(u, sep="/")
+    u = traverse_util.unflatten_dict({p: (0 * v if p.startswith("heads/") else v) for p, v in flat.items()}, sep="/")
+    moved = optax.apply_updates(params, u)
+    for j in range(3):
+      z[i, j] = 1 - float(_task_loss(steps, moved, batch, j)) / float(_task_loss(steps, params, batch, j))
+  return z
+
+
+class _Context:
+  def __init__(self, tmp_path, steps):
+    self.model_dir, self.task_names, self.steps, self.lead, self.layout = tmp_path, ["a", "b", "c"], steps, True, "mixed"
+
+
+@pytest.mark.parametrize("update", ["sgd", "optimizer"])
+def test_hook_affinity_equals_direct_two_step_computation(tmp_path, update):
+  steps = tiny_steps(lr=3e-2)
+  batch = fixed_batch()
+  state = steps.init_state()
+  state, _ = steps.run_train_step(state, batch)  # a non-trivial optimizer state
+  hook = affinity.AffinityHook(_Context(tmp_path, steps), every=2, update=update, learning_rate=0.05)
+  hook.after_step(1, state, batch)
+  hook.after_step(2, state, batch)  # not a measured step (every 2 from step 1)
+  want = _direct(steps, state, batch, update)
+  record = json.loads((tmp_path / "affinity.json").read_text())
+  assert record["measurements"] == 1 and record["tasks"] == ["a", "b", "c"] and record["step"] == 1
+  np.testing.assert_allclose(np.array(record["affinity"]), want, rtol=1e-4, atol=1e-6)
+  assert np.abs(want).max() > 1e-4  # the step moves the losses
+  hook.after_step(3, state, batch)  # same state and batch: the mean over measurements is unchanged
+  tasks, mean = affinity.read(tmp_path)
+  np.testing.assert_allclose(mean, want, rtol=1e-4, atol=1e-6)
+
+
+def test_absent_task_pairs_are_skipped():
+  after = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+  z, valid = affinity.affinity_from(after, jnp.array([2.0, 0.0]), jnp.array([5.0, 0.0]))
+  np.testing.assert_array_equal(valid, [[True, False], [False, False]])
+  assert float(z[0, 0]) == pytest.approx(0.5)
+
+
+BASE = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=4",
+        "--gin.trainer.train.eval_batch_size=512"]
+
+
+def test_hook_in_a_training_run_writes_the_mean_and_leaves_training_unchanged(tmp_path):
+  plain = train.main([*BASE, f"--gin.MODEL_DIR={tmp_path / 'plain'}"])
+  assert plain == 0
+  assert train.main([*BASE, f"--gin.MODEL_DIR={tmp_path / 'hooked'}", "--gin_file=gin/taskemb/affinity.gin",
+                     "--gin.affinity.every=2"]) == 0
+  record = json.loads((tmp_path / "hooked" / "affinity.json").read_text())
+  assert record["measurements"] == 2 and record["step"] == 4 and len(record["tasks"]) == 3
+  z = np.array(record["affinity"], float)
+  assert z.shape == (3, 3) and np.all(np.isfinite(z)) and np.all(np.array(record["count"]) == 2)
+  results = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("plain", "hooked")]
+  assert results[0]["average"] == results[1]["average"]
+  with pytest.raises(ValueError, match="affinity.every must be an int >= 1"):
+    affinity.AffinityHook(_Context(tmp_path, None), every=0)

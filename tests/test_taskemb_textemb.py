@@ -1,0 +1,41 @@
+"""TextEmb = the numpy mean of every real token's final-layer state, each text encoded alone (no padding)."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from mtl_jax.models.multitask import build_model
+from mtl_jax.pretrained import encode
+from mtl_jax.probe import featurize
+from mtl_jax.taskemb import textemb
+from mtl_jax.transfer import init_from
+from tests.helpers import NUM_CLASSES, TINY, fixed_batch
+
+
+def _featurizer(config):
+  model = build_model(config, "hard", NUM_CLASSES)
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(3), fixed_batch())["params"])
+  weights = init_from.plain_encoder(params, {"sharing": "hard", "tasks": ["a", "b", "c"]})
+  return featurize.Featurizer("tiny", config, weights, None, "tiny test trunk"), weights
+
+
+def test_textemb_equals_numpy_mean_over_hand_encoded_states():
+  config = dataclasses.replace(TINY, norm="post", dropout_rate=0.0, pooling="cls")  # cls: TextEmb still means
+  feat, weights = _featurizer(config)
+  batch = fixed_batch(batch_size=10, length=12, seed=5)
+  lengths = batch["input_mask"].sum(1)
+  assert lengths.min() < 12  # some texts are padded
+  states = []
+  for ids, n in zip(batch["input_ids"], lengths):  # each text alone, at its own length
+    hidden = encode._forward(config, encode.encoder_params(weights), ids[None, :n], np.ones((1, n), np.int32))
+    states.append(np.asarray(hidden[0], np.float64))
+  want = np.concatenate(states).mean(axis=0)  # every real token of the task counts once
+  halves = [{k: v[:4] for k, v in batch.items()}, {k: v[4:] for k, v in batch.items()}]
+  got = textemb.token_mean(feat, halves)
+  assert got["tokens"] == int(lengths.sum()) and got["examples"] == 10
+  assert got["mean"].shape == (config.num_layers + 1, config.d_model)
+  np.testing.assert_allclose(got["mean"][-1], want, rtol=1e-4, atol=1e-5)
+  per_text = np.mean([s.mean(axis=0) for s in states], axis=0)  # the mean of text means differs
+  assert not np.allclose(got["mean"][-1], per_text, atol=1e-4)
