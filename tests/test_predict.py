@@ -40,13 +40,17 @@ def validation_records() -> dict[str, list]:
   }
 
 
-def eval_path(predictor, task: str, limit: int, batch_size: int = 64) -> list:
+def eval_steps(predictor, batch_size: int = 64) -> Steps:
+  """The trainer's Steps for the predictor's model (its predict_step is what the evaluator runs)."""
+  kinds = [task_info.get(n).kind for n in predictor.task_names]
+  return Steps(predictor.model, optax.sgd(0.0), kinds, predictor.mesh, partitioning.logical_axis_rules(), 0,
+               batch_size, predictor.feature_lengths["inputs"])
+
+
+def eval_path(predictor, steps, task: str, limit: int, batch_size: int = 64) -> list:
   """The evaluator's predictions of the first `limit` examples of `task`: its eval batches through
   Steps.predict_step."""
   names = predictor.task_names
-  kinds = [task_info.get(n).kind for n in names]
-  steps = Steps(predictor.model, optax.sgd(0.0), kinds, predictor.mesh, partitioning.logical_axis_rules(), 0,
-                batch_size, predictor.feature_lengths["inputs"])
   info = task_info.get(task)
   out = []
   for batch in input_pipeline.eval_batches(seqio.get_mixture_or_task(task), names, predictor.feature_lengths,
@@ -65,8 +69,9 @@ def eval_path(predictor, task: str, limit: int, batch_size: int = 64) -> list:
 
 
 def assert_predict_equals_eval(predictor, records: dict[str, list]) -> None:
+  steps = eval_steps(predictor)
   for task, inputs in records.items():
-    want = eval_path(predictor, task, len(inputs))
+    want = eval_path(predictor, steps, task, len(inputs))
     got = [r[task] for r in predictor.predict(inputs, tasks=[task])]
     assert len(got) == len(want) == len(inputs) > 0, task
     kind = task_info.get(task).kind
