@@ -35,6 +35,25 @@ FAST_COMPILE = _known_fast_compile_flags()
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 " + FAST_COMPILE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+
+def _share_compiled_programs() -> None:
+  """One persistent XLA compilation cache for the whole test session: the many tests that build the same
+  tiny model (in-process, in xdist workers and in binary subprocesses, which inherit the environment)
+  compile each program once. A fresh directory per session (removed at exit) so a run never reads
+  programs compiled by other code; an explicit JAX_COMPILATION_CACHE_DIR is respected."""
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  import atexit
+  import shutil
+  import tempfile
+  path = tempfile.mkdtemp(prefix="mtl_jax_test_xla_cache_")
+  atexit.register(shutil.rmtree, path, ignore_errors=True)
+  os.environ.update({"JAX_COMPILATION_CACHE_DIR": path, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+
+
+_share_compiled_programs()
+
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
