@@ -61,3 +61,13 @@ def groups_note(params) -> str:
   """' param groups: frozen=N lr_x...' for the start line when groups are configured, else ''."""
   groups = groups_lib.configured()
   return f"; {groups.summary(params)}" if groups.active else ""
+
+
+def trainable_count(params) -> int:
+  """How many parameters the gin-bound param groups let train (multiplier > 0): all of them without groups."""
+  groups = groups_lib.configured()
+  if not groups.active:
+    return int(sum(x.size for x in jax.tree.leaves(params)))
+  trainable = groups.trainable(params)
+  return int(sum(getattr(x, "value", x).size for x, keep in zip(
+      jax.tree.leaves(params, is_leaf=groups_lib._is_leaf), jax.tree.leaves(trainable)) if keep))

@@ -43,9 +43,10 @@ def _positive_int(name: str, value) -> int:
 
 
 def param_counts(params) -> dict[str, int]:
-  """Parameter count per top-level module (embedder / trunk / heads) and in total."""
+  """Parameter count per top-level module (embedder / trunk / heads), in total, and trainable (not frozen)."""
   counts = {k: int(sum(np.prod(x.shape) for x in jax.tree.leaves(v))) for k, v in params.items()}
   counts["total"] = sum(counts.values())
+  counts["trainable"] = optim.trainable_count(params)  # = total unless param groups freeze some
   return counts
 
 

@@ -23,6 +23,11 @@ from mtl_jax.compare.grid import SINGLE
 NAN = float("nan")
 
 
+def _trainable(params: dict | None):
+  """The start line's trainable count (older logs have none: every parameter trained)."""
+  return None if not params else params.get("trainable", params.get("total"))
+
+
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
   """(mean, sample std with ddof=1, n); std is NaN for n < 2, both NaN for n == 0."""
   vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
@@ -85,6 +90,7 @@ def baselines(cells: Sequence[dict], baseline_axes: Sequence[str] | None = None)
         "by_seed": {g["seed"]: s["value"] for g, s in zip(group, score)},
         **_stat([s["value"] for s in score]),
         "params_total": _mean_or_none((g["params"] or {}).get("total") for g in group),
+        "params_trainable": _mean_or_none(_trainable(g["params"]) for g in group),
         "steps_per_second": _mean_or_none(g["steps_per_second"] for g in group),
         "wall_s": _mean_or_none(g["wall_s"] for g in group),
     }
@@ -128,6 +134,7 @@ def aggregate(cells: Sequence[dict], mtl_only_axes: Sequence[str] = ()) -> dict:
                               for c in done]) if have_all else _stat([])
     group["baselines_missing"] = [t for t in tasks if not singles[t]]
     group["params_total"] = _mean_or_none((c["params"] or {}).get("total") for c in done)
+    group["params_trainable"] = _mean_or_none(_trainable(c["params"]) for c in done)
     group["steps_per_second"] = _mean_or_none(c["steps_per_second"] for c in done)
     group["wall_s"] = _mean_or_none(c["wall_s"] for c in done)
     groups.append(group)
@@ -155,11 +162,12 @@ def _single_groups(groups, base, baseline_axes) -> list[dict]:
     tasks = {t: {"metric": b["metric"], "lower_is_better": b["lower_is_better"], "mean": b["mean"],
                  "std": b["std"], "n": b["n"], "values": b["values"]} for t, b in singles.items()}
     sums = {k: (sum(b[k] for b in singles.values()) if all(b[k] is not None for b in singles.values())
-                else None) for k in ("params_total", "wall_s")}
+                else None) for k in ("params_total", "params_trainable", "wall_s")}
     out.append({"strategy": SINGLE, "mixture": g["mixture"], "axes": dict(g["axes"]), "kind": "single",
                 "seeds": seeds, "missing": [], "tasks": tasks, "average": _stat(per_seed_avg),
                 "delta_m": {"mean": 0.0, "std": 0.0, "n": len(seeds), "values": [0.0] * len(seeds)},
                 "baselines_missing": [], "params_total": sums["params_total"],
+                "params_trainable": sums["params_trainable"],
                 "steps_per_second": _mean_or_none(b["steps_per_second"] for b in singles.values()),
                 "wall_s": sums["wall_s"]})
   return out

@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from mtl_jax.compare.grid import SINGLE, slug
 
 SINGLE_LABEL = "single-task"
-_ALPHA = re.compile(r"^(sluice|cross_stitch)/alpha/layer_(\d+)$")
+_ALPHA = re.compile(r"^(sluice|cross_stitch|adapter_fusion)/alpha/layer_(\d+)$")
 _SYNTHETIC = re.compile(r"^synthetic_r(\d+)_t(\d+)$")
-MIXING_STRATEGIES = ("sluice", "cross_stitch", "mmoe")
+MIXING_STRATEGIES = ("sluice", "cross_stitch", "mmoe", "adapter_fusion")
 
 
 def label(strategy: str) -> str:
@@ -359,6 +359,8 @@ def mixing_plots(cells: Sequence[dict], groups: Sequence[dict], out_dir) -> tupl
                   f"{stem}__sluice_beta.png"),
         alpha_heatmaps(weights, "cross_stitch", tasks, f"cross-stitch alpha per layer: {where}, seed {cell['seed']}",
                        f"{stem}__cross_stitch_alpha.png"),
+        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer (row: reading "
+                       f"task, column: adapter): {where}, seed {cell['seed']}", f"{stem}__adapter_fusion_alpha.png"),
         gate_bars(weights, tasks, f"MMoE gate usage per task: {where}, seed {cell['seed']}",
                   f"{stem}__mmoe_gates.png"),
     ]

@@ -21,7 +21,7 @@ from mtl_jax.compare.grid import SINGLE
 NOISE_MARK = "≈"  # difference vs the reference smaller than the seed std
 CSV_COLUMNS = ["kind", "strategy", "mixture", "axes", "task", "metric", "lower_is_better", "n_seeds", "mean",
                "std", "single_mean", "single_std", "diff_vs_single", "rel_change_vs_single",
-               "within_noise_vs_single", "params_total", "steps_per_second", "wall_s"]
+               "within_noise_vs_single", "params_total", "params_trainable", "steps_per_second", "wall_s"]
 DEFINITIONS = {
     "headline": "each task's headline validation metric (mtl_jax.metrics.headline); average = unweighted mean",
     "std": "sample standard deviation over seeds (ddof=1); NaN/null with one seed",
@@ -60,7 +60,8 @@ def csv_rows(groups: Sequence[dict]) -> list[dict]:
   rows = []
   for g in groups:
     common = {"kind": g["kind"], "strategy": g["strategy"], "mixture": g["mixture"], "axes": axes_text(g["axes"]),
-              "params_total": _num(g["params_total"], 0), "steps_per_second": _num(g["steps_per_second"], 2),
+              "params_total": _num(g["params_total"], 0),
+              "params_trainable": _num(g.get("params_trainable"), 0), "steps_per_second": _num(g["steps_per_second"], 2),
               "wall_s": _num(g["wall_s"], 1)}
     for task, t in sorted(g["tasks"].items()):
       rows.append({**common, "task": task, "metric": t["metric"], "lower_is_better": int(t["lower_is_better"]),
@@ -99,8 +100,8 @@ def _order(strategies: Sequence[str], present) -> list[str]:
 
 
 def _summary_table(members: dict, order) -> list[str]:
-  lines = ["| strategy | average headline | Δm (%) | params | steps/s | wall s (per run) | seeds |",
-           "|---|---|---|---|---|---|---|"]
+  lines = ["| strategy | average headline | Δm (%) | params | trainable | steps/s | wall s (per run) | seeds |",
+           "|---|---|---|---|---|---|---|---|"]
   for s in order:
     g = members[s]
     mark = ""
@@ -110,10 +111,12 @@ def _summary_table(members: dict, order) -> list[str]:
       mark = f" {NOISE_MARK}best"
     dm = "0 (reference)" if s == SINGLE else pm(g["delta_m"]["mean"], g["delta_m"]["std"], 2, 100, sign=True)
     params = "–" if g["params_total"] is None else f"{g['params_total']:,.0f}" + (" (sum)" if s == SINGLE else "")
+    trainable = g.get("params_trainable")
+    train = "–" if trainable is None else f"{trainable:,.0f}"
     sps = "–" if g["steps_per_second"] is None else f"{g['steps_per_second']:.1f}"
     wall = "–" if g["wall_s"] is None else f"{g['wall_s']:.0f}" + (" (sum)" if s == SINGLE else "")
     lines.append(f"| {plots.label(s)}{mark} | {pm(g['average']['mean'], g['average']['std'])} | {dm} | {params} "
-                 f"| {sps} | {wall} | {len(g['seeds'])} |")
+                 f"| {train} | {sps} | {wall} | {len(g['seeds'])} |")
   return lines
 
 

@@ -8,6 +8,8 @@ Found by parameter path (any prefix, boxed or not, host or device arrays):
   'mmoe/gate_logits/bias'       [T, E] each task's gate logits for a zero (mean-pooled) input
   'mmoe/gate_logits/kernel_norm'[T, E] L2 norm over d_model of each task/expert gate column:
                                 how strongly the gate depends on the input
+  'adapter_fusion/alpha/layer_<k>' [T, T] softmax of AdapterFusion's learned prior logits:
+                                row = reading task, column = whose adapter (adapter_fusion.py)
 For the data-dependent MMoE gate see `gate_probabilities`.
 """
 
@@ -20,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+
+from mtl_jax.sharing import adapter_fusion
 
 _ALPHA = re.compile(r"(?:^|/)(sluice|cross_stitch)/alpha_(\d+)$")
 _BETA = re.compile(r"(?:^|/)sluice/beta$")
@@ -42,6 +46,7 @@ def mixing_weights(params) -> dict[str, list]:
         out["mmoe/gate_logits/bias"] = g.tolist()
       else:
         out["mmoe/gate_logits/kernel_norm"] = np.linalg.norm(g, axis=1).tolist()
+  out.update(adapter_fusion.prior_weights(traverse_util.flatten_dict(nn.meta.unbox(params), sep="/")))
   return dict(sorted(out.items()))
 
 
