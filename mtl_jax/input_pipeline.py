@@ -20,6 +20,13 @@ no re-tokenization for in-memory tasks): measured ~4-5 ms per batch of 48 on 2
 busy CPU cores, so a resume at step 10k replays ~45 s, at 100k ~8 min.
 Per-task seeds depend on the task name, not its position: adding a task to a
 mixture leaves the other tasks' example order unchanged.
+Dynamic mixing (gin `mixing_schedule.schedule`, mtl_jax/mixing_schedule.py): the task of
+row k of batch i is drawn from the schedule's rates at batch i with a stateless draw keyed
+by (seed, shard, i), then taken from that task's stream (tf.data choose_from_datasets):
+a pure function of the batch index, so skip-to-resume stays exact. 'static' (the default)
+builds exactly the old stream. Multi-label groups (mtl_jax/multilabel.py) are one entry
+whose rows are (input, task) pairs; in the grouped layout each member fills its own slot
+from its own labelled inputs (per-task gradients stay per task).
 Multi-host: with `shard_info`, every task's examples are split across processes
 (disjoint per epoch, same permutation on every host since the seed is shared);
 the task-sampling seed also folds in the shard index so hosts sample independently.
@@ -36,7 +43,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from mtl_jax import mixing
+from mtl_jax import mixing, mixing_schedule, multilabel
 from mtl_jax.features import EncoderFeatureConverter, pad_batch
 
 LAYOUTS = ("mixed", "grouped")
@@ -55,10 +62,10 @@ def get_provider(name: str) -> seqio.Task | seqio.Mixture:
 
 
 def task_names(provider) -> tuple[str, ...]:
-  """The run's tasks in task_id order (sorted names)."""
+  """The run's tasks in task_id order (sorted names; a multi-label group gives its members)."""
   if isinstance(provider, seqio.Mixture):
-    return tuple(sorted(t.name for t in provider.tasks))
-  return (provider.name,)
+    return multilabel.expand(t.name for t in provider.tasks)
+  return multilabel.expand([provider.name])
 
 
 @gin.configurable(module="input_pipeline")
@@ -131,12 +138,17 @@ def mixed_dataset(provider, feature_lengths, batch_size: int, seed: int,
                   shard_info: seqio.ShardInfo | None = None) -> tf.data.Dataset:
   """[B, ...] batches of tasks sampled by `mixing.rates(provider)`."""
   names = task_names(provider)
-  proportions = mixing.rates(provider)
-  tasks = [t for t in _train_tasks(provider) if proportions[t.name] > 0 and "train" in t.splits]
+  schedule = mixing_schedule.schedule(provider)
+  proportions = mixing.rates(provider) if schedule is None else None  # a schedule may revive a task
+  tasks = [t for t in _train_tasks(provider)
+           if (schedule is not None or proportions[t.name] > 0) and "train" in t.splits]
   if not tasks:
     raise ValueError(f"{provider.name!r}: no task with a train split and a rate > 0")
   datasets = [task_train_dataset(t, names, feature_lengths, seed, shard_info) for t in tasks]
-  if len(datasets) == 1:
+  if schedule is not None:
+    ds = _scheduled_rows(datasets, [mixing.task_names_sorted(provider).index(t.name) for t in tasks],
+                         schedule, batch_size, derive_seed(seed, "sample", shard_info.index if shard_info else 0))
+  elif len(datasets) == 1:
     ds = datasets[0]
   else:
     shard = shard_info.index if shard_info else 0
@@ -146,11 +158,34 @@ def mixed_dataset(provider, feature_lengths, batch_size: int, seed: int,
   return ds.batch(batch_size, drop_remainder=True)
 
 
+def _scheduled_rows(datasets, columns, schedule, batch_size: int, seed: int) -> tf.data.Dataset:
+  """Rows whose tasks follow `schedule`: batch i's `batch_size` tasks are drawn from its rates
+  at i (renormalised over `columns`, the entries with a train stream) by a stateless draw."""
+  columns = np.asarray(columns, np.int64)
+
+  def rates(i):
+    r = schedule.rates_at([int(i)])[0][columns]
+    return np.log(np.maximum(r, 1e-30) if r.sum() > 0 else np.ones_like(r)).astype(np.float32)
+
+  def draw(i):
+    logits = tf.numpy_function(rates, [i], tf.float32, stateful=False)
+    logits = tf.reshape(logits, [1, len(columns)])
+    logits = tf.where(logits < -60.0, tf.constant(-1e9, tf.float32), logits)  # rate 0: never drawn
+    choice = tf.random.stateless_categorical(logits, batch_size, seed=tf.stack([tf.constant(seed, tf.int64), i]))
+    return tf.cast(choice[0], tf.int64)
+
+  choices = tf.data.Dataset.range(np.iinfo(np.int64).max).map(draw).unbatch()
+  return tf.data.Dataset.choose_from_datasets(list(datasets), choices, stop_on_empty_dataset=True)
+
+
 def grouped_dataset(provider, feature_lengths, batch_size: int, seed: int,
                     shard_info: seqio.ShardInfo | None = None) -> tf.data.Dataset:
   """[T, batch_size // T, ...] batches: a fixed slot of rows per task, task t at index t."""
   names = task_names(provider)
-  tasks = _train_tasks(provider)
+  if mixing_schedule.schedule(provider) is not None:
+    raise ValueError("a mixing schedule (mixing_schedule.schedule.kind) needs the 'mixed' batch layout; the "
+                     "'grouped' layout gives every task a fixed slot: drop gin/mixing/grouped.gin or the schedule")
+  tasks = [seqio.get_mixture_or_task(n) for n in names]  # a multi-label group: its members' own tasks
   if batch_size % len(tasks):
     raise ValueError(f"grouped batches: batch size {batch_size} is not divisible by the "
                      f"{len(tasks)} tasks of {provider.name!r}; use a multiple of {len(tasks)}")
