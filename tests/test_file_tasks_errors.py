@@ -44,6 +44,10 @@ CASES = {
     "conll_without_tag_column": ("t.conll", "Ana\tB\nmet\tO\n\nTom\n", {"kind": "tagging", "tag_column": 1},
                                  "4: 1 column(s), no token column 0 / tag column 1; write 'token<TAB>tag' or set "
                                  "token_column / tag_column"),
+    "conll_tag_not_in_label_names": ("t.conll", "-DOCSTART-\tO\n\nAna\tB-PER\nmet\tO\n\nTom\tB-PRS\n",
+                                     {"kind": "tagging", "label_names": ["B-PER", "O"]},
+                                     "6: tag 'B-PRS' is not in task 'bad_task''s label set (B-PER, O); fix the row or "
+                                     "list it in label_names"),
     "one_label_only": ("t.csv", HEADER + "a,pos\nb,pos\n", {},
                        ": task 'bad_task' has 1 distinct label(s) in train (pos); a classification task needs >= 2, "
                        "or set label_names"),

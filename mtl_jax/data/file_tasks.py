@@ -48,6 +48,9 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"
                ".bio": "conll", ".iob": "conll", ".txt": "conll"}
 
 
+_LINES = "__line_numbers__"  # a CoNLL sentence's per-token line numbers (for errors)
+
+
 class FileTaskError(ValueError):
   """One bad file, line or setting: the message names it and the fix."""
 
@@ -209,15 +212,15 @@ class FileTaskSpec:
     return records
 
   def _conll(self, path, lines) -> list[tuple[int, dict]]:
-    records, tokens, tags, start = [], [], [], None
+    records, tokens, tags, numbers = [], [], [], []
     for number, line in enumerate([*lines, ""], 1):
       stripped = line.strip()
       if stripped.startswith("-DOCSTART-"):
         continue
       if not stripped:
         if tokens:
-          records.append((start, {self.tokens_field: tokens, self.tags_field: tags}))
-        tokens, tags, start = [], [], None
+          records.append((numbers[0], {self.tokens_field: tokens, self.tags_field: tags, _LINES: numbers}))
+        tokens, tags, numbers = [], [], []
         continue
       columns = line.rstrip("\r\n").split("\t") if "\t" in line else stripped.split()
       try:
@@ -228,7 +231,7 @@ class FileTaskSpec:
                             "token_column / tag_column") from None
       if not token or not tag:
         raise FileTaskError(f"{_where(path, number)}: empty token or tag; write 'token<TAB>tag'")
-      start = start or number
+      numbers.append(number)
       tokens.append(token)
       tags.append(tag)
     return records
@@ -298,7 +301,8 @@ class FileTaskSpec:
     line, record = item
     if self.kind == "tagging":
       tokens, tags = self._tags(record, path, line)
-      return {"tokens": tokens, "tags": [_index(t, labels, path, line, "tag", self.name) for t in tags],
+      lines = record.get(_LINES, [line] * len(tags))  # CoNLL: each token's own line
+      return {"tokens": tokens, "tags": [_index(t, labels, path, n, "tag", self.name) for t, n in zip(tags, lines)],
               "text": " ".join(tokens)}
     example = {"text": self.text(record, path, line)}
     value = record[self.label_field]
