@@ -170,6 +170,8 @@ def adapter_fusion(config, num_tasks, size: int = 64, placement: Sequence[str] =
   check_config(config, "adapter_fusion")
   if adapters_from is not None and not isinstance(adapters_from, str):
     raise ValueError(f"adapter_fusion.adapters_from={adapters_from!r} must be an adapters run's MODEL_DIR or None")
+  if adapters_from is not None:
+    _trained_adapters(adapters_from)  # restore now, on the host: the params' init runs traced under jit
   return AdapterFusion(config, num_tasks, size=check_size(size, "adapter_fusion.size"),
                        placement=check_names(placement, PLACES, "adapter_fusion.placement"),
                        adapters_from=adapters_from)
