@@ -11,6 +11,9 @@ with the same per-task tower size at every T. Ratios come from this one run:
   sluice / hard_TxB            ... against hard sharing on a T x B batch: the same tokens in one pass
   cross_stitch / (T x hard), mmoe / (E x hard)
   compile(T=32) / compile(T=2) per strategy (target <= 1.5)
+  adapters, lora, adapter_fusion / hard   parameter-efficient strategies on the same trunk, frozen as their
+                               gin files freeze it (no trunk gradients or Adam state); *_grouped: grouped layout
+  XLA temp memory of each compiled step, and its ratio to hard's
 Timings are the minimum over interleaved rounds (and compile repeats), which is
 what survives a busy shared machine; XLA:CPU dots run single-threaded unless --multi_thread.
 
@@ -32,7 +35,10 @@ SIZES = {  # the per-task tower and the batch; the same at every T
     "full": dict(d_model=64, num_heads=4, mlp_dim=256, num_layers=2, batch=32, length=64, vocab=2048,
                  steps=2, rounds=6, compiles=2),
 }
-VARIANTS = ("hard", "soft", "soft_grouped", "soft_dense", "sluice", "cross_stitch", "mmoe", "hard_TxB")
+VARIANTS = ("hard", "soft", "soft_grouped", "soft_dense", "sluice", "cross_stitch", "mmoe", "hard_TxB",
+            "adapters", "adapters_grouped", "lora", "lora_grouped", "adapter_fusion")
+PEFT = ("adapters", "lora", "adapter_fusion")
+FROZEN_TRUNK = {"param_groups.freeze": ["^embedder/", "^trunk/(layer_[0-9]+|ln_final)/"]}  # as gin/sharing/<peft>.gin
 
 
 def parse(argv):
@@ -73,6 +79,10 @@ def variant(name: str, num_tasks: int, experts: int) -> tuple[str, dict, int, bo
     return "mmoe", {"mmoe.num_experts": experts}, 1, False
   if name == "hard_TxB":
     return "hard", {}, num_tasks, False
+  if name.endswith("_grouped") and name[:-len("_grouped")] in PEFT:
+    return name[:-len("_grouped")], FROZEN_TRUNK, 1, True
+  if name in PEFT:
+    return name, FROZEN_TRUNK, 1, False
   return name, {}, 1, False
 
 
@@ -95,7 +105,7 @@ def build(name: str, num_tasks: int, size: dict, experts: int, seed: int = 0) ->
   batch["input_ids"] = rng.integers(1, size["vocab"], batch["input_ids"].shape).astype(np.int32)
   if grouped:  # the trainer's flattened 'grouped' batch: B/T rows of each task, task-major
     if batch_size % num_tasks:
-      raise SystemExit(f"soft_grouped: batch {batch_size} is not divisible by T={num_tasks}")
+      raise SystemExit(f"{name}: batch {batch_size} is not divisible by T={num_tasks}")
     batch["task_id"] = np.repeat(np.arange(num_tasks, dtype=np.int32), batch_size // num_tasks)
   else:
     batch["task_id"] = rng.integers(0, num_tasks, batch_size).astype(np.int32)  # a mixed batch
@@ -114,6 +124,8 @@ def compile_step(entry: dict) -> None:
     start = time.perf_counter()
     entry["step"] = entry["steps"].train_step.lower(entry["state"], entry["batch"]).compile()
     entry["compile_s"] = min(entry["compile_s"], time.perf_counter() - start)
+    memory = entry["step"].memory_analysis()
+    entry["temp_bytes"] = getattr(memory, "temp_size_in_bytes", float("nan")) if memory is not None else float("nan")
     entry["state"], metrics = entry["step"](entry["state"], entry["batch"])  # warm-up
     jax.block_until_ready(metrics)
 
@@ -149,7 +161,8 @@ def run(args) -> dict:
       for name in names:
         best[name] = min(best[name], time_round(entries[name], size["steps"]))
     for name in names:
-      res[name, t] = {"step_s": best[name], "compile_s": entries[name]["compile_s"]}
+      res[name, t] = {"step_s": best[name], "compile_s": entries[name]["compile_s"],
+                      "temp_bytes": entries[name]["temp_bytes"]}
       print(f"  T={t:<3} {name:<13} step {best[name] * 1e3:9.2f} ms", flush=True)
     del entries
   return res
@@ -181,6 +194,13 @@ def report(res: dict, args) -> None:
   row("cross_stitch / (T x hard)", lambda t: step("cross_stitch", t) / (t * step("hard", t)))
   row(f"mmoe / (E={args.experts} x hard)", lambda t: step("mmoe", t) / (args.experts * step("hard", t)))
   row("hard_TxB / (T x hard)", lambda t: step("hard_TxB", t) / (t * step("hard", t)), "  CPU scaling in batch")
+  for n in [n for n in names if n.split("_grouped")[0] in PEFT]:
+    row(f"{n} / hard", lambda t, n=n: step(n, t) / step("hard", t), "  trunk frozen")
+  print("\nXLA temp memory of the step (MiB)" + " " * 0 + "".join(f"T={t:<7}" for t in tasks))
+  for n in names:
+    row(n, lambda t, n=n: res[n, t]["temp_bytes"] / 2 ** 20)
+  for n in [n for n in names if n != "hard"]:
+    row(f"{n} / hard (memory)", lambda t, n=n: res[n, t]["temp_bytes"] / res["hard", t]["temp_bytes"])
   lo, hi = tasks[0], tasks[-1]
   print(f"\ncompile time (s), ratio T={hi} / T={lo} (target <= 1.5)")
   for n in names:
