@@ -79,6 +79,14 @@ def test_conll_and_jsonl_tagging(tmp_path):
   assert [(e["tokens"], e["tags"]) for e in examples["train"]] == [(["Ana", "met", "Tom"], [0, 1, 0]),
                                                                     (["in", "Oslo"], [1, 0])]
 
+  path = tmp_path / "tags.csv"  # one sentence per row: space-separated tokens and tags
+  path.write_text('words,labels\nAna met Tom,B O B\n"in Oslo , then",O B O O\n')
+  examples, labels = _spec(name="c", kind="tagging", train=str(path), validation=str(path), test=str(path),
+                           tokens_field="words", tags_field="labels").read()
+  assert labels == ("B", "O")
+  assert [(e["tokens"], e["tags"]) for e in examples["test"]] == [(["Ana", "met", "Tom"], [0, 1, 0]),
+                                                                   (["in", "Oslo", ",", "then"], [1, 0, 1, 1])]
+
 
 def test_a_file_task_is_an_ordinary_seqio_task_with_its_metrics(tmp_path):
   name = from_files.task(name="file_unit_reviews", kind="classification", train="examples/data/reviews_train.csv",

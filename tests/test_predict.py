@@ -4,6 +4,7 @@ inputs, probabilities are the softmax of the heads' logits, and the CLI in a new
 the tasks from config.gin alone."""
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -137,7 +138,7 @@ def test_cli_in_a_new_process_rebuilds_the_tasks_from_config_gin(model_dir, pred
   assert "from best checkpoint (step 3)" in proc.stderr.splitlines()[-1]
 
 
-def test_cli_jsonl_output_and_one_line_errors(model_dir, predictor, tmp_path, capsys):
+def test_cli_jsonl_output_stdin_and_one_line_errors(model_dir, predictor, tmp_path, capsys, monkeypatch):
   path = tmp_path / "in.txt"
   path.write_text("Ana Silva flew to Paris today\nthe show was great\n")
   assert cli.main([f"--model_dir={model_dir}", f"--input={path}", "--tasks=file_ner,file_ratings"]) == 0
@@ -146,6 +147,11 @@ def test_cli_jsonl_output_and_one_line_errors(model_dir, predictor, tmp_path, ca
   assert [l["line"] for l in lines] == [1, 2] and [l["tasks"] for l in lines] == want
   assert lines[0]["input"] == "Ana Silva flew to Paris today"
   assert lines[0]["tasks"]["file_ner"]["words"] == ["Ana", "Silva", "flew", "to", "Paris", "today"]
+
+  stdin = [{"premise": "the chef cooked dinner yesterday", "hypothesis": "the chef made a meal"}]
+  monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(stdin[0]) + "\n"))  # JSONL on stdin, detected
+  assert cli.main([f"--model_dir={model_dir}", "--input=-", "--tasks=file_pairs"]) == 0
+  assert json.loads(capsys.readouterr().out)["tasks"] == predictor.predict(stdin, tasks=["file_pairs"])[0]
 
   def error(*args) -> str:
     assert cli.main(list(args)) == 2
