@@ -29,7 +29,9 @@ from the current directory, then the repository root.
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 from typing import Sequence
 
 import gin
@@ -37,6 +39,7 @@ import seqio
 
 from mtl_jax.data import file_tasks
 from tasks import offline, registration
+
 
 SPECS: dict[str, file_tasks.FileTaskSpec] = {}  # the file tasks registered in this process, by name
 
@@ -89,6 +92,69 @@ def mixture(name: str = gin.REQUIRED, tasks: Sequence = gin.REQUIRED) -> str:
     raise ValueError(f"from_files.mixture.name {name!r} is a task name; choose another mixture name")
   registration.add_mixture(name, entries)
   return name
+
+
+_TASK_KEYS = ("name", "kind", "train", "validation", "test", "format", "text_fields", "label_field", "label_names",
+              "tokens_field", "tags_field", "token_column", "tag_column")
+
+
+@gin.configurable(module="from_files")
+def from_spec(path: str = gin.REQUIRED) -> str:
+  """Registers the tasks of a small JSON / YAML spec file and returns the run's task or mixture name.
+
+      tasks:                                  # each entry: from_files.task's arguments
+        - {name: my_reviews, kind: classification, train: reviews_train.csv}
+        - {name: my_ratings, kind: regression, train: ratings.tsv, label_field: score}
+      mixture: {name: my_mix, tasks: [my_reviews, my_ratings, [rotten_tomatoes, 2.0]]}   # optional
+
+  Relative file paths are looked up next to the spec first. Without 'mixture' the spec must hold
+  one task, whose name is returned. In gin: `MIXTURE_OR_TASK_NAME = @from_files.from_spec()`.
+  """
+  spec_path = pathlib.Path(os.path.expanduser(str(path)))
+  if not spec_path.is_absolute() and not spec_path.is_file():
+    spec_path = pathlib.Path(_repo_root()) / spec_path
+  if not spec_path.is_file():
+    raise file_tasks.FileTaskError(f"from_files.from_spec.path {str(path)!r} does not exist; fix the path")
+  text = spec_path.read_text(encoding="utf-8")
+  try:
+    if spec_path.suffix.lower() == ".json":
+      spec = json.loads(text)
+    else:
+      import yaml
+      spec = yaml.safe_load(text)
+  except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise file_tasks.FileTaskError(f"{spec_path}: unreadable spec ({first})") from None
+  if not isinstance(spec, dict) or not isinstance(spec.get("tasks"), list) or not spec["tasks"]:
+    raise file_tasks.FileTaskError(f"{spec_path}: a spec is a mapping with a non-empty 'tasks' list "
+                                   "(and optionally 'mixture': {name, tasks})")
+  unknown = sorted(set(spec) - {"tasks", "mixture"})
+  if unknown:
+    raise file_tasks.FileTaskError(f"{spec_path}: unknown key {unknown[0]!r}; a spec holds 'tasks' and 'mixture'")
+  names = []
+  for number, entry in enumerate(spec["tasks"], 1):
+    if not isinstance(entry, dict):
+      raise file_tasks.FileTaskError(f"{spec_path}: task {number} is not a mapping of from_files.task arguments")
+    bad = sorted(set(entry) - set(_TASK_KEYS))
+    if bad:
+      raise file_tasks.FileTaskError(f"{spec_path}: task {number} has unknown key {bad[0]!r}; use {', '.join(_TASK_KEYS)}")
+    missing = [k for k in ("name", "kind", "train") if k not in entry]
+    if missing:
+      raise file_tasks.FileTaskError(f"{spec_path}: task {number} has no {missing[0]!r}")
+    entry = dict(entry)
+    for split in ("train", "validation", "test"):
+      if entry.get(split) and (spec_path.parent / str(entry[split])).is_file():
+        entry[split] = str((spec_path.parent / str(entry[split])).absolute())
+    names.append(task(**entry))
+  mix = spec.get("mixture")
+  if mix is None:
+    if len(names) != 1:
+      raise file_tasks.FileTaskError(f"{spec_path}: {len(names)} tasks but no 'mixture'; add mixture: "
+                                     "{name: ..., tasks: [...]}")
+    return names[0]
+  if not isinstance(mix, dict) or set(mix) != {"name", "tasks"}:
+    raise file_tasks.FileTaskError(f"{spec_path}: 'mixture' must be {{name: ..., tasks: [...]}}, got {mix!r}")
+  return mixture(name=mix["name"], tasks=[e if isinstance(e, str) else tuple(e) for e in mix["tasks"]])
 
 
 def input_example(task_name: str, record) -> dict:

@@ -152,3 +152,25 @@ def test_bad_settings_are_one_line(bad):
   with pytest.raises(file_tasks.FileTaskError) as e:
     _spec(**{"name": "x", "kind": "classification", "train": "examples/data/reviews_train.csv", **bad})
   assert len(str(e.value).splitlines()) == 1 and repr(list(bad.values())[0]).strip("[]")[:6] in str(e.value)
+
+
+def test_a_yaml_spec_registers_its_tasks_and_mixture_and_bad_specs_are_one_line(tmp_path):
+  name = from_files.from_spec("examples/example_tasks.yaml")
+  provider = seqio.get_mixture_or_task(name)
+  assert input_pipeline.task_names(provider) == ("rotten_tomatoes", "spec_ner", "spec_pairs", "spec_ratings",
+                                                 "spec_reviews")
+  assert task_info.get("spec_pairs").label_names == ("different", "same")
+  assert task_info.get("spec_ner").kind == "tagging" and task_info.get("spec_ratings").kind == "regression"
+  (tmp_path / "t.csv").write_text("text,label\na,x\nb,y\n")
+  (tmp_path / "one.json").write_text(json.dumps({"tasks": [{"name": "spec_one", "kind": "classification",
+                                                            "train": "t.csv", "validation": "t.csv"}]}))
+  assert from_files.from_spec(str(tmp_path / "one.json")) == "spec_one"  # one task, path next to the spec
+  for content, message in (
+      ({"tasks": [{"name": "s", "kind": "classification", "train": "t.csv", "labels": ["x"]}]},
+       "task 1 has unknown key 'labels'; use name, kind, train"),
+      ({"tasks": [{"name": "s", "kind": "classification"}]}, "task 1 has no 'train'"),
+      ({"task": []}, "a spec is a mapping with a non-empty 'tasks' list")):
+    (tmp_path / "bad.json").write_text(json.dumps(content))
+    with pytest.raises(file_tasks.FileTaskError) as e:
+      from_files.from_spec(str(tmp_path / "bad.json"))
+    assert train.one_line(e.value).startswith(f"{tmp_path / 'bad.json'}: {message}")  # gin appends context lines
