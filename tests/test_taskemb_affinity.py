@@ -70,7 +70,7 @@ def test_absent_task_pairs_are_skipped():
 
 
 BASE = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
-        "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=4",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=2",
         "--gin.trainer.train.eval_batch_size=512"]
 
 
@@ -78,9 +78,9 @@ def test_hook_in_a_training_run_writes_the_mean_and_leaves_training_unchanged(tm
   plain = train.main([*BASE, f"--gin.MODEL_DIR={tmp_path / 'plain'}"])
   assert plain == 0
   assert train.main([*BASE, f"--gin.MODEL_DIR={tmp_path / 'hooked'}", "--gin_file=gin/taskemb/affinity.gin",
-                     "--gin.affinity.every=2"]) == 0
+                     "--gin.affinity.every=1"]) == 0
   record = json.loads((tmp_path / "hooked" / "affinity.json").read_text())
-  assert record["measurements"] == 2 and record["step"] == 4 and len(record["tasks"]) == 3
+  assert record["measurements"] == 2 and record["step"] == 2 and len(record["tasks"]) == 3
   z = np.array(record["affinity"], float)
   assert z.shape == (3, 3) and np.all(np.isfinite(z)) and np.all(np.array(record["count"]) == 2)
   results = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("plain", "hooked")]

@@ -92,6 +92,29 @@ def _finetune(args, task: str, seed: int, out_dir: pathlib.Path) -> pathlib.Path
   return model_dir
 
 
+def _fisher_cached(out_dir: pathlib.Path, run: pathlib.Path, task: str, args, seed: int) -> dict:
+  """run_fisher, kept in OUT_DIR/fisher/ so a rerun (e.g. adding --methods=affinity) does not recompute it."""
+  from mtl_jax.taskemb import fisher
+  key = json.dumps([str(run), task, args.max_length, args.max_examples, args.fisher_params, args.no_activations,
+                    args.labels, seed])
+  path = out_dir / "fisher" / f"{task}__seed{seed}.npz"
+  if path.is_file():
+    with np.load(path, allow_pickle=False) as z:
+      if str(z["key"]) == key:
+        names = [str(n) for n in z["names"]]
+        return {"params": {n: z[f"p{i}"] for i, n in enumerate(names)},
+                "activations": z["activations"] if z["activations"].size else None,
+                "examples": float(z["examples"]), "step": int(z["step"])}
+  f = fisher.run_fisher(run, task, args.max_length, args.fisher_batch_size, args.max_examples, args.fisher_params,
+                        not args.no_activations, args.labels, seed)
+  names = sorted(f["params"])
+  path.parent.mkdir(parents=True, exist_ok=True)
+  acts = f["activations"] if f["activations"] is not None else np.zeros((0,), np.float32)
+  np.savez(path, key=key, names=np.array(names), activations=acts, examples=f["examples"], step=f["step"],
+           **{f"p{i}": f["params"][n] for i, n in enumerate(names)})
+  return f
+
+
 def _train_sizes(tasks) -> dict[str, int]:
   import seqio
   return {t: sum(1 for _ in seqio.get_mixture_or_task(t).source.get_dataset("train")) for t in tasks}
@@ -118,8 +141,7 @@ def embed(args, tasks, out_dir, echo) -> tuple[dict, dict]:
       for t in tasks:
         run = pathlib.Path(args.taskemb_runs.format(task=t, seed=seed)) if args.taskemb_runs \
             else _finetune(args, t, seed, out_dir)
-        f = fisher.run_fisher(run, t, args.max_length, args.fisher_batch_size, args.max_examples, args.fisher_params,
-                              not args.no_activations, args.labels, seed)
+        f = _fisher_cached(out_dir, run, t, args, seed)
         vectors.append(fisher.flat_vector(f["params"]))
         acts.append(f["activations"])
         echo(f"mtl-taskemb: taskemb {t} seed {seed}: {int(f['examples'])} examples, {vectors[-1].size:,} params, "
