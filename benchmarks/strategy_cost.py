@@ -47,6 +47,7 @@ def parse(argv):
   parser.add_argument("--tasks", default="2,8,32", help="comma-separated task counts")
   parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--experts", type=int, default=4, help="MMoE experts")
+  parser.add_argument("--compiles", type=int, default=None, help="compile repeats (default: the size's)")
   parser.add_argument("--multi_thread", action="store_true", help="let XLA:CPU use its thread pool for dots")
   parser.add_argument("--no_ynn_reduce", action="store_true",
                       help="XLA:CPU without YNNPACK reduce fusions (slow on per-example shapes; see README)")
@@ -151,7 +152,7 @@ def run(args) -> dict:
   res = {}
   for t in [int(t) for t in args.tasks.split(",")]:
     entries = {name: build(name, t, size, args.experts) for name in names}
-    for _ in range(size["compiles"]):  # interleaved, like the step timings below
+    for _ in range(args.compiles or size["compiles"]):  # interleaved, like the step timings below
       for name in names:
         compile_step(entries[name])
     for name in names:
