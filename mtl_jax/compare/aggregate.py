@@ -198,3 +198,51 @@ def comparisons(groups: Sequence[dict]) -> list[tuple]:
   for g in groups:
     seen.setdefault((g["mixture"], tuple(g["axes"].items())), dict(g["axes"]))
   return [(m, axes) for (m, _), axes in seen.items()]
+
+
+# ------------------------------------------------------------- many tasks (100+): families
+
+FAMILY_SIZE = 16  # mtl_jax.data.synthetic.FAMILY_SIZE: the 128-task mixtures' family blocks
+
+
+def family_of(task: str) -> str:
+  """A task's family for per-family tables: the offline catalogue's families, the synthetic
+  mixtures' blocks of 16 ('..._t128_task37' -> 'family2'), else the name before its first '_'."""
+  import re
+  m = re.match(r"^synthetic_r\d+_t(\d+)_task(\d+)$", task)
+  if m:
+    return f"family{int(m.group(2)) // FAMILY_SIZE}"
+  try:
+    from tasks import offline_families  # registered offline tasks; absent in spec-only use
+    return offline_families.family_of(task)
+  except (ImportError, StopIteration):
+    return task.split("_", 1)[0]
+
+
+def family_summary(group: dict) -> list[dict]:
+  """Per family of a group's tasks: task count, mean of the task means, mean difference vs
+  single-task (where known) and how many tasks are better / worse beyond the seed noise."""
+  fams: dict = {}
+  for task, t in group["tasks"].items():
+    fams.setdefault(family_of(task), []).append(t)
+  rows = []
+  for fam, ts in sorted(fams.items()):
+    diffs = [t["diff"] * (-1 if t["lower_is_better"] else 1) for t in ts if t.get("diff") is not None]
+    beyond = [t for t in ts if t.get("within_noise") is False]
+    rows.append({"family": fam, "tasks": len(ts), "mean": statistics.fmean(t["mean"] for t in ts),
+                 "gain_vs_single": statistics.fmean(diffs) if diffs else None,
+                 "better": sum(t["diff"] * (-1 if t["lower_is_better"] else 1) > 0 for t in beyond),
+                 "worse": sum(t["diff"] * (-1 if t["lower_is_better"] else 1) < 0 for t in beyond)})
+  return rows
+
+
+def best_and_worst(group: dict, k: int = 5) -> tuple[list[str], list[str]]:
+  """The k tasks gaining most and least vs single-task (by the sign-corrected difference), or by
+  the task mean when there are no baselines."""
+  def score(item):
+    t = item[1]
+    if t.get("diff") is not None:
+      return t["diff"] * (-1 if t["lower_is_better"] else 1)
+    return -t["mean"] if t["lower_is_better"] else t["mean"]
+  ranked = [name for name, _ in sorted(group["tasks"].items(), key=lambda it: (-score(it), it[0]))]
+  return ranked[:k], ranked[::-1][:k]

@@ -120,10 +120,33 @@ def _summary_table(members: dict, order) -> list[str]:
   return lines
 
 
+MAX_TASK_ROWS = 24  # more tasks than this: per-family table + best / worst tasks; all of them in results.csv
+
+
+def _family_tables(members: dict, order, tasks) -> list[str]:
+  """Readable at 128 tasks: one row per family per strategy, then each strategy's best / worst."""
+  lines = [f"{len(tasks)} tasks: per-family aggregates below; every task's row is in results.csv.", "",
+           "| family | strategy | tasks | mean headline | gain vs single | ▲ / ▼ beyond noise |",
+           "|---|---|---|---|---|---|"]
+  for s in order:
+    for row in agg.family_summary(members[s]):
+      gain = "–" if row["gain_vs_single"] is None else f"{row['gain_vs_single']:+.4f}"
+      lines.append(f"| {row['family']} | {plots.label(s)} | {row['tasks']} | {row['mean']:.4f} | {gain} "
+                   f"| {row['better']} / {row['worse']} |")
+  lines += ["", "| strategy | best tasks | worst tasks |", "|---|---|---|"]
+  for s in order:
+    best, worst = agg.best_and_worst(members[s])
+    fmt = lambda names: ", ".join(f"{n} ({members[s]['tasks'][n]['mean']:.3f})" for n in names)
+    lines.append(f"| {plots.label(s)} | {fmt(best)} | {fmt(worst)} |")
+  return lines
+
+
 def _task_table(members: dict, order) -> list[str]:
   tasks = sorted({t for s in order for t in members[s]["tasks"]})
   if not tasks:
     return []
+  if len(tasks) > MAX_TASK_ROWS:
+    return _family_tables(members, order, tasks)
   lines = ["| task (metric) | " + " | ".join(plots.label(s) for s in order) + " |",
            "|---|" + "---|" * len(order)]
   for task in tasks:

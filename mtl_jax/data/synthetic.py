@@ -106,6 +106,16 @@ STANDARD_GRID = {
     "num_tasks": (2, 8, 32),
 }
 
+# The 100+-task mixture (tasks/synthetic_many.py): 128 tasks in families of 16, small splits.
+MANY_TASKS = 128
+FAMILY_SIZE = 16
+
+
+def family_of(task_index: int) -> str:
+    """The family of a task of the many-task mixture: consecutive blocks of FAMILY_SIZE."""
+    return f"family{task_index // FAMILY_SIZE}"
+
+
 # Size of the shared seeded sample used to calibrate class balance.
 CALIBRATION_SAMPLES = 20000
 # Bias-adjustment steps for num_classes > 2.
