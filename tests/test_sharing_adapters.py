@@ -117,3 +117,15 @@ def test_adapters_train_through_the_binary_with_the_trunk_frozen(tmp_path, capsy
 def _adapter_size(model_dir):
   spec = json.loads((model_dir / "run_spec.json").read_text())
   return sum(int(np.prod(s)) for p, s in spec["param_shapes"].items() if "['adapter_" in p)
+
+
+def test_compare_report_shows_trainable_next_to_total():
+  from mtl_jax.compare import aggregate, report
+  stat = {"mean": 0.5, "std": 0.01, "n": 2, "values": [0.49, 0.51]}
+  group = {"strategy": "adapters", "average": stat, "delta_m": stat, "params_total": 22_800_000,
+           "params_trainable": aggregate._trainable({"total": 22_800_000, "trainable": 1_200_000}),
+           "steps_per_second": 2.0, "wall_s": 60.0, "seeds": [0, 1]}
+  header, _, row = report._summary_table({"adapters": group}, ["adapters"])
+  assert "| params | trainable |" in header
+  assert "| 22,800,000 | 1,200,000 |" in row
+  assert aggregate._trainable({"total": 5}) == 5  # logs from before the trainable count: everything trained
