@@ -17,6 +17,9 @@ from mtl_jax import data_fingerprint, input_pipeline, param_groups, weighting
 from mtl_jax.models.encoder import EncoderConfig
 
 FILENAME = "run_spec.json"
+# EncoderConfig fields a resume may change: same parameters, same values and gradients (remat only
+# trades memory for recompute), e.g. to turn remat on after a device OOM.
+RESUME_SAFE_ENCODER_FIELDS = ("remat_policy",)
 
 
 def make(config, sharing: str, task_names, num_classes, abstract_params, start: dict | None = None) -> dict:
@@ -65,6 +68,8 @@ def differences(saved: dict, current: dict) -> list[str]:
     diffs.append(f"init_from {where(saved)} (sha256 {source(saved)}) -> {where(current)} (sha256 {source(current)})")
   defaults = {f.name: f.default for f in dataclasses.fields(EncoderConfig)}  # fields added since a run was saved
   for field, value in current["encoder"].items():
+    if field in RESUME_SAFE_ENCODER_FIELDS:
+      continue
     old = saved.get("encoder", {}).get(field, defaults.get(field))
     if old != value:
       diffs.append(f"EncoderConfig.{field} {old!r} -> {value!r}")

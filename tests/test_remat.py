@@ -50,3 +50,14 @@ def test_remat_gives_the_same_loss_and_gradients(sharing):
 def test_unknown_remat_policy_is_one_line():
   with pytest.raises(ValueError, match=r"EncoderConfig.remat_policy must be one of \('none', 'full'"):
     dataclasses.replace(CFG, remat_policy="everything")
+
+
+def test_a_resume_may_turn_remat_on_but_not_change_precision():
+  """remat only trades memory for recompute (same values, tested above): turning it on after an OOM must
+  not refuse the resume; a dtype change still does, naming the field."""
+  from mtl_jax import run_spec
+  spec = lambda **kw: {"sharing": "hard", "tasks": ["a"], "num_classes": [2], "param_groups": {},
+                       "train_example_limit": {"limit": None, "subset_seed": None}, "param_shapes": {},
+                       "encoder": dataclasses.asdict(dataclasses.replace(CFG, **kw))}
+  assert run_spec.differences(spec(), spec(remat_policy="full")) == []
+  assert run_spec.differences(spec(), spec(dtype="bfloat16")) == ["EncoderConfig.dtype 'float32' -> 'bfloat16'"]
