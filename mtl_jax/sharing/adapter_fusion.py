@@ -56,14 +56,17 @@ def fusion_specs(placement, num_tasks: int, d_model: int) -> tuple:
 
 
 def fuse(p: dict, place: str, h, z):
-  """ONE task's fusion: h [..., D], z [..., S, D] (every adapter's output) -> (out [..., D], attention [..., S])."""
+  """ONE task's fusion: h [..., D], z [..., S, D] (every adapter's output) -> (out [..., D], attention [..., S]).
+
+  Computed as (h Q K^T) . z_s and (sum_s a_s z_s) V, the same numbers as projecting every z_s by K and V
+  but with one D x D product per token instead of S of them."""
   dt = h.dtype
   q = jnp.einsum("...d,de->...e", h, p[f"{place}_query"].astype(dt))
-  k = jnp.einsum("...sd,de->...se", z, p[f"{place}_key"].astype(dt))
-  v = jnp.einsum("...sd,de->...se", z, p[f"{place}_value"].astype(dt))
-  logits = jnp.einsum("...e,...se->...s", q, k).astype(jnp.float32) / np.sqrt(h.shape[-1])
+  qk = jnp.einsum("...e,de->...d", q, p[f"{place}_key"].astype(dt))          # q K^T
+  logits = jnp.einsum("...d,...sd->...s", qk, z).astype(jnp.float32) / np.sqrt(h.shape[-1])
   a = jax.nn.softmax(logits + p[f"{place}_prior"].astype(jnp.float32), axis=-1)
-  return jnp.einsum("...s,...se->...e", a.astype(dt), v), a
+  mixed = jnp.einsum("...s,...sd->...d", a.astype(dt), z)
+  return jnp.einsum("...d,de->...e", mixed, p[f"{place}_value"].astype(dt)), a
 
 
 @functools.lru_cache(maxsize=4)
