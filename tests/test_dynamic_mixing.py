@@ -163,9 +163,8 @@ def _final(model_dir):
 
 
 def test_kill9_mid_schedule_then_resume_is_exact(tmp_path):
-  from mtl_jax import train
-  whole = tmp_path / "whole"  # the uninterrupted run in-process; the killed one is a real process
-  assert train.main(["--no_progress", *COMMON, f"--gin.MODEL_DIR={whole}"]) == 0
+  whole = tmp_path / "whole"  # a subprocess too: the same one-device XLA setup as the killed run
+  run_binary(*COMMON, f"--gin.MODEL_DIR={whole}")
   killed = tmp_path / "killed"
   proc = subprocess.Popen([sys.executable, "-m", "mtl_jax.train", "--no_progress", *COMMON,
                            f"--gin.MODEL_DIR={killed}"], cwd=REPO, env=subprocess_env(),
