@@ -12,6 +12,7 @@ import sys
 import jax
 import numpy as np
 import optax
+import gin
 import pytest
 import seqio
 
@@ -99,7 +100,8 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(model_dir):
-  return predict.load(model_dir, batch_size=64)
+  yield predict.load(model_dir, batch_size=64)
+  gin.clear_config()  # load() installs the run's gin config: it must not reach the next module's tests
 
 
 def test_predictions_equal_the_eval_path_for_every_kind(predictor):
