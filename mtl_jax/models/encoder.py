@@ -179,6 +179,17 @@ class Mlp(nn.Module):
                     bias_init=param_init(nn.initializers.zeros, ("embed",)))(h)
 
 
+def residual_block(norm: str, x, attention, mlp, ln_attention, ln_mlp):
+  """One layer's residual wiring, shared by every layer variant: pre-LN x + f(LN(x)); post-LN LN(x + f(x))."""
+  if norm == "pre":
+    x = x + attention(ln_attention(x))
+    x = x + mlp(ln_mlp(x))
+  else:
+    x = ln_attention(x + attention(x))
+    x = ln_mlp(x + mlp(x))
+  return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
 class TransformerLayer(nn.Module):
   """x [B, L, D] -> [B, L, D]; mask [B, L] marks real tokens.
 
@@ -196,13 +207,7 @@ class TransformerLayer(nn.Module):
     attention = lambda h: drop(SelfAttention(cfg, name="attention")(h, mask, deterministic),
                                deterministic=deterministic)
     mlp = lambda h: drop(Mlp(cfg, name="mlp")(h, deterministic), deterministic=deterministic)
-    if cfg.norm == "pre":
-      x = x + attention(ln_attention(x))
-      x = x + mlp(ln_mlp(x))
-    else:
-      x = ln_attention(x + attention(x))
-      x = ln_mlp(x + mlp(x))
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return residual_block(cfg.norm, x, attention, mlp, ln_attention, ln_mlp)
 
 
 def layer_module(config: EncoderConfig, in_scan: bool = False):

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.models.encoder import EncoderConfig, LayerNorm, _DENSE_INIT, final_norm, param_init
+from mtl_jax.models.encoder import EncoderConfig, LayerNorm, _DENSE_INIT, final_norm, param_init, residual_block
 
 PLACES = ("attention", "mlp")
 PROJECTIONS = ("query", "key", "value", "out", "wi", "wo")
@@ -141,13 +141,7 @@ class PeftLayer(nn.Module):
     attention = lambda h: hooks.adapt("attention", drop(PeftAttention(cfg, name="attention")(h, mask, deterministic,
                                                                                              hooks)))
     mlp = lambda h: hooks.adapt("mlp", drop(PeftMlp(cfg, name="mlp")(h, deterministic, hooks)))
-    if cfg.norm == "pre":
-      x = x + attention(ln_attention(x))
-      x = x + mlp(ln_mlp(x))
-    else:
-      x = ln_attention(x + attention(x))
-      x = ln_mlp(x + mlp(x))
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return residual_block(cfg.norm, x, attention, mlp, ln_attention, ln_mlp)
 
 
 def run_trunk(module, x, mask, task_id, deterministic: bool, grouped: bool, hooks_for: Callable):
