@@ -81,5 +81,15 @@ def one_line(error: BaseException) -> str:
   return text.splitlines()[0]
 
 
+def report_errors(prog: str, run, errors=(ValueError, KeyError, OSError)) -> int:
+  """A CLI's exit code: 0 after `run()`, or 2 with one 'PROG: error: ...' line on stderr for a bad input."""
+  try:
+    run()
+  except errors as e:
+    print(f"{prog}: error: {one_line(e)}", file=sys.stderr, flush=True)
+    return 2
+  return 0
+
+
 if __name__ == "__main__":
   sys.exit(main())

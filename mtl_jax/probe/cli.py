@@ -113,10 +113,5 @@ def run(args, echo=print) -> dict:
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from mtl_jax.train import one_line
-  try:
-    run(args)
-  except (ValueError, KeyError, OSError) as e:
-    print(f"mtl-probe: error: {one_line(e)}", file=sys.stderr, flush=True)
-    return 2
-  return 0
+  from mtl_jax.train import report_errors
+  return report_errors("mtl-probe", lambda: run(args))

@@ -143,13 +143,17 @@ def features(featurizer: Featurizer, task_name: str, split: str, length: int,
     ys.append(batch["label"] if info.kind == "classification" else batch["score"])
   if not xs:
     raise ValueError(f"task {task_name!r} has no {split!r} examples")
-  out = {"x": np.concatenate(xs), "y": np.concatenate(ys)}
-  cache.mkdir(parents=True, exist_ok=True)
+  return write_cache(featurizer, path, {"x": np.concatenate(xs), "y": np.concatenate(ys)})
+
+
+def write_cache(featurizer, path, arrays: dict) -> dict:
+  """Writes `arrays` to the .npz `path` atomically, with featurizer.json (which weights made them) beside it."""
+  path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(".tmp.npz")
-  np.savez(tmp, **out)
+  np.savez(tmp, **arrays)
   tmp.replace(path)
-  (cache / "featurizer.json").write_text(json.dumps({"name": featurizer.name, "describe": featurizer.describe,
-                                                      "fingerprint": featurizer.fingerprint}, indent=1))
-  return out
+  (path.parent / "featurizer.json").write_text(json.dumps(
+      {"name": featurizer.name, "describe": featurizer.describe, "fingerprint": featurizer.fingerprint}, indent=1))
+  return arrays
 
 

@@ -10,7 +10,6 @@ cache folder), with mean pooling whatever the trunk's heads pool.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from typing import Iterable, Mapping
 
@@ -67,11 +66,4 @@ def task_textemb(featurizer: featurize.Featurizer, task_name: str, length: int, 
       if left is not None and left <= 0:
         return
 
-  out = token_mean(featurizer, batches())
-  folder.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp.npz")
-  np.savez(tmp, **out)
-  tmp.replace(path)
-  (folder / "featurizer.json").write_text(json.dumps({"name": featurizer.name, "describe": featurizer.describe,
-                                                       "fingerprint": featurizer.fingerprint}, indent=1))
-  return out
+  return featurize.write_cache(featurizer, path, token_mean(featurizer, batches()))
