@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from mtl_jax.compare.grid import SINGLE, slug
 
 SINGLE_LABEL = "single-task"
-_ALPHA = re.compile(r"^(sluice|cross_stitch|adapter_fusion)/alpha/layer_(\d+)$")
+_ALPHA = re.compile(r"^(sluice|cross_stitch|adapter_fusion)/(alpha|attention)/layer_(\d+)$")
 _SYNTHETIC = re.compile(r"^synthetic_r(\d+)_t(\d+)$")
 MIXING_STRATEGIES = ("sluice", "cross_stitch", "mmoe", "adapter_fusion")
 
@@ -245,10 +245,12 @@ def _heatmap(ax, matrix: np.ndarray, xlabels, ylabels, title: str, sequential: b
   return image
 
 
-def alpha_heatmaps(weights: Mapping, strategy: str, tasks: Sequence[str], title: str, path) -> str | None:
-  """One heatmap per layer of `<strategy>/alpha/layer_k` (rows receive, columns send)."""
-  layers = sorted((int(m.group(2)), np.asarray(v, dtype=float)) for k, v in weights.items()
-                  if (m := _ALPHA.match(k)) and m.group(1) == strategy)
+def alpha_heatmaps(weights: Mapping, strategy: str, tasks: Sequence[str], title: str, path,
+                   what: str = "alpha") -> str | None:
+  """One heatmap per layer of `<strategy>/<what>/layer_k` (rows receive, columns send); what = 'alpha' or
+  'attention' (AdapterFusion's measured attention)."""
+  layers = sorted((int(m.group(3)), np.asarray(v, dtype=float)) for k, v in weights.items()
+                  if (m := _ALPHA.match(k)) and m.group(1) == strategy and m.group(2) == what)
   layers = [(k, a) for k, a in layers if a.ndim == 2]
   if not layers:
     return None
@@ -361,6 +363,9 @@ def mixing_plots(cells: Sequence[dict], groups: Sequence[dict], out_dir) -> tupl
                        f"{stem}__cross_stitch_alpha.png"),
         alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer (row: reading "
                        f"task, column: adapter): {where}, seed {cell['seed']}", f"{stem}__adapter_fusion_alpha.png"),
+        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion measured attention per layer, mean over "
+                       f"each task's validation examples (row: reading task, column: adapter): {where}, seed "
+                       f"{cell['seed']}", f"{stem}__adapter_fusion_attention.png", what="attention"),
         gate_bars(weights, tasks, f"MMoE gate usage per task: {where}, seed {cell['seed']}",
                   f"{stem}__mmoe_gates.png"),
     ]
