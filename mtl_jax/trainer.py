@@ -237,7 +237,7 @@ def train(
     eval_writer.write_scalars(step, {**scalars, "average": record["average"]})
     if lead:
       record = evaluation.write_results(model_dir, step, record)
-      weights = sharing_inspect.mixing_weights(state.params)
+      weights = sharing_inspect.mixing_weights(state.params, steps, evaluator)
       if weights:
         evaluation.write_mixing_weights(model_dir, step, weights)
     ckpt.maybe_save_best(step, state, input_position(step), _score(record, best_metric), best_metric, best_mode)

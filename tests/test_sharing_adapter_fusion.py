@@ -1,7 +1,8 @@
 """AdapterFusion: the forward equals a numpy reference of Pfeiffer et al.'s attention over every task's adapter,
 grouped == mixed, the learned prior goes to mixing_weights.json and mtl-compare's T x T heatmap, the measured
-attention is a distribution per task, the trunk stays bit-identical in joint training, and stage 2 (adapters
-from an adapters run, frozen) runs through the binary with the source's adapters kept bit-identical."""
+attention equals the numpy softmax averaged per task (padding excluded) and reaches mixing_weights.json, the
+trunk stays bit-identical in joint training, and stage 2 (adapters from an adapters run, frozen) runs through
+the binary with the source's adapters kept bit-identical."""
 
 import json
 
@@ -14,7 +15,6 @@ import pytest
 from mtl_jax import train
 from mtl_jax.compare import plots
 from mtl_jax.models.encoder import Mlp, SelfAttention
-from mtl_jax.models.multitask import build_model
 from mtl_jax.sharing import adapter_fusion, inspect as sharing_inspect
 from mtl_jax.sharing.adapter_fusion import AdapterFusion
 from mtl_jax.transfer import init_from
@@ -28,7 +28,7 @@ def np_fusion(ap, fp, z_in, task_id, exact):
   gelu = ph.gelu_exact if exact else ph.gelu_tanh
   hidden = gelu(np.einsum("bld,sdm->blsm", z_in, ap["mlp_down_kernel"]) + ap["mlp_down_bias"][None, None])
   z = z_in[:, :, None] + np.einsum("blsm,smd->blsd", hidden, ap["mlp_up_kernel"]) + ap["mlp_up_bias"][None, None]
-  out = np.zeros_like(z_in)
+  out, attention = np.zeros_like(z_in), np.zeros(z.shape[:3])
   for b, t in enumerate(task_id):
     q = z_in[b] @ fp["mlp_query"][t]                                   # [L, D]
     k = np.einsum("lsd,de->lse", z[b], fp["mlp_key"][t])
@@ -36,12 +36,13 @@ def np_fusion(ap, fp, z_in, task_id, exact):
     logits = np.einsum("le,lse->ls", q, k) / np.sqrt(z_in.shape[-1]) + fp["mlp_prior"][t]
     a = np.exp(logits - logits.max(-1, keepdims=True))
     a /= a.sum(-1, keepdims=True)
-    out[b] = np.einsum("ls,lse->le", a, v)
-  return out
+    out[b], attention[b] = np.einsum("ls,lse->le", a, v), a
+  return out, attention
 
 
 def reference(params, cfg, x, mask, task_id):
-  h, task_id, eps = np.asarray(x, np.float64), np.asarray(task_id), cfg.layer_norm_eps
+  """(trunk output, [per layer: fusion attention [B, L, T]])."""
+  h, task_id, eps, attentions = np.asarray(x, np.float64), np.asarray(task_id), cfg.layer_norm_eps, []
   for k in range(cfg.num_layers):
     lp = params[f"layer_{k}"]
     ap, fp = (jax.tree.map(lambda a: np.asarray(a, np.float64), params[f"{n}_{k}"]) for n in ("adapter", "fusion"))
@@ -49,8 +50,10 @@ def reference(params, cfg, x, mask, task_id):
                       np.float64)
     h = np_layer_norm(h + attn, lp["ln_attention"], eps)
     mlp = np.asarray(Mlp(cfg).apply({"params": lp["mlp"]}, h.astype(np.float32), True), np.float64)
-    h = np_layer_norm(h + np_fusion(ap, fp, mlp, task_id, cfg.gelu_exact), lp["ln_mlp"], eps)
-  return h
+    fused, attention = np_fusion(ap, fp, mlp, task_id, cfg.gelu_exact)
+    h = np_layer_norm(h + fused, lp["ln_mlp"], eps)
+    attentions.append(attention)
+  return h, attentions
 
 
 def fusion_params(cfg=ph.BERT):
@@ -64,7 +67,7 @@ def test_forward_matches_numpy_reference_and_grouped_equals_mixed():
   strategy, params = fusion_params()
   x, mask, task_id = ph.inputs(ph.BERT)
   mixed = ph.apply(strategy, params, x, mask, task_id)
-  np.testing.assert_allclose(mixed, reference(params, ph.BERT, x, mask, task_id), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(mixed, reference(params, ph.BERT, x, mask, task_id)[0], rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(ph.apply(strategy, params, x, mask, task_id, grouped=True), mixed, rtol=1e-5, atol=1e-5)
 
 
@@ -79,19 +82,48 @@ def test_prior_goes_to_mixing_weights_and_the_heatmap(tmp_path):
   assert path and (tmp_path / "fusion.png").stat().st_size > 1000
 
 
-def test_measured_attention_is_a_distribution_per_task():
-  cfg = ph.BERT
-  model = build_model(cfg, "adapter_fusion", (2, 3, 1))
-  batch = {"input_ids": np.arange(1, 25, dtype=np.int32).reshape(4, 6) % 50, "input_mask": np.ones((4, 6), np.int32),
-           "task_id": np.array([0, 1, 0, 1], np.int32)}  # task 2 absent
-  params = nn.meta.unbox(model.init(jax.random.key(0), batch)["params"])
-  params = {**params, "trunk": ph.randomize(jax.device_get(params["trunk"]), r"^fusion_\d+/mlp_(prior|query|key)$")}
-  got = adapter_fusion.measured_attention(model, params, batch)
-  assert sorted(got) == [f"adapter_fusion/attention/layer_{k}" for k in range(cfg.num_layers)]
-  a = np.asarray(got["adapter_fusion/attention/layer_1"])
-  np.testing.assert_allclose(a[:2].sum(-1), 1.0, rtol=1e-5)
-  np.testing.assert_array_equal(a[2], 0.0)
-  assert np.abs(a[0] - a[1]).max() > 1e-4  # each task reads with its own fusion weights
+class _OnEmbeddings:
+  """A model whose batch holds the trunk input 'x' directly, so the numpy reference sees the same h."""
+
+  def __init__(self, strategy):
+    self.strategy, self.num_classes = strategy, (2,) * ph.T
+
+  def apply(self, variables, batch, deterministic, mutable):
+    return self.strategy.apply(variables, batch["x"], batch["input_mask"], batch["task_id"], deterministic,
+                               mutable=mutable)
+
+
+def test_measured_attention_equals_numpy_softmax_averaged_per_task_without_padding():
+  strategy, params = fusion_params()
+  x, mask, task_id = (np.asarray(a) for a in ph.inputs(ph.BERT))  # 9 rows, tasks 0 2 1 0 2 1 ..., row 2 padded
+  task_id = np.where(task_id == 1, 0, task_id).astype(np.int32)    # task 1 absent
+  weight = np.ones(len(task_id), np.float32)
+  weight[3] = 0.0                                                  # a padding row (task 0): excluded
+  batch = {"x": x, "input_mask": mask, "task_id": task_id, "weight": weight}
+  halves = [{k: v[:5] for k, v in batch.items()}, {k: v[5:] for k, v in batch.items()}]  # sums add up
+  sums = jax.jit(lambda p, b: adapter_fusion.attention_sums(_OnEmbeddings(strategy), p, b))
+  got = adapter_fusion.measured_attention(halves, lambda b: sums(params, b))
+  assert sorted(got) == [f"adapter_fusion/attention/layer_{k}" for k in range(ph.BERT.num_layers)]
+  _, attentions = reference(params, ph.BERT, x, mask, task_id)
+  for k, a_BLS in enumerate(attentions):
+    want = np.zeros((ph.T, ph.T))
+    for t in (0, 2):
+      rows = [b for b in range(len(task_id)) if task_id[b] == t and weight[b] > 0]
+      want[t] = np.mean([a_BLS[b][mask[b] > 0].mean(0) for b in rows], axis=0)
+    np.testing.assert_allclose(got[f"adapter_fusion/attention/layer_{k}"], want, rtol=1e-4, atol=1e-5)
+    assert np.abs(want[0] - want[2]).max() > 1e-3  # each task reads with its own fusion weights
+    np.testing.assert_allclose(np.asarray(got[f"adapter_fusion/attention/layer_{k}"])[[0, 2]].sum(-1), 1.0,
+                               rtol=1e-5)
+
+
+def test_measured_attention_goes_to_mixing_weights_and_its_heatmap(tmp_path):
+  weights = {"adapter_fusion/alpha/layer_0": np.eye(3).tolist(),
+             "adapter_fusion/attention/layer_0": np.full((3, 3), 1 / 3).tolist()}
+  path = plots.alpha_heatmaps(weights, "adapter_fusion", ["a", "b", "c"], "fusion", tmp_path / "a.png",
+                              what="attention")
+  assert path and (tmp_path / "a.png").stat().st_size > 1000
+  assert plots.alpha_heatmaps({k: v for k, v in weights.items() if "alpha" in k}, "adapter_fusion", ["a", "b", "c"],
+                              "fusion", tmp_path / "b.png", what="attention") is None
 
 
 def test_trunk_stays_bit_identical_in_joint_training():
@@ -126,7 +158,10 @@ def test_stage_two_from_an_adapters_run_through_the_binary(tmp_path):
   for p in adapters:  # loaded from the source and frozen
     np.testing.assert_array_equal(np.asarray(out[p]), np.asarray(src[p]), err_msg=p)
   weights = json.loads((fused / "mixing_weights.json").read_text())
-  assert sorted(weights) == ["adapter_fusion/alpha/layer_0", "adapter_fusion/alpha/layer_1"]
+  assert sorted(weights) == ["adapter_fusion/alpha/layer_0", "adapter_fusion/alpha/layer_1",
+                             "adapter_fusion/attention/layer_0", "adapter_fusion/attention/layer_1"]
   assert np.asarray(weights["adapter_fusion/alpha/layer_0"]).shape == (3, 3)
+  measured = np.asarray(weights["adapter_fusion/attention/layer_1"])  # every task has validation examples
+  assert measured.shape == (3, 3) and np.allclose(measured.sum(-1), 1.0, atol=1e-5)
   with pytest.raises(ValueError, match="is a 'adapter_fusion' run"):
     adapter_fusion._trained_adapters(str(fused))

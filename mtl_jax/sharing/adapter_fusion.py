@@ -9,7 +9,8 @@ V_t starts at the identity and Q_t, K_t near zero, so step 0 averages the adapte
 [T, T] per layer (init 0) is the input-independent part of the attention: row t = how much
 task t reads each task's adapter; its softmax goes to mixing_weights.json as
 'adapter_fusion/alpha/layer_k' (mtl-compare draws it as a T x T heatmap); the measured,
-input-dependent attention averaged per task is `measured_attention` (sown as intermediates).
+input-dependent attention (sown as intermediates) averaged over each task's evaluation examples goes next
+to it as 'adapter_fusion/attention/layer_k' (`measured_attention`, at every evaluation; sharing/inspect.py).
 
 Stage 2 or joint? Pfeiffer trains adapters first, then fusion with the adapters frozen. Here:
   joint (default)     adapters and fusion train together from fresh adapters on the frozen trunk;
@@ -146,22 +147,36 @@ def prior_weights(flat_params: dict) -> dict[str, list]:
   return out
 
 
-def measured_attention(model, params, batch) -> dict[str, list]:
-  """{'adapter_fusion/attention/layer_k': [T, T]}: each task's fusion attention averaged over its real
-  tokens in `batch` (rows of tasks absent from the batch are 0)."""
+def attention_sums(model, params, batch) -> tuple[dict, jnp.ndarray]:
+  """Jittable: ({'adapter_fusion/attention/layer_k': [T, T] sum over real examples of each example's fusion
+  attention averaged over its real tokens}, real examples per task [T]). Padding rows (weight 0) and padding
+  tokens (input_mask 0) are excluded; sums, so batches add up."""
   import re
   _, state = model.apply({"params": params}, batch, deterministic=True, mutable=["intermediates"])
-  task_id, mask = jnp.asarray(batch["task_id"]), jnp.asarray(batch["input_mask"]).astype(jnp.float32)
-  num_tasks, out = len(model.num_classes), {}
-  count = jax.ops.segment_sum(jnp.ones_like(task_id, jnp.float32), task_id, num_segments=num_tasks)
+  task_id, mask = batch["task_id"], batch["input_mask"].astype(jnp.float32)
+  real = (batch["weight"] > 0).astype(jnp.float32) if "weight" in batch else jnp.ones(task_id.shape, jnp.float32)
+  num_tasks, sums = len(model.num_classes), {}
+  count = jax.ops.segment_sum(real, task_id, num_segments=num_tasks)
   for path, per_layer in traverse_util.flatten_dict(state.get("intermediates", {}), sep="/").items():
     m = re.search(r"(?:^|/)attention_(attention|mlp)$", path)
     for k, a_BLS in enumerate(per_layer if m else ()):  # sown once per layer, in layer order
       per_example = (a_BLS * mask[..., None]).sum(1) / jnp.maximum(mask.sum(1), 1.0)[:, None]
-      total = jax.ops.segment_sum(per_example, task_id, num_segments=num_tasks)
       suffix = "" if m.group(1) == "mlp" else f"_{m.group(1)}"
-      out[f"adapter_fusion/attention/layer_{k}{suffix}"] = np.asarray(total / jnp.maximum(count, 1.0)[:, None]).tolist()
-  return out
+      sums[f"adapter_fusion/attention/layer_{k}{suffix}"] = jax.ops.segment_sum(
+          per_example * real[:, None], task_id, num_segments=num_tasks)
+  return sums, count
+
+
+def measured_attention(batches, attention_sums_fn) -> dict[str, list]:
+  """{'adapter_fusion/attention/layer_k': [T, T]}: row t = task t's fusion attention over the T adapters,
+  averaged over task t's real examples in `batches` (rows of tasks with none are 0). `attention_sums_fn(batch)`
+  is `attention_sums` bound to a model and params (jitted by the caller)."""
+  total, count = {}, 0.0
+  for batch in batches:
+    sums, n = jax.device_get(attention_sums_fn(batch))
+    total = {k: total.get(k, 0.0) + np.asarray(v, np.float64) for k, v in sums.items()}
+    count = count + np.asarray(n, np.float64)
+  return {k: (v / np.maximum(count, 1.0)[:, None]).tolist() for k, v in sorted(total.items())}
 
 
 @register("adapter_fusion")

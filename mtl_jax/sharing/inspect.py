@@ -10,11 +10,14 @@ Found by parameter path (any prefix, boxed or not, host or device arrays):
                                 how strongly the gate depends on the input
   'adapter_fusion/alpha/layer_<k>' [T, T] softmax of AdapterFusion's learned prior logits:
                                 row = reading task, column = whose adapter (adapter_fusion.py)
+  'adapter_fusion/attention/layer_<k>' [T, T] its measured fusion attention, averaged over each task's
+                                validation examples (given `steps` and `evaluator`: one extra forward)
 For the data-dependent MMoE gate see `gate_probabilities`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 import flax.linen as nn
@@ -30,8 +33,9 @@ _BETA = re.compile(r"(?:^|/)sluice/beta$")
 _GATE = re.compile(r"(?:^|/)mmoe/gate_(bias|kernel)$")
 
 
-def mixing_weights(params) -> dict[str, list]:
-  """alpha / beta / MMoE gate parameters by path; {} for strategies without any (hard, soft)."""
+def mixing_weights(params, steps=None, evaluator=None) -> dict[str, list]:
+  """alpha / beta / MMoE gate parameters by path; {} for strategies without any (hard, soft). With the run's
+  steps.Steps and evaluation.Evaluator, AdapterFusion's attention measured on the validation batches too."""
   out = {}
   for path, value in traverse_util.flatten_dict(nn.meta.unbox(params), sep="/").items():
     if m := _ALPHA.search(path):
@@ -46,8 +50,23 @@ def mixing_weights(params) -> dict[str, list]:
         out["mmoe/gate_logits/bias"] = g.tolist()
       else:
         out["mmoe/gate_logits/kernel_norm"] = np.linalg.norm(g, axis=1).tolist()
-  out.update(adapter_fusion.prior_weights(traverse_util.flatten_dict(nn.meta.unbox(params), sep="/")))
+  prior = adapter_fusion.prior_weights(traverse_util.flatten_dict(nn.meta.unbox(params), sep="/"))
+  out.update(prior)
+  if prior and steps is not None and evaluator is not None:
+    batches = [b for (_, split), bs in evaluator.batches.items() if split == "validation" for b in bs]
+    fn = _fusion_attention_step(steps)
+    with jax.set_mesh(steps.mesh):
+      out.update(adapter_fusion.measured_attention(batches, lambda b: fn(params, steps.put_global_batch(b))))
   return dict(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=2)
+def _fusion_attention_step(steps):
+  """adapter_fusion.attention_sums jitted once per Steps, under its sharding rules."""
+  def sums(params, batch):
+    with nn.logical_axis_rules(steps.rules):
+      return adapter_fusion.attention_sums(steps.model, params, batch)
+  return jax.jit(sums, in_shardings=(steps.state_shardings.params, steps.batch_shardings))
 
 
 def gate_probabilities(model, params, batch) -> dict[str, list]:
