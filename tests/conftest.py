@@ -77,6 +77,23 @@ def run_binary(*args, env_extra=None, timeout=600, check=True):
   return proc
 
 
+def run_main(*args, check=True):
+  """`train.main(ARGS)` in this process, stdout/stderr captured, with run_binary's result shape: no
+  interpreter + TensorFlow start (~9 CPU-s) and the jit caches are shared. For tests where the process
+  boundary is not what is tested. Its results differ from a run_binary child's in the last bits (even on
+  one device), so compare bit for bit only with other in-process runs."""
+  import contextlib
+  import io
+  import types
+  from mtl_jax import train
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    rc = train.main(["--no_progress", *args])
+  if check and rc != 0:
+    raise AssertionError(f"train.main failed ({rc}):\n{out.getvalue()[-3000:]}\n{err.getvalue()[-5000:]}")
+  return types.SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
+
+
 TINY_ARGS = ("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
              "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}", "--gin.BATCH_SIZE=16")
 

@@ -1,14 +1,14 @@
 """kill -9 and exact resume, SIGTERM preemption (also during evaluation, during a save, twice),
 a second trainer on the same MODEL_DIR, a full disk, corrupt checkpoints, non-finite losses.
 
-Subprocess runs of the real binary with a tiny model; the awkward-moment cases run main()
-in-process with faults injected at a chosen step (mtl_jax/faults.py). 'Exact' means the final
+kill -9 and SIGTERM hit a real subprocess of the binary (tiny model), and runs compared bit for bit
+with those are subprocesses too; the rest run main() in-process (no interpreter start; the
+awkward-moment cases with faults injected at a chosen step, mtl_jax/faults.py). 'Exact' means the final
 TrainState (params, optimizer state, step) is bit-identical to an uninterrupted
 run with the same seed, and so are the evaluation results.
 """
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,7 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_binary, subprocess_env
+from conftest import REPO, TINY_ARGS, run_binary, run_main, subprocess_env
 from mtl_jax import train
 
 STEPS = 12
@@ -62,6 +62,7 @@ def _assert_identical(a, b):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+  """The reference (a child process, as the killed runs: in-process results differ in the last bits)."""
   model_dir = tmp_path_factory.mktemp("uninterrupted")
   run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
   return model_dir
@@ -79,18 +80,27 @@ def _save_in_progress(model_dir, after_step):
   return seen
 
 
-@pytest.mark.parametrize("when", ["after_step_4_checkpoint", "during_a_save_after_step_6"])
-def test_kill9_then_resume_is_bit_identical(uninterrupted, tmp_path, when):
-  model_dir = tmp_path / "killed"
+def _kill9_when(model_dir, cond):
   proc = _start(model_dir)
-  cond = _ckpt_dir_exists(model_dir, 4) if when.startswith("after") else _save_in_progress(model_dir, 6)
   reached = _wait_for(cond, proc)
   proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  out, _ = proc.communicate()
   assert reached, "run ended before the kill point"
-  assert (model_dir / "checkpoints").exists()
+  return out
+
+
+def test_kill9_after_a_checkpoint_then_during_a_save_then_resume_is_bit_identical(uninterrupted, tmp_path):
+  """One chain: killed after step 4's checkpoint; the resumed child killed again while a save after
+  step 6 is in progress; the last resume ends where the uninterrupted run did."""
+  model_dir = tmp_path / "killed"
+  _kill9_when(model_dir, _ckpt_dir_exists(model_dir, 4))
+  assert (model_dir / "checkpoints" / "4").exists()
+  out = _kill9_when(model_dir, _save_in_progress(model_dir, 6))
+  assert "resuming from checkpoint at step " in out, out
+  assert int(out.split("resuming from checkpoint at step ")[1].split()[0]) >= 4, out
   resumed = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
   assert "resuming from checkpoint at step" in resumed.stdout
+  assert int(resumed.stdout.split("resuming from checkpoint at step ")[1].split()[0]) >= 6, resumed.stdout
   _assert_identical(_state(uninterrupted, STEPS), _state(model_dir, STEPS))
   a = json.loads((uninterrupted / "results.json").read_text())
   b = json.loads((model_dir / "results.json").read_text())
@@ -114,7 +124,7 @@ def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path, capsys):
   assert len(line) == 1, out
   step = int(line[0].split("checkpoint at step ")[1].split()[0])
   assert (model_dir / "checkpoints" / str(step)).exists()
-  again = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={step + 2}",
+  again = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={step + 2}",
                      "--gin.trainer.train.checkpoint_period=1000", "--gin.trainer.train.eval_period=1000")
   assert f"resuming from checkpoint at step {step}" in again.stdout
   assert json.loads((model_dir / "results.json").read_text())["step"] == step + 2
@@ -132,12 +142,20 @@ def _delete_state(path):
   shutil.rmtree(path / "state")
 
 
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("six_steps") / "run"
+  run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=6")
+  return model_dir
+
+
 @pytest.mark.parametrize("damage", [_truncate_largest, _delete_state], ids=["truncated", "partially_deleted"])
-def test_corrupt_latest_checkpoint_falls_back(tmp_path, damage):
+def test_corrupt_latest_checkpoint_falls_back(six_steps, tmp_path, damage):
+  import shutil
   model_dir = tmp_path / "corrupt"
-  run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=6")
+  shutil.copytree(six_steps, model_dir)
   damage(model_dir / "checkpoints" / "6")
-  out = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=8").stdout
+  out = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=8").stdout
   assert "checkpoint at step 6 is unreadable" in out, out
   assert "resuming from checkpoint at step 4" in out, out
   assert (model_dir / "corrupt_checkpoints" / "6").exists()  # kept for inspection, not deleted
@@ -150,7 +168,7 @@ NAN_ARGS = ("--gin.optim.make_optimizer.learning_rate=1e30", "--gin.optim.make_o
 
 def test_nonfinite_loss_stops_naming_step_and_tasks_keeping_good_checkpoint(tmp_path):
   model_dir = tmp_path / "nan"
-  proc = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", *NAN_ARGS, check=False)
+  proc = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", *NAN_ARGS, check=False)
   assert proc.returncode == 2
   line = proc.stderr.strip().splitlines()[-1]
   assert line.startswith("mtl-train: error: non-finite loss at step ") and "vader_tweets" in line, line
