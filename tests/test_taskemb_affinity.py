@@ -2,6 +2,7 @@
 
 import json
 
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,13 @@ from flax import traverse_util
 from mtl_jax import losses, step_hooks, train
 from mtl_jax.taskemb import affinity
 from tests.helpers import KINDS, fixed_batch, tiny_steps
+
+
+@pytest.fixture(autouse=True)
+def _no_gin_left_over():
+  """Steps reads gin-bound settings (weighting.method): an earlier test's bindings must not apply here."""
+  gin.clear_config()
+  yield
 
 
 def _task_loss(steps, params, batch, task):
@@ -87,3 +95,40 @@ def test_hook_in_a_training_run_writes_the_mean_and_leaves_training_unchanged(tm
   assert results[0]["average"] == results[1]["average"]
   with pytest.raises(ValueError, match="affinity.every must be an int >= 1"):
     affinity.AffinityHook(_Context(tmp_path, None), every=0)
+
+
+def test_task_major_groups_hold_each_tasks_rows_in_order_with_weightless_padding():
+  task_id = np.array([2, 0, 2, 2, 1, 2, 0, 2], np.int32)
+  batch = {"task_id": task_id, "weight": np.ones(8, np.float32), "input_ids": np.arange(8)[:, None] * 10}
+  cap = affinity.capacity(np.bincount(task_id, minlength=4), 8)
+  assert cap == 8  # 5 rows of task 2 -> next power of two, at most the batch
+  out = jax.device_get(affinity.task_major(batch, 4, cap))
+  for t in range(4):
+    rows = np.flatnonzero(task_id == t)
+    group = slice(t * cap, (t + 1) * cap)
+    np.testing.assert_array_equal(out["input_ids"][group][:len(rows), 0], rows * 10)
+    np.testing.assert_array_equal(out["weight"][group], (np.arange(cap) < len(rows)).astype(np.float32))
+    np.testing.assert_array_equal(out["task_id"][group], t)
+  assert affinity.capacity(np.array([4, 4, 4]), 12) == 4  # the grouped layout: exact, no padding
+  assert affinity.capacity(np.array([3, 1, 0]), 12) == 4
+
+
+def test_skewed_batch_with_an_absent_task_matches_the_direct_computation(tmp_path):
+  steps = tiny_steps(lr=3e-2)
+  batch = fixed_batch()
+  batch["task_id"] = np.array([0] * 11 + [2] * 5, np.int32)[np.random.default_rng(1).permutation(16)]
+  state = steps.init_state()
+  hook = affinity.AffinityHook(_Context(tmp_path, steps), every=1, update="sgd", learning_rate=0.05)
+  hook.after_step(1, state, batch)
+  z = np.array(json.loads((tmp_path / "affinity.json").read_text())["affinity"], dtype=float)
+  params = state.params
+  for i in (0, 2):
+    g = jax.grad(lambda p: _task_loss(steps, p, batch, i))(params)
+    flat = traverse_util.flatten_dict(g, sep="/")
+    u = traverse_util.unflatten_dict({p: (0 * v if p.startswith("heads/") else -0.05 * v) for p, v in flat.items()},
+                                     sep="/")
+    moved = optax.apply_updates(params, u)
+    for j in (0, 2):
+      want = 1 - float(_task_loss(steps, moved, batch, j)) / float(_task_loss(steps, params, batch, j))
+      assert z[i, j] == pytest.approx(want, rel=1e-4, abs=1e-6)
+  assert np.isnan(z[1]).all() and np.isnan(z[:, 1]).all()  # task 1 had no rows: never measured

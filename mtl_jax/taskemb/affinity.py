@@ -3,10 +3,11 @@
   Z[i -> j] = 1 - L_j(theta after a step on L_i only) / L_j(theta)
 
 Z > 0: a step on task i alone lowers task j's loss. Every `affinity.every` steps the hook takes the
-batch just trained on and the current state, computes every task's gradient of the shared params
-(all but the heads: one vmap over one-hot task weights, no loop over tasks), makes each task's
-lookahead step (the run's own optimizer update with the current optimizer state, or plain SGD with
-`affinity.learning_rate`; heads held), and evaluates every task's loss at every lookahead point (a
+batch just trained on and the current state and computes every task's gradient as weighting.gradients
+does for gradient methods: the rows regrouped task-major into [T, cap] groups, one vmap of the gradient
+over them (about one backward pass, no loop over tasks). Then each task's lookahead step of the shared
+params (the run's own optimizer update with the current optimizer state, or plain SGD with
+`affinity.learning_rate`; heads held) and every task's loss at every lookahead point (T forwards, a
 second vmap): one jit, [T, T] per measurement. Losses are deterministic (no dropout) so Z measures the
 step, not dropout noise. Pairs where i or j has no example in the batch are skipped. Z is averaged
 over the run's measurements and written to MODEL_DIR/affinity.json (rewritten at each measurement,
@@ -31,6 +32,7 @@ import optax
 from flax import traverse_util
 
 from mtl_jax import losses, step_hooks
+from mtl_jax.weighting import gradients
 
 FILE = "affinity.json"
 UPDATES = ("optimizer", "sgd")
@@ -49,13 +51,45 @@ def task_losses(model, task_kinds, num_tasks, params, batch):
                               num_tasks)
 
 
-def lookahead(model, task_kinds, num_tasks, params, opt_state, batch, tx=None, learning_rate=None):
-  """(L [T, T]: L[i, j] = L_j after a step on L_i, L0 [T], counts [T]); tx None: SGD at learning_rate."""
+def capacity(count, batch_size: int) -> int:
+  """Rows per task group for a batch with `count` [T] rows of each task: exact for the grouped layout,
+  else the max count rounded up to a power of two (few compiles over a run), at most the batch."""
+  most, t = int(np.max(count)), len(count)
+  if most * t == batch_size and np.all(np.asarray(count) == most):
+    return most
+  return min(batch_size, 1 << max(0, most - 1).bit_length())
+
+
+def task_major(batch, num_tasks: int, cap: int):
+  """The batch's rows task-major in [T * cap] (stable order); the slots past a task's rows copy some row and
+  get weight 0 and that task's id, so each [cap] group is exactly one task's examples."""
+  task = batch["task_id"]
+  count = jnp.bincount(task, length=num_tasks)
+  slot = jnp.arange(cap)
+  where = (jnp.cumsum(count) - count)[:, None] + slot[None, :]  # [T, cap] positions in the sorted rows
+  rows = jnp.argsort(task, stable=True)[jnp.minimum(where, task.shape[0] - 1)].reshape(-1)
+  out = jax.tree.map(lambda x: x[rows], batch)
+  out["weight"] = out["weight"] * (slot[None, :] < count[:, None]).reshape(-1).astype(out["weight"].dtype)
+  out["task_id"] = jnp.repeat(jnp.arange(num_tasks, dtype=task.dtype), cap)
+  return out
+
+
+def lookahead(model, task_kinds, num_tasks, params, opt_state, batch, cap, tx=None, learning_rate=None):
+  """(L [T, T]: L[i, j] = L_j after a step on L_i, L0 [T], counts [T]); tx None: SGD at learning_rate.
+
+  The T task gradients are one vmap over the batch regrouped into [T, cap] task groups
+  (weighting.gradients.task_grads: ~ one backward pass), then T lookahead forwards (a vmap over the
+  gradients) on the whole batch. `cap` (static) must be >= every task's row count (see `capacity`)."""
   mask = shared_mask(params)
   loss0, count = task_losses(model, task_kinds, num_tasks, params, batch)
 
-  def step_on(onehot):
-    grad = jax.grad(lambda p: onehot @ task_losses(model, task_kinds, num_tasks, p, batch)[0])(params)
+  def own_loss(p, group, t):
+    return task_losses(model, task_kinds, num_tasks, p, group)[0][t], ()
+
+  groups = gradients.groups(task_major(batch, num_tasks, cap), num_tasks)
+  grads_T, _ = gradients.task_grads(own_loss, params, groups, num_tasks)
+
+  def step_on(grad):
     if tx is None:
       update = jax.tree.map(lambda g: -learning_rate * g, grad)
     else:
@@ -63,7 +97,7 @@ def lookahead(model, task_kinds, num_tasks, params, opt_state, batch, tx=None, l
     update = jax.tree.map(lambda u, m: u if m else jnp.zeros_like(u), update, mask)
     return task_losses(model, task_kinds, num_tasks, optax.apply_updates(params, update), batch)[0]
 
-  return jax.vmap(step_on)(jnp.eye(num_tasks, dtype=loss0.dtype)), loss0, count
+  return jax.vmap(step_on)(grads_T), loss0, count
 
 
 def affinity_from(after, before, count):
@@ -95,12 +129,18 @@ class AffinityHook:
     self._load()
     tx = steps.tx if update == "optimizer" else None
 
-    def measure(state, batch):
+    def measure(state, batch, cap):
       after, before, count = lookahead(steps.model, steps.task_kinds, t, state.params, state.opt_state, batch,
-                                       tx, learning_rate)
+                                       cap, tx, learning_rate)
       return affinity_from(after, before, count)
 
-    self._measure = jax.jit(measure)
+    self._jit_measure = jax.jit(measure, static_argnums=2)
+    self._count = jax.jit(lambda batch: jnp.bincount(batch["task_id"], length=t))
+
+  def _measure(self, state, batch):
+    """(Z, valid) on a device batch; its task counts fix the group size (one small transfer)."""
+    cap = capacity(jax.device_get(self._count(batch)), batch["task_id"].shape[0])
+    return self._jit_measure(state, batch, cap)
 
   @property
   def path(self) -> pathlib.Path:

@@ -47,8 +47,15 @@ def context(loss_T, count_T, rng, step) -> base.Context:
                       rng=jax.random.fold_in(rng, 1), step=step)
 
 
-def _groups(batch, num_tasks):
+def groups(batch, num_tasks):
+  """A task-major batch (B/T rows of each task) as [T, B/T] row groups."""
   return jax.tree.map(lambda x: x.reshape(num_tasks, x.shape[0] // num_tasks, *x.shape[1:]), batch)
+
+
+def task_grads(objective: Callable, params, groups_T, num_tasks):
+  """(grads [T, ...], aux [T, ...]) of objective(params, group, t) -> (loss, aux) on each task's own
+  row group: one vmap, so each group backpropagates only its rows (~ one backward pass in all)."""
+  return jax.vmap(jax.grad(objective, has_aux=True), in_axes=(None, 0, 0))(params, groups_T, jnp.arange(num_tasks))
 
 
 def param_step(method, task_losses: Callable, params, batch, rng, wstate, step, num_tasks):
@@ -58,8 +65,7 @@ def param_step(method, task_losses: Callable, params, batch, rng, wstate, step, 
     loss_T, count_T, penalty = task_losses(params, group, jax.random.fold_in(rng, t), False)
     return loss_T[t] + penalty, (loss_T[t], count_T[t], penalty)
 
-  grads_T, (loss_T, count_T, penalty_T) = jax.vmap(jax.grad(one, has_aux=True), in_axes=(None, 0, 0))(
-      params, _groups(batch, num_tasks), jnp.arange(num_tasks))
+  grads_T, (loss_T, count_T, penalty_T) = task_grads(one, params, groups(batch, num_tasks), num_tasks)
   shared = [k for k in params if k not in TASK_SPECIFIC]
   alpha, new_state = method.combine(gram(grads_T, shared), wstate, context(loss_T, count_T, rng, step))
   alpha = jax.lax.stop_gradient(alpha)
