@@ -2,7 +2,6 @@
 
 import json
 
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,16 +9,13 @@ import optax
 import pytest
 from flax import traverse_util
 
-from mtl_jax import losses, step_hooks, train
+from mtl_jax import losses, train
 from mtl_jax.taskemb import affinity
 from tests.helpers import KINDS, fixed_batch, tiny_steps
 
 
-@pytest.fixture(autouse=True)
-def _no_gin_left_over():
-  """Steps reads gin-bound settings (weighting.method): an earlier test's bindings must not apply here."""
-  gin.clear_config()
-  yield
+# Steps reads gin-bound settings (weighting.method): an earlier test's bindings must not apply here.
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _task_loss(steps, params, batch, task):

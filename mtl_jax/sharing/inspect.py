@@ -36,8 +36,8 @@ _GATE = re.compile(r"(?:^|/)mmoe/gate_(bias|kernel)$")
 def mixing_weights(params, steps=None, evaluator=None) -> dict[str, list]:
   """alpha / beta / MMoE gate parameters by path; {} for strategies without any (hard, soft). With the run's
   steps.Steps and evaluation.Evaluator, AdapterFusion's attention measured on the validation batches too."""
-  out = {}
-  for path, value in traverse_util.flatten_dict(nn.meta.unbox(params), sep="/").items():
+  out, flat = {}, traverse_util.flatten_dict(nn.meta.unbox(params), sep="/")
+  for path, value in flat.items():
     if m := _ALPHA.search(path):
       a = np.asarray(jax.device_get(value), np.float64)
       n = int(round(np.sqrt(a.size)))
@@ -50,7 +50,7 @@ def mixing_weights(params, steps=None, evaluator=None) -> dict[str, list]:
         out["mmoe/gate_logits/bias"] = g.tolist()
       else:
         out["mmoe/gate_logits/kernel_norm"] = np.linalg.norm(g, axis=1).tolist()
-  prior = adapter_fusion.prior_weights(traverse_util.flatten_dict(nn.meta.unbox(params), sep="/"))
+  prior = adapter_fusion.prior_weights(flat)
   out.update(prior)
   if prior and steps is not None and evaluator is not None:
     batches = [b for (_, split), bs in evaluator.batches.items() if split == "validation" for b in bs]
