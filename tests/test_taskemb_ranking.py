@@ -127,3 +127,20 @@ def test_group_experiment_file_is_a_valid_mtl_compare_experiment(tmp_path, monke
   assert sorted(t.name for t in seqio.get_mixture_or_task(name).tasks) == ["bbc_topic", "rotten_tomatoes"]
   with pytest.raises(ValueError, match="is not NAME=TASK,TASK"):
     group_mixtures.parse("oops")
+
+
+def test_table_rows_are_mean_and_std_over_seeds_as_numpy():
+  from mtl_jax.taskemb import report
+  per_seed = [PREDICTED,  # t: b a c (best a at 2), u: x y (1)
+              {"t": {"a": 3.0, "b": 2.0, "c": 1.0}, "u": {"x": 1.0, "y": 0.0}},  # ranks 1, 1
+              {"t": {"a": 0.0, "b": 1.0, "c": 2.0}, "u": {"x": 0.0, "y": 1.0}}]  # ranks 3, 2
+  scores = {"m": [ranking.score(p, TRUTH, (1,)) for p in per_seed], "one": [ranking.score(PREDICTED, TRUTH, (1,))]}
+  rank = np.array([(2 + 1) / 2, (1 + 1) / 2, (3 + 2) / 2])
+  regret = np.array([(0.25 + 0) / 2, 0.0, ((0.8 - 0.5) / 0.8 + (0.2 + 0.1) / 0.2) / 2])
+  rows = report.summarise(scores)
+  assert rows[0]["n"] == 3 and rows[1]["n"] == 1
+  assert rows[0]["rank_of_best"] == pytest.approx((rank.mean(), rank.std(ddof=1), 3))
+  assert rows[0]["regret@1"] == pytest.approx((regret.mean(), regret.std(ddof=1), 3))
+  assert rows[1]["rank_of_best"] == pytest.approx((1.5, 0.0, 1))
+  text = report.table(rows)
+  assert f"| m | 3 | {rank.mean():.3f} ± {rank.std(ddof=1):.3f} |" in text and "| one | 1 | 1.500 |" in text

@@ -239,9 +239,11 @@ def run(args, echo=print) -> dict:
                                                                  m == "affinity")[t]) for m in mean_of}}
                   for t in truth}
     (out_dir / "ranking_per_target.json").write_text(json.dumps(per_target, indent=1))
+    truth_seeds = sorted({c["seed"] for c in record.get("cells", []) if c.get("regime") == regime})
+    over = f"{len(truth_seeds)} seed{'s' if len(truth_seeds) > 1 else ''} {truth_seeds}" if truth_seeds else "seeds"
     notes.append(f"Truth: {args.transfer_matrix} regime {regime!r}, {len(truth)} targets, "
                  f"{sum(len(v) for v in sources_of.values())} (target, source) pairs; score = the target's "
-                 "headline metric after fine-tuning from the source (mean over the matrix's seeds).")
+                 f"headline metric after fine-tuning from the source (mean over the matrix's {over}).")
     notes.append("Seeds: TaskEmb over its fine-tuning runs' seeds, affinity over its runs, Random over "
                  f"{args.random_seeds} draws; TextEmb and DataSize are deterministic.")
     for r in rows:
