@@ -10,30 +10,61 @@ import numpy as np
 import pytest
 
 from helpers import TINY, tiny_steps
-from mtl_jax import evaluation, input_pipeline as ip
+from mtl_jax import evaluation, input_pipeline as ip, step_hooks
 from mtl_jax.compare import aggregate, report
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
 
-pytestmark = pytest.mark.usefixtures("clean_gin")
+pytestmark = [pytest.mark.usefixtures("clean_gin"), pytest.mark.xdist_group("many_tasks")]  # one t128 run
 
 
-def test_t128_mixture_trains_end_to_end(tmp_path):
+_FIRST_BATCH = []
+
+
+@step_hooks.register("test_many_tasks_first_batch")
+def _record_first_batch(context):
+  """Keeps the run's first train batch, so the strategy tests below reuse the run's 128 pipelines."""
+  del context
+
+  class Hook:
+    def after_step(self, step, state, batch):
+      if step == 1:
+        _FIRST_BATCH.append({k: np.array(v) for k, v in batch.items()})
+
+    def close(self, step, state):
+      pass
+  return Hook()
+
+
+@pytest.fixture(scope="module")
+def t128_run(tmp_path_factory):
+  """One 2-step run of the 128-task mixture (train + packed eval): building 128 seqio pipelines per
+  split is what costs, so the file builds them once."""
+  import gin
   from mtl_jax import train
+  gin.clear_config()
+  model_dir = tmp_path_factory.mktemp("t128")
+  _FIRST_BATCH.clear()
   rc = train.main(["--no_progress", "--gin_file=gin/runs/many_tasks.gin", "--gin_file=gin/models/tiny.gin",
-                   f"--gin.MODEL_DIR={tmp_path}", "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=128",
-                   "--gin.trainer.train.eval_period=2"])
+                   f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=128",
+                   "--gin.trainer.train.eval_period=2", "--gin.step_hooks.names=['test_many_tasks_first_batch']"])
+  gin.clear_config()
+  return rc, model_dir, _FIRST_BATCH[0]
+
+
+def test_t128_mixture_trains_end_to_end(t128_run):
+  rc, model_dir, _ = t128_run
   assert rc == 0
-  record = json.loads((tmp_path / "results.json").read_text())
+  record = json.loads((model_dir / "results.json").read_text())
   assert len(record["tasks"]) == 128
   assert all(r["num_examples"] == 50 for r in record["tasks"].values())
   assert 0.0 <= record["average"] <= 1.0
 
 
 @pytest.fixture(scope="module")
-def t128_batch():
-  import tasks.synthetic_many  # noqa: F401
-  return next(ip.train_batches(ip.get_provider("synthetic_r50_t128"), {"inputs": 32}, 128, seed=0))
+def t128_batch(t128_run):
+  """The run's first batch: the same call as ip.train_batches(mixture, {'inputs': 32}, 128, seed=0)."""
+  return t128_run[2]
 
 
 @pytest.mark.parametrize("sharing", ["hard", "soft", "mmoe"])
@@ -56,9 +87,8 @@ def _program_size(sharing, num_tasks):
   cfg = dataclasses.replace(TINY, num_layers=1, dropout_rate=0.0)
   steps = tiny_steps(sharing, kinds=("classification",) * num_tasks, num_classes=(2,) * num_tasks,
                      batch_size=16, length=8, config=cfg)
-  state = steps.init_state()
   batch = {k: jax.numpy.asarray(v) for k, v in __import__("mtl_jax.steps", fromlist=["x"]).dummy_batch(16, 8).items()}
-  return len(jax.make_jaxpr(steps._train_step)(state, batch).jaxpr.eqns)
+  return len(jax.make_jaxpr(steps._train_step)(steps.abstract_state, batch).jaxpr.eqns)  # shapes only: no init
 
 
 @pytest.mark.parametrize("sharing", ["hard", "soft", "mmoe"])
