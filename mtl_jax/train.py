@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     if line is None and not isinstance(e, (ValueError, KeyError, TypeError, OSError, RuntimeError)):
       raise
     crash_site.close_progress_bar(e)
+    if argv is None and write_errors.write_failure(e) is not None:  # the binary (not an in-process call)
+      write_errors.quiet_until_exit()
     print(f"mtl-train: error: {line or one_line(e)}", file=sys.stderr, flush=True)
     return 2
   finally:

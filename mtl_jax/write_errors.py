@@ -18,6 +18,8 @@ import os
 import pathlib
 import re
 import shutil
+import sys
+import threading
 
 from mtl_jax import checkpoints, crash_site
 
@@ -42,12 +44,13 @@ def write_failure(error: BaseException) -> BaseException | None:
 
 
 class _QuietWriteFailures(logging.Filter):
-  """Drops orbax's background-thread ERROR records (with tracebacks) for a failed write: the
-  run ends with one line saying it, and the cascade that follows is noise."""
+  """Drops orbax's background-thread ERROR records (with tracebacks) for a failed write, and asyncio's
+  'exception was never retrieved' records for the same writes: the run ends with one line saying it,
+  and the cascade that follows is noise."""
 
   def filter(self, record):
     exc = record.exc_info[1] if record.exc_info else None
-    failing = (exc is not None and write_failure(exc) is not None) or _TEXT.search(record.getMessage())
+    failing = (exc is not None and aftermath(exc)) or _TEXT.search(record.getMessage())
     if failing:
       _SEEN[0] = True
     return not failing and not (_SEEN[0] and "Save Finalize thread" in record.getMessage())
@@ -56,20 +59,46 @@ class _QuietWriteFailures(logging.Filter):
 _SEEN = [False]
 
 
-@contextlib.contextmanager
-def quiet():
-  """During a run, orbax's background write failures are not logged (the run's last line says
-  it). tensorstore still prints 'Event loop is closed' tracebacks from C++, out of our reach."""
-  log_filter = _QuietWriteFailures()
-  targets = [logging.getLogger(), logging.getLogger("absl"), *logging.getLogger().handlers]
+def aftermath(error: BaseException) -> bool:
+  """A failed write, or what tensorstore's still-running writes hit after it: orbax's event loop closed
+  under them ('Event loop is closed' from call_soon_threadsafe, printed through sys.excepthook)."""
+  return write_failure(error) is not None or (isinstance(error, RuntimeError) and "Event loop is closed" in str(error))
+
+
+def _hooks(log_filter):
+  """Installs the log filter and the exception hooks that drop the aftermath; returns an undo."""
+  targets = [logging.getLogger(), logging.getLogger("absl"), logging.getLogger("asyncio"), *logging.getLogger().handlers]
   for target in targets:
     target.addFilter(log_filter)
+  saved = sys.excepthook, threading.excepthook, sys.unraisablehook
+  sys.excepthook = lambda kind, value, tb: aftermath(value) or saved[0](kind, value, tb)
+  threading.excepthook = lambda args: aftermath(args.exc_value) or saved[1](args)
+  sys.unraisablehook = lambda args: aftermath(args.exc_value) or saved[2](args)
+
+  def undo():
+    for target in targets:
+      target.removeFilter(log_filter)
+    sys.excepthook, threading.excepthook, sys.unraisablehook = saved
+  return undo
+
+
+@contextlib.contextmanager
+def quiet():
+  """During a run, orbax's background write failures are not logged (the run's last line says it)."""
   _SEEN[0] = False
+  undo = _hooks(_QuietWriteFailures())
   try:
     yield
   finally:
-    for target in targets:
-      target.removeFilter(log_filter)
+    undo()
+
+
+def quiet_until_exit():
+  """For the binary after a failed write: tensorstore's writes in flight keep failing against orbax's
+  closed event loop until the process ends, and would print tracebacks after the run's one-line error
+  (so it is no longer the last line). Not undone: the process is exiting."""
+  _SEEN[0] = True
+  _hooks(_QuietWriteFailures())
 
 
 def human_bytes(n: float) -> str:
