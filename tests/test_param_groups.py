@@ -20,6 +20,8 @@ from mtl_jax.checkpoints import Checkpoints
 from mtl_jax.models.multitask import build_model
 from mtl_jax.param_groups import Groups
 
+pytestmark = pytest.mark.xdist_group("param_groups")  # one worker under -n: the (4, 2)-mesh sluice steps compile once
+
 LR, B1, B2, WD = 3e-3, 0.9, 0.98, 0.01
 SLUICE_GROUPS = Groups(freeze=["^embedder/"], layer_decay=0.8, mixing_multiplier=10.0, head_multiplier=2.0)
 HEADS_ONLY = Groups(freeze=["^(?!heads/)"])  # gin/optim/frozen_trunk.gin

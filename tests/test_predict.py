@@ -22,6 +22,8 @@ from mtl_jax.data import splits
 from mtl_jax.predict import cli
 from mtl_jax.steps import Steps
 
+pytestmark = pytest.mark.xdist_group("predict")  # one worker under -n: the module's trained run is built once
+
 DATA = REPO / "examples" / "data"
 LENGTHS = {"inputs": 16}
 

@@ -7,6 +7,8 @@ import pytest
 
 from mtl_jax.pretrained import encode, store
 
+pytestmark = pytest.mark.xdist_group("pretrained_encode")  # one worker under -n: the encode CLI runs once
+
 TEXTS = ["Hello world, this is MiniLM!", "", "An unusually long line that the short max_length below truncates, "
          "keeping [CLS] at the start and [SEP] at the end.", "UPPER case and accents: café"]
 

@@ -22,6 +22,8 @@ from mtl_jax.sharing import soft
 from mtl_jax.steps import TrainState, dummy_batch
 from pretrained_fixtures import write_tiny_checkpoint
 
+pytestmark = pytest.mark.xdist_group("pretrained_export")  # one worker under -n: the MiniLM export is built once
+
 TOL = 1e-4
 
 

@@ -7,6 +7,8 @@ import pytest
 import bert_reference
 from mtl_jax.pretrained import encode
 
+pytestmark = pytest.mark.xdist_group("pretrained_parity")  # one worker under -n: MiniLM is loaded and encoded once
+
 TOL = 1e-4
 TEXTS = ["The cat sat on the mat.", "Short.",
          "A noticeably longer sentence, with punctuation and rarer words such as photosynthesis, so that the "

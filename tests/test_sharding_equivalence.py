@@ -25,6 +25,8 @@ from mtl_jax import partitioning, sharing
 from mtl_jax.models.multitask import build_model
 from mtl_jax.steps import Steps
 
+pytestmark = pytest.mark.xdist_group("sharding_equivalence")  # one worker under -n: one-device references shared with _model
+
 # heads 8, mlp 64, vocab 64 all divide 8; one layer: sharding is per layer, compile time is not
 CFG = dataclasses.replace(TINY, num_heads=8, vocab_size=64, num_layers=1)
 KINDS, CLASSES = ("classification", "regression", "classification"), (3, 1, 2)

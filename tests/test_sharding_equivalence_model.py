@@ -6,6 +6,8 @@ import pytest
 from mtl_jax import sharing
 from test_sharding_equivalence import MESHES, check_sharded_training
 
+pytestmark = pytest.mark.xdist_group("sharding_equivalence")  # one worker under -n with test_sharding_equivalence (shared references)
+
 MODEL_MESHES = MESHES[2:]
 
 

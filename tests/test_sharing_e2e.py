@@ -17,6 +17,8 @@ from tensorflow.python.framework import tensor_util
 
 from conftest import subprocess_env
 
+pytestmark = pytest.mark.xdist_group("sharing_e2e")  # one worker under -n: the 5 binary runs start once, on one worker
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # run name -> (strategy, extra flags); soft also runs on the grouped layout, where its towers
 # take the per-row-group route instead of per-example weight gathers.

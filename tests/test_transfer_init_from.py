@@ -15,6 +15,8 @@ from mtl_jax.models.multitask import build_model
 from mtl_jax.pretrained import settings
 from mtl_jax.transfer import init_from
 
+pytestmark = pytest.mark.xdist_group("transfer_init_from")  # one worker under -n: the two source runs are trained once
+
 BASE = ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=2",
         "--gin.trainer.train.eval_batch_size=512", "--gin.trainer.train.checkpoint_period=2"]
