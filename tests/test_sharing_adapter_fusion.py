@@ -126,6 +126,23 @@ def test_measured_attention_goes_to_mixing_weights_and_its_heatmap(tmp_path):
                               "fusion", tmp_path / "b.png", what="attention") is None
 
 
+def test_fusion_heatmaps_are_coloured_around_uniform(tmp_path, monkeypatch):
+  """Fusion rows are softmaxes over T adapters: colour the difference from 1/T, not from 0 (where every
+  near-uniform row came out the same dark red); alphas stay centred on 0."""
+  from matplotlib.figure import Figure
+  near_uniform = np.array([[0.31, 0.33, 0.36], [0.34, 0.33, 0.33], [0.30, 0.35, 0.35]])
+  image = plots._heatmap(Figure().add_subplot(1, 1, 1), near_uniform, list("abc"), list("abc"), "t", center=1 / 3)
+  spread = 1 / 3 - 0.30  # the farthest entry from uniform
+  assert image.norm.vmin == pytest.approx(0.30) and image.norm.vmax == pytest.approx(1 / 3 + spread)
+  centres = []
+  real = plots._heatmap
+  monkeypatch.setattr(plots, "_heatmap", lambda *a, **k: centres.append(k.get("center", 0.0)) or real(*a, **k))
+  plots.alpha_heatmaps({"adapter_fusion/attention/layer_0": near_uniform.tolist()}, "adapter_fusion", list("abc"),
+                       "f", tmp_path / "f.png", what="attention")
+  plots.alpha_heatmaps({"sluice/alpha/layer_0": near_uniform.tolist()}, "sluice", list("abc"), "s", tmp_path / "s.png")
+  assert centres == [pytest.approx(1 / 3), 0.0]
+
+
 def test_trunk_stays_bit_identical_in_joint_training():
   ph.check_frozen_training("adapter_fusion", ["trunk/adapter_0/", "trunk/fusion_0/", "trunk/fusion_1/", "heads/"])
 

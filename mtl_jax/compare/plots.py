@@ -226,13 +226,15 @@ def _block_labels(n: int, tasks: Sequence[str]) -> list[str]:
   return [str(i) for i in range(n)]
 
 
-def _heatmap(ax, matrix: np.ndarray, xlabels, ylabels, title: str, sequential: bool = False):
-  """Annotated heatmap: diverging around 0 (alpha), or sequential from 0 (norms)."""
-  vmax = float(np.nanmax(np.abs(matrix))) or 1.0
+def _heatmap(ax, matrix: np.ndarray, xlabels, ylabels, title: str, sequential: bool = False, center: float = 0.0):
+  """Annotated heatmap: sequential from 0 (norms), or diverging around `center`: alpha around 0, a
+  row-stochastic weight around uniform 1/T (else near-uniform rows come out all one dark colour)."""
+  off = np.abs(matrix) if sequential else np.abs(matrix - center)
+  spread = float(np.nanmax(off)) or 1.0
   if sequential:
-    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax)
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=spread)
   else:
-    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    image = ax.imshow(matrix, cmap="RdBu_r", vmin=center - spread, vmax=center + spread)
   ax.set_xticks(range(matrix.shape[1]))
   ax.set_xticklabels(xlabels, rotation=90, fontsize=7)
   ax.set_yticks(range(matrix.shape[0]))
@@ -240,7 +242,7 @@ def _heatmap(ax, matrix: np.ndarray, xlabels, ylabels, title: str, sequential: b
   ax.set_title(title, fontsize=9)
   if matrix.size <= 64:
     for (i, j), v in np.ndenumerate(matrix):
-      light = v > 0.5 * vmax if sequential else abs(v) <= 0.6 * vmax
+      light = v > 0.5 * spread if sequential else off[i, j] <= 0.6 * spread
       ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="black" if light else "white")
   return image
 
@@ -259,7 +261,9 @@ def alpha_heatmaps(weights: Mapping, strategy: str, tasks: Sequence[str], title:
   fig = Figure(figsize=(size * cols + 0.8, size * rows))
   for i, (k, a) in enumerate(layers):
     ax = fig.add_subplot(rows, cols, i + 1)
-    image = _heatmap(ax, a, _block_labels(a.shape[1], tasks), _block_labels(a.shape[0], tasks), f"layer {k}")
+    center = 1.0 / a.shape[1] if strategy == "adapter_fusion" else 0.0  # fusion rows are softmaxes over T adapters
+    image = _heatmap(ax, a, _block_labels(a.shape[1], tasks), _block_labels(a.shape[0], tasks), f"layer {k}",
+                     center=center)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
   fig.suptitle(title, fontsize=10)
   return _save(fig, path)
@@ -361,11 +365,12 @@ def mixing_plots(cells: Sequence[dict], groups: Sequence[dict], out_dir) -> tupl
                   f"{stem}__sluice_beta.png"),
         alpha_heatmaps(weights, "cross_stitch", tasks, f"cross-stitch alpha per layer: {where}, seed {cell['seed']}",
                        f"{stem}__cross_stitch_alpha.png"),
-        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer (row: reading "
-                       f"task, column: adapter): {where}, seed {cell['seed']}", f"{stem}__adapter_fusion_alpha.png"),
-        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion measured attention per layer, mean over "
-                       f"each task's validation examples (row: reading task, column: adapter): {where}, seed "
-                       f"{cell['seed']}", f"{stem}__adapter_fusion_attention.png", what="attention"),
+        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer (row: reading task, "
+                       f"column: adapter; white = uniform 1/T): {where}, seed {cell['seed']}",
+                       f"{stem}__adapter_fusion_alpha.png"),
+        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion measured attention per layer, mean over each "
+                       f"task's validation examples (row: reading task, column: adapter; white = uniform 1/T): "
+                       f"{where}, seed {cell['seed']}", f"{stem}__adapter_fusion_attention.png", what="attention"),
         gate_bars(weights, tasks, f"MMoE gate usage per task: {where}, seed {cell['seed']}",
                   f"{stem}__mmoe_gates.png"),
     ]
