@@ -134,13 +134,16 @@ def test_fusion_heatmaps_are_coloured_around_uniform(tmp_path, monkeypatch):
   image = plots._heatmap(Figure().add_subplot(1, 1, 1), near_uniform, list("abc"), list("abc"), "t", center=1 / 3)
   spread = 1 / 3 - 0.30  # the farthest entry from uniform
   assert image.norm.vmin == pytest.approx(0.30) and image.norm.vmax == pytest.approx(1 / 3 + spread)
-  centres = []
+  scales = []
   real = plots._heatmap
-  monkeypatch.setattr(plots, "_heatmap", lambda *a, **k: centres.append(k.get("center", 0.0)) or real(*a, **k))
-  plots.alpha_heatmaps({"adapter_fusion/attention/layer_0": near_uniform.tolist()}, "adapter_fusion", list("abc"),
+  monkeypatch.setattr(plots, "_heatmap", lambda *a, **k: scales.append((k["center"], k["spread"])) or real(*a, **k))
+  flat_layer = np.full((3, 3), 1 / 3) + np.array([0.01, -0.01, 0.0])  # barely off uniform
+  plots.alpha_heatmaps({"adapter_fusion/attention/layer_0": near_uniform.tolist(),
+                        "adapter_fusion/attention/layer_1": flat_layer.tolist()}, "adapter_fusion", list("abc"),
                        "f", tmp_path / "f.png", what="attention")
   plots.alpha_heatmaps({"sluice/alpha/layer_0": near_uniform.tolist()}, "sluice", list("abc"), "s", tmp_path / "s.png")
-  assert centres == [pytest.approx(1 / 3), 0.0]
+  # both fusion layers on one scale (the flat one is not stretched to full colour), sluice around 0
+  assert scales == [(pytest.approx(1 / 3), pytest.approx(spread))] * 2 + [(0.0, pytest.approx(0.36))]
 
 
 def test_trunk_stays_bit_identical_in_joint_training():

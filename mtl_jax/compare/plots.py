@@ -226,11 +226,13 @@ def _block_labels(n: int, tasks: Sequence[str]) -> list[str]:
   return [str(i) for i in range(n)]
 
 
-def _heatmap(ax, matrix: np.ndarray, xlabels, ylabels, title: str, sequential: bool = False, center: float = 0.0):
+def _heatmap(ax, matrix: np.ndarray, xlabels, ylabels, title: str, sequential: bool = False, center: float = 0.0,
+             spread: float | None = None):
   """Annotated heatmap: sequential from 0 (norms), or diverging around `center`: alpha around 0, a
-  row-stochastic weight around uniform 1/T (else near-uniform rows come out all one dark colour)."""
+  row-stochastic weight around uniform 1/T (else near-uniform rows come out all one dark colour).
+  `spread`: the colour range (one for all panels of a figure, so layers compare); default this matrix's."""
   off = np.abs(matrix) if sequential else np.abs(matrix - center)
-  spread = float(np.nanmax(off)) or 1.0
+  spread = spread or float(np.nanmax(off)) or 1.0
   if sequential:
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=spread)
   else:
@@ -259,11 +261,12 @@ def alpha_heatmaps(weights: Mapping, strategy: str, tasks: Sequence[str], title:
   rows, cols = _grid(len(layers))
   size = max(3.2, 0.35 * layers[0][1].shape[0] + 1.8)
   fig = Figure(figsize=(size * cols + 0.8, size * rows))
+  center = 1.0 / layers[0][1].shape[1] if strategy == "adapter_fusion" else 0.0  # fusion rows: softmax over T
+  spread = max(float(np.nanmax(np.abs(a - center))) for _, a in layers) or 1.0  # one colour scale for all layers
   for i, (k, a) in enumerate(layers):
     ax = fig.add_subplot(rows, cols, i + 1)
-    center = 1.0 / a.shape[1] if strategy == "adapter_fusion" else 0.0  # fusion rows are softmaxes over T adapters
     image = _heatmap(ax, a, _block_labels(a.shape[1], tasks), _block_labels(a.shape[0], tasks), f"layer {k}",
-                     center=center)
+                     center=center, spread=spread)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
   fig.suptitle(title, fontsize=10)
   return _save(fig, path)
@@ -365,12 +368,12 @@ def mixing_plots(cells: Sequence[dict], groups: Sequence[dict], out_dir) -> tupl
                   f"{stem}__sluice_beta.png"),
         alpha_heatmaps(weights, "cross_stitch", tasks, f"cross-stitch alpha per layer: {where}, seed {cell['seed']}",
                        f"{stem}__cross_stitch_alpha.png"),
-        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer (row: reading task, "
-                       f"column: adapter; white = uniform 1/T): {where}, seed {cell['seed']}",
+        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer: {where}, seed {cell['seed']}\n"
+                       "(row: reading task, column: adapter; white = uniform 1/T)",
                        f"{stem}__adapter_fusion_alpha.png"),
-        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion measured attention per layer, mean over each "
-                       f"task's validation examples (row: reading task, column: adapter; white = uniform 1/T): "
-                       f"{where}, seed {cell['seed']}", f"{stem}__adapter_fusion_attention.png", what="attention"),
+        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion measured attention per layer: {where}, seed "
+                       f"{cell['seed']}\n(mean over each task's validation examples; row: reading task, column: "
+                       "adapter; white = uniform 1/T)", f"{stem}__adapter_fusion_attention.png", what="attention"),
         gate_bars(weights, tasks, f"MMoE gate usage per task: {where}, seed {cell['seed']}",
                   f"{stem}__mmoe_gates.png"),
     ]
