@@ -1,6 +1,6 @@
 """Dynamic mixing: schedules and UniMax against hand formulas, the stream following the
 schedule batch by batch, the monitor's intended-vs-realised over time, exact resume (in-process
-stream replay and a real kill -9 of the binary)."""
+stream replay and a real kill -9 of the binary, resumed in-process)."""
 
 import json
 import signal
@@ -11,7 +11,7 @@ import gin
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_binary, subprocess_env
+from conftest import REPO, TINY_ARGS, run_main, subprocess_env
 from mtl_jax import input_pipeline as ip
 from mtl_jax import mixing, mixing_schedule
 from mtl_jax.data.word_vocab import WordVocabulary
@@ -163,11 +163,13 @@ def _final(model_dir):
 
 
 def test_kill9_mid_schedule_then_resume_is_exact(tmp_path):
-  whole = tmp_path / "whole"  # a subprocess too: the same one-device XLA setup as the killed run
-  run_binary(*COMMON, f"--gin.MODEL_DIR={whole}")
+  # the uninterrupted and the resumed run are main() in-process; the killed one a child on the same 8 fake
+  # devices (results depend on the device count, not on the process: child and in-process agree bit for bit)
+  whole = tmp_path / "whole"
+  run_main(*COMMON, f"--gin.MODEL_DIR={whole}")
   killed = tmp_path / "killed"
   proc = subprocess.Popen([sys.executable, "-m", "mtl_jax.train", "--no_progress", *COMMON,
-                           f"--gin.MODEL_DIR={killed}"], cwd=REPO, env=subprocess_env(),
+                           f"--gin.MODEL_DIR={killed}"], cwd=REPO, env=subprocess_env(devices=8),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   import time
   deadline = time.time() + 300
@@ -176,7 +178,8 @@ def test_kill9_mid_schedule_then_resume_is_exact(tmp_path):
     time.sleep(0.005)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  out = run_binary(*COMMON, f"--gin.MODEL_DIR={killed}")
+  assert not (killed / "checkpoints" / str(STEPS)).exists()  # killed before the end
+  out = run_main(*COMMON, f"--gin.MODEL_DIR={killed}")
   assert "resuming from checkpoint at step" in out.stdout
   (a, meta_a), (b, meta_b) = _final(whole), _final(killed)
   assert len(a) == len(b)
