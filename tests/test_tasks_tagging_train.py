@@ -1,11 +1,12 @@
-"""A tagging task trains end to end through the binary: loss falls, span F1 is reported."""
+"""A tagging task trains end to end through the binary's main (in-process, one device: the process
+boundary is test_train_binary's): loss falls, span F1 is reported."""
 
 import json
 
 import numpy as np
 import tensorflow as tf
 
-from conftest import run_binary
+from conftest import run_main
 
 
 def _scalars(logdir, tag):
@@ -18,10 +19,10 @@ def _scalars(logdir, tag):
   return out
 
 
-def test_wnut16_ner_trains(tmp_path):
-  run_binary("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
-             "--gin.MIXTURE_OR_TASK_NAME=wnut16_ner", f"--gin.MODEL_DIR={tmp_path}",
-             "--gin.TRAIN_STEPS=40", timeout=300)
+def test_wnut16_ner_trains(tmp_path, clean_gin):
+  run_main("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
+           "--gin.MIXTURE_OR_TASK_NAME=wnut16_ner", f"--gin.MODEL_DIR={tmp_path}",
+           "--gin.TRAIN_STEPS=40", "--gin.make_mesh.mesh_shape=(1, 1)")
   results = json.loads((tmp_path / "results.json").read_text())
   wnut = results["tasks"]["wnut16_ner"]
   assert results["step"] == 40
