@@ -80,8 +80,10 @@ def run_binary(*args, env_extra=None, timeout=600, check=True):
 def run_main(*args, check=True):
   """`train.main(ARGS)` in this process, stdout/stderr captured, with run_binary's result shape: no
   interpreter + TensorFlow start (~9 CPU-s) and the jit caches are shared. For tests where the process
-  boundary is not what is tested. Its results differ from a run_binary child's in the last bits (even on
-  one device), so compare bit for bit only with other in-process runs."""
+  boundary is not what is tested. It runs on this process's 8 fake devices and a run_binary child on one:
+  their results differ in the last bits, following the device count, not the process (measured: a child
+  given the 8 devices and an in-process run end bit-identical; a (1, 1) mesh in-process still differs from
+  a 1-device child). Compare bit for bit only runs on the same devices."""
   import contextlib
   import io
   import types

@@ -62,7 +62,7 @@ def _assert_identical(a, b):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """The reference (a child process, as the killed runs: in-process results differ in the last bits)."""
+  """The reference (a 1-device child, as the killed runs: runs on other device counts differ in the last bits)."""
   model_dir = tmp_path_factory.mktemp("uninterrupted")
   run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
   return model_dir
