@@ -64,11 +64,12 @@ def main(argv=None) -> int:
     with faults.from_env(), write_errors.quiet():  # faults: test-only injection (MTL_JAX_FAULTS)
       trainer.train(progress=not args.no_progress)
   except Exception as e:  # disk full / device OOM (any type orbax or XLA raises) or a bad setting
-    line = write_errors.describe(e) or device_oom.describe(e)
+    written = write_errors.describe(e)  # None unless a write failed
+    line = written or device_oom.describe(e)
     if line is None and not isinstance(e, (ValueError, KeyError, TypeError, OSError, RuntimeError)):
       raise
     crash_site.close_progress_bar(e)
-    if argv is None and write_errors.write_failure(e) is not None:  # the binary (not an in-process call)
+    if argv is None and written:  # the binary (not an in-process call)
       write_errors.quiet_until_exit()
     print(f"mtl-train: error: {line or one_line(e)}", file=sys.stderr, flush=True)
     return 2

@@ -67,7 +67,8 @@ def aftermath(error: BaseException) -> bool:
 
 def _hooks(log_filter):
   """Installs the log filter and the exception hooks that drop the aftermath; returns an undo."""
-  targets = [logging.getLogger(), logging.getLogger("absl"), logging.getLogger("asyncio"), *logging.getLogger().handlers]
+  targets = [logging.getLogger(), logging.getLogger("absl"), logging.getLogger("asyncio"),
+             *logging.getLogger().handlers]
   for target in targets:
     target.addFilter(log_filter)
   saved = sys.excepthook, threading.excepthook, sys.unraisablehook

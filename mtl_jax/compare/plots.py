@@ -368,8 +368,8 @@ def mixing_plots(cells: Sequence[dict], groups: Sequence[dict], out_dir) -> tupl
                   f"{stem}__sluice_beta.png"),
         alpha_heatmaps(weights, "cross_stitch", tasks, f"cross-stitch alpha per layer: {where}, seed {cell['seed']}",
                        f"{stem}__cross_stitch_alpha.png"),
-        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer: {where}, seed {cell['seed']}\n"
-                       "(row: reading task, column: adapter; white = uniform 1/T)",
+        alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion softmax(prior) per layer: {where}, seed "
+                       f"{cell['seed']}\n(row: reading task, column: adapter; white = uniform 1/T)",
                        f"{stem}__adapter_fusion_alpha.png"),
         alpha_heatmaps(weights, "adapter_fusion", tasks, f"AdapterFusion measured attention per layer: {where}, seed "
                        f"{cell['seed']}\n(mean over each task's validation examples; row: reading task, column: "
