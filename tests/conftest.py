@@ -99,6 +99,11 @@ def run_main(*args, check=True):
 TINY_ARGS = ("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
              "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}", "--gin.BATCH_SIZE=16")
 
+# An in-process run on ONE of this process's 8 fake devices, as a user's single-device run: a warm tiny run
+# costs ~30% less CPU than on the default 8-device mesh (measured: 4.5 vs 6.7 CPU-s). Runs whose point is
+# the data-parallel mesh, or that are compared bit for bit with an 8-device child, leave it out.
+ONE_DEVICE = "--gin.make_mesh.mesh_shape=(1, 1)"
+
 
 @pytest.fixture
 def clean_gin():

@@ -1,13 +1,16 @@
-"""mtl-compare through the REAL train binary, once: hard x quickstart x seed 0 plus the 3 tasks'
-single-task baselines (4 cells of the tiny model, 4 steps each, one at a time), then a rerun that
-must launch nothing. Multi-seed aggregation (std, noise marks) is covered on fake cells in
+"""mtl-compare end to end, once: hard x quickstart x seed 0 plus the 3 tasks' single-task baselines
+(4 cells of the tiny model, 4 steps each, one at a time), then a rerun that must launch nothing.
+The first cell runs the REAL train binary as a child process, exactly as mtl-compare launches it; the
+other three run the same argv through the binary's main() in this process, on one device as a child
+would (each child costs ~8 CPU-s of interpreter and TensorFlow start; test_train_binary.py covers the
+process boundary too). Multi-seed aggregation (std, noise marks) is covered on fake cells in
 test_compare_fakes.py / test_compare_aggregate.py."""
 
 import json
-import os
 
 from test_compare_report import png_size
 
+from mtl_jax import train
 from mtl_jax.compare import cli, runner
 from conftest import TINY_ARGS, subprocess_env
 
@@ -15,12 +18,17 @@ STEPS = 4
 
 
 class CountingLauncher:
+  """Counts launches; the first goes through a real child process, the rest through main() in-process."""
+
   def __init__(self):
     self.launched = []
 
   def __call__(self, argv, log_path, env):
     self.launched.append(list(argv))
-    return runner.subprocess_launcher(argv, log_path, env)
+    if len(self.launched) == 1:
+      return runner.subprocess_launcher(argv, log_path, env)
+    assert list(argv[1:3]) == ["-m", "mtl_jax.train"], argv
+    return train.main([*argv[3:], "--gin.make_mesh.mesh_shape=(1, 1)"])
 
 
 def _argv(exp_dir):

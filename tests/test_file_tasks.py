@@ -13,6 +13,7 @@ import seqio
 from mtl_jax import input_pipeline, task_info, train
 from mtl_jax.data import file_tasks, splits
 from tasks import from_files, registration
+from conftest import ONE_DEVICE
 
 DATA = train.REPO_ROOT / "examples" / "data"
 
@@ -120,7 +121,7 @@ def test_example_gin_trains_csv_jsonl_tsv_conll_with_an_offline_task_and_resumes
   model_dir = tmp_path / "run"
   args = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/tasks/example_files.gin",
           "--gin_file=gin/models/tiny.gin", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=16",
-          "--gin.trainer.train.eval_batch_size=128", f"--gin.MODEL_DIR={model_dir}"]
+          "--gin.trainer.train.eval_batch_size=128", f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE]
   _forget_file_tasks()
   assert train.main([*args, "--gin.TRAIN_STEPS=2"]) == 0
   results = json.loads((model_dir / "results.json").read_text())

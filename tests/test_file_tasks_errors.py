@@ -6,6 +6,7 @@ import json
 import pytest
 
 from mtl_jax import train
+from conftest import ONE_DEVICE
 
 HEADER = "text,label\n"
 GOOD = "a fine day,pos\na grim day,neg\n"
@@ -68,7 +69,7 @@ def _run(tmp_path, capsys, train_file, bindings):
   model_dir = tmp_path / "never"
   capsys.readouterr()
   rc = train.main(["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
-                   f"--gin_file={gin_file}", "--gin.TRAIN_STEPS=2", f"--gin.MODEL_DIR={model_dir}"])
+                   f"--gin_file={gin_file}", "--gin.TRAIN_STEPS=2", f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE])
   err = [l for l in capsys.readouterr().err.splitlines() if l.startswith("mtl-train")]
   return rc, err, model_dir
 

@@ -14,6 +14,7 @@ from mtl_jax import evaluation, input_pipeline as ip, step_hooks
 from mtl_jax.compare import aggregate, report
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
+from conftest import ONE_DEVICE
 
 pytestmark = [pytest.mark.usefixtures("clean_gin"), pytest.mark.xdist_group("many_tasks")]  # one t128 run
 
@@ -47,7 +48,8 @@ def t128_run(tmp_path_factory):
   _FIRST_BATCH.clear()
   rc = train.main(["--no_progress", "--gin_file=gin/runs/many_tasks.gin", "--gin_file=gin/models/tiny.gin",
                    f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=128",
-                   "--gin.trainer.train.eval_period=2", "--gin.step_hooks.names=['test_many_tasks_first_batch']"])
+                   "--gin.trainer.train.eval_period=2", "--gin.step_hooks.names=['test_many_tasks_first_batch']",
+                   ONE_DEVICE])
   gin.clear_config()
   return rc, model_dir, _FIRST_BATCH[0]
 

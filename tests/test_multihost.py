@@ -11,7 +11,6 @@ by design; this test checks the binary's multi-host plumbing.
 """
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_binary, subprocess_env
+from conftest import REPO, TINY_ARGS, run_binary, run_main, subprocess_env
 from mtl_jax import distributed
 
 
@@ -68,8 +67,9 @@ def _parser():
 
 
 def test_bad_distributed_flags_are_one_line_errors(tmp_path):
-  proc = run_binary(*TINY_ARGS, f"--gin.MODEL_DIR={tmp_path / 'x'}", "--gin.TRAIN_STEPS=1",
-                    "--distributed=on", check=False, timeout=120)
+  # refused while parsing the flags, before jax.distributed is touched: in-process is safe here
+  proc = run_main(*TINY_ARGS, f"--gin.MODEL_DIR={tmp_path / 'x'}", "--gin.TRAIN_STEPS=1", "--distributed=on",
+                  check=False)
   assert proc.returncode == 2
   assert [l for l in proc.stderr.splitlines() if l.startswith("mtl-train: error:")] == [
       "mtl-train: error: --distributed=on needs --coordinator_address (or JAX_COORDINATOR_ADDRESS), "
@@ -77,7 +77,7 @@ def test_bad_distributed_flags_are_one_line_errors(tmp_path):
       "on a TPU pod slice / SLURM / Open MPI cluster"]
   assert not (tmp_path / "x").exists()
   proc = run_binary(*TINY_ARGS, f"--gin.MODEL_DIR={tmp_path / 'x'}", "--gin.TRAIN_STEPS=1",
-                    "--distributed=auto", check=False, timeout=120)  # no TPU pod / SLURM / MPI here
+                    "--distributed=auto", check=False, timeout=120)  # a child: initialize() must not run in pytest
   assert proc.returncode == 2
   err = [l for l in proc.stderr.splitlines() if l.startswith("mtl-train: error:")]
   assert len(err) == 1 and "--distributed=auto could not join a cluster" in err[0]
@@ -122,9 +122,9 @@ def test_two_process_binary_trains_writes_once_and_resumes_single_process(tmp_pa
   assert state_dir.is_dir()
   assert {p.name for p in state_dir.glob("ocdbt.process_*")} == {"ocdbt.process_0", "ocdbt.process_1"}
 
-  # ... and one process on one device resumes from that checkpoint
-  resumed = run_binary(*common, "--gin.TRAIN_STEPS=3", "--gin.trainer.train.eval_period=3", timeout=400,
-                       )
+  # ... and one process on one device resumes from that checkpoint (main() in this process: no interpreter start)
+  resumed = run_main(*common, "--gin.TRAIN_STEPS=3", "--gin.trainer.train.eval_period=3",
+                     "--gin.make_mesh.mesh_shape=(1, 1)")
   assert "resuming from checkpoint at step 2" in resumed.stdout
   assert json.loads((model_dir / "results.json").read_text())["step"] == 3
   assert sorted(read_scalars(model_dir / "train", "loss")) == [1, 2, 3]

@@ -17,6 +17,7 @@ from mtl_jax.models.multitask import build_model
 from mtl_jax.steps import Steps
 from tasks import multilabel as ml_tasks
 from tasks import registration
+from conftest import ONE_DEVICE
 
 VOCAB = WordVocabulary(40)
 LENGTHS = {"inputs": 8}
@@ -178,7 +179,7 @@ def test_offline_demonstration_trains(tmp_path):
   rc = train.main(["--gin_file=gin/runs/multilabel_vader.gin", "--gin_file=gin/models/tiny.gin",
                        f"--gin.MODEL_DIR={tmp_path}", "--gin.TRAIN_STEPS=4", "--gin.BATCH_SIZE=16",
                        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}", "--gin.trainer.train.eval_period=4",
-                       "--no_progress"])
+                       "--no_progress", ONE_DEVICE])
   assert rc == 0
   import json
   record = json.loads((tmp_path / "results.json").read_text())

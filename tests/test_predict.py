@@ -9,14 +9,13 @@ import json
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import optax
 import gin
 import pytest
 import seqio
 
-from conftest import REPO, subprocess_env
+from conftest import ONE_DEVICE, REPO, subprocess_env
 from mtl_jax import input_pipeline, partitioning, predict, task_info, train
 from mtl_jax.data import splits
 from mtl_jax.predict import cli
@@ -96,7 +95,7 @@ def model_dir(tmp_path_factory):
   assert train.main(["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/tasks/example_files.gin",
                      "--gin_file=gin/models/tiny.gin", f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}", "--gin.BATCH_SIZE=16",
                      "--gin.TRAIN_STEPS=3", "--gin.trainer.train.eval_batch_size=128",
-                     "--gin.optim.make_optimizer.learning_rate=0.05", f"--gin.MODEL_DIR={model_dir}"]) == 0
+                     "--gin.optim.make_optimizer.learning_rate=0.05", f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE]) == 0
   return model_dir
 
 

@@ -12,6 +12,7 @@ from mtl_jax.models.multitask import build_model
 from mtl_jax.predict.load import Predictor
 from pretrained_fixtures import write_tiny_checkpoint
 from test_predict import LENGTHS, assert_predict_equals_eval, eval_steps, validation_records
+from conftest import ONE_DEVICE
 
 TASKS = ("file_ner", "file_reviews")  # tagging (token logits) and classification (pooled logits) off the trunk
 
@@ -53,7 +54,7 @@ def test_a_pretrained_tokenizer_mmoe_run_predicts_as_the_eval_path(tmp_path, cle
                      "--gin_file=gin/pretrained/minilm.gin", "--gin_file=gin/sharing/mmoe.gin", f"--gin_file={gin_file}",
                      f"--gin.pretrained.checkpoint={ckpt}", f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
                      "--gin.BATCH_SIZE=16", "--gin.TRAIN_STEPS=2", "--gin.trainer.train.eval_batch_size=64",
-                     f"--gin.MODEL_DIR={model_dir}"]) == 0
+                     f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE]) == 0
   gin.clear_config()
   predictor = predict.load(model_dir, checkpoint="latest", batch_size=64)
   assert predictor.checkpoint == "latest" and predictor.step == 2

@@ -1,9 +1,11 @@
 """kill -9 and exact resume, SIGTERM preemption (also during evaluation, during a save, twice),
 a second trainer on the same MODEL_DIR, a full disk, corrupt checkpoints, non-finite losses.
 
-kill -9 and SIGTERM hit a real subprocess of the binary (tiny model), and runs compared bit for bit
-with those are subprocesses too; the rest run main() in-process (no interpreter start; the
-awkward-moment cases with faults injected at a chosen step, mtl_jax/faults.py). 'Exact' means the final
+kill -9, SIGTERM and the real full disk hit a real subprocess of the binary (tiny model), given this
+process's 8 fake devices; everything else runs main() in-process (no interpreter start): the uninterrupted
+reference, the final resumes (results follow the device count, not the process: an 8-device child and an
+in-process run agree bit for bit), and the awkward-moment cases with faults injected at a chosen step
+(mtl_jax/faults.py). 'Exact' means the final
 TrainState (params, optimizer state, step) is bit-identical to an uninterrupted
 run with the same seed, and so are the evaluation results.
 """
@@ -20,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_binary, run_main, subprocess_env
+from conftest import ONE_DEVICE, REPO, TINY_ARGS, run_binary, run_main, subprocess_env
 from mtl_jax import train
 
 STEPS = 12
@@ -29,7 +31,7 @@ COMMON = (*TINY_ARGS, f"--gin.TRAIN_STEPS={STEPS}", "--gin.trainer.train.checkpo
 
 
 def _env():
-  return subprocess_env()
+  return subprocess_env(devices=8)  # the in-process references' devices: compared bit for bit
 
 
 def _start(model_dir, *extra):
@@ -62,9 +64,9 @@ def _assert_identical(a, b):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """The reference (a 1-device child, as the killed runs: runs on other device counts differ in the last bits)."""
+  """The reference, in-process on the killed children's 8 devices (other device counts differ in the last bits)."""
   model_dir = tmp_path_factory.mktemp("uninterrupted")
-  run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
+  run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}")
   return model_dir
 
 
@@ -98,7 +100,7 @@ def test_kill9_after_a_checkpoint_then_during_a_save_then_resume_is_bit_identica
   out = _kill9_when(model_dir, _save_in_progress(model_dir, 6))
   assert "resuming from checkpoint at step " in out, out
   assert int(out.split("resuming from checkpoint at step ")[1].split()[0]) >= 4, out
-  resumed = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
+  resumed = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}")
   assert "resuming from checkpoint at step" in resumed.stdout
   assert int(resumed.stdout.split("resuming from checkpoint at step ")[1].split()[0]) >= 6, resumed.stdout
   _assert_identical(_state(uninterrupted, STEPS), _state(model_dir, STEPS))
@@ -124,7 +126,7 @@ def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path, capsys):
   assert len(line) == 1, out
   step = int(line[0].split("checkpoint at step ")[1].split()[0])
   assert (model_dir / "checkpoints" / str(step)).exists()
-  again = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={step + 2}",
+  again = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={step + 2}", ONE_DEVICE,
                      "--gin.trainer.train.checkpoint_period=1000", "--gin.trainer.train.eval_period=1000")
   assert f"resuming from checkpoint at step {step}" in again.stdout
   assert json.loads((model_dir / "results.json").read_text())["step"] == step + 2
@@ -145,7 +147,7 @@ def _delete_state(path):
 @pytest.fixture(scope="module")
 def six_steps(tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("six_steps") / "run"
-  run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=6")
+  run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=6", ONE_DEVICE)
   return model_dir
 
 
@@ -155,7 +157,7 @@ def test_corrupt_latest_checkpoint_falls_back(six_steps, tmp_path, damage):
   model_dir = tmp_path / "corrupt"
   shutil.copytree(six_steps, model_dir)
   damage(model_dir / "checkpoints" / "6")
-  out = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=8").stdout
+  out = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=8", ONE_DEVICE).stdout
   assert "checkpoint at step 6 is unreadable" in out, out
   assert "resuming from checkpoint at step 4" in out, out
   assert (model_dir / "corrupt_checkpoints" / "6").exists()  # kept for inspection, not deleted
@@ -168,7 +170,7 @@ NAN_ARGS = ("--gin.optim.make_optimizer.learning_rate=1e30", "--gin.optim.make_o
 
 def test_nonfinite_loss_stops_naming_step_and_tasks_keeping_good_checkpoint(tmp_path):
   model_dir = tmp_path / "nan"
-  proc = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", *NAN_ARGS, check=False)
+  proc = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", *NAN_ARGS, ONE_DEVICE, check=False)
   assert proc.returncode == 2
   line = proc.stderr.strip().splitlines()[-1]
   assert line.startswith("mtl-train: error: non-finite loss at step ") and "vader_tweets" in line, line
@@ -200,7 +202,7 @@ def test_nonfinite_update_is_not_applied_and_training_continues():
 
 
 AWKWARD = (*TINY_ARGS, "--gin.TRAIN_STEPS=8", "--gin.trainer.train.checkpoint_period=2",
-           "--gin.trainer.train.eval_period=4", "--gin.trainer.train.log_period=1")
+           "--gin.trainer.train.eval_period=4", "--gin.trainer.train.log_period=1", ONE_DEVICE)
 
 
 def _main_with_faults(monkeypatch, model_dir, faults=""):
@@ -253,13 +255,13 @@ def small_tmpfs(tmp_path):
 
 def test_real_full_disk_one_line_then_resume_is_exact_once_space_is_back(uninterrupted, small_tmpfs):
   model_dir = small_tmpfs / "run"
-  proc = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", check=False)
+  proc = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", env_extra={"devices": 8}, check=False)
   line = proc.stderr.strip().splitlines()[-1]
   assert proc.returncode == 2 and line.startswith(f"mtl-train: error: cannot write to MODEL_DIR {model_dir} at step ")
   assert "No space left on device (" in line and "the last good checkpoint is step " in line, line
   assert not [p for p in (model_dir / "checkpoints").iterdir() if not p.name.isdigit()]  # partial dirs gone
   subprocess.run(["mount", "-o", "remount,size=64m", str(small_tmpfs)], check=True)
-  resumed = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}")
+  resumed = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}")
   assert "resuming from checkpoint at step" in resumed.stdout
   _assert_identical(_state(uninterrupted, STEPS), _state(model_dir, STEPS))
   assert json.loads((uninterrupted / "results.json").read_text()) == json.loads((model_dir / "results.json").read_text())

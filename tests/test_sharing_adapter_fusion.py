@@ -20,6 +20,7 @@ from mtl_jax.sharing.adapter_fusion import AdapterFusion
 from mtl_jax.transfer import init_from
 from tests import peft_helpers as ph
 from tests.test_sharing_adapters import np_layer_norm
+from conftest import ONE_DEVICE
 
 
 def np_fusion(ap, fp, z_in, task_id, exact):
@@ -159,7 +160,7 @@ def test_bad_settings_name_the_value():
 
 BASE = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=2",
-        "--gin.trainer.train.eval_batch_size=512"]
+        "--gin.trainer.train.eval_batch_size=512", ONE_DEVICE]
 
 
 def _flat(model_dir):

@@ -14,6 +14,7 @@ from mtl_jax.models.encoder import LayerStack, Mlp, SelfAttention
 from mtl_jax.pretrained import checkpoint as checkpoint_lib, load
 from tests import peft_helpers as ph
 from tests.pretrained_fixtures import write_tiny_checkpoint
+from conftest import ONE_DEVICE
 
 
 def np_layer_norm(x, p, eps):
@@ -104,7 +105,7 @@ def test_adapters_train_through_the_binary_with_the_trunk_frozen(tmp_path, capsy
   assert train.main(["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
                      "--gin_file=gin/sharing/adapters.gin", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}",
                      "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=2", "--gin.trainer.train.eval_batch_size=512",
-                     f"--gin.MODEL_DIR={model_dir}"]) == 0
+                     f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE]) == 0
   start = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("mtl_jax: sharing="))
   counts = {k: int(v.replace(",", "")) for k, v in (kv.split("=") for kv in start.split("parameters ")[1]
                                                     .split(";")[0].split())}

@@ -17,6 +17,7 @@ from mtl_jax.models.multitask import build_model
 from mtl_jax.pretrained import export, lora_merge
 from mtl_jax.sharing.lora import LoraSharing
 from tests import peft_helpers as ph
+from conftest import ONE_DEVICE
 
 ALL = ("query", "key", "value", "out", "wi", "wo")
 KERNEL = {"query": ("attention", "query_kernel"), "key": ("attention", "key_kernel"),
@@ -134,7 +135,7 @@ def test_lora_trains_through_the_binary_and_merge_refuses_a_scratch_trunk(tmp_pa
   assert train.main(["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
                      "--gin_file=gin/sharing/lora.gin", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}",
                      "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=2", "--gin.trainer.train.eval_batch_size=512",
-                     "--gin.lora.alpha=4.0", f"--gin.MODEL_DIR={model_dir}"]) == 0
+                     "--gin.lora.alpha=4.0", f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE]) == 0
   start = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("mtl_jax: sharing="))
   assert start.startswith("mtl_jax: sharing=lora tasks=3") and " trainable=" in start
   assert lora_merge.run_alpha(model_dir) == 4.0

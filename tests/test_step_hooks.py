@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from mtl_jax import step_hooks, train
+from conftest import ONE_DEVICE
 
 BASE = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=3",
-        "--gin.trainer.train.eval_batch_size=512"]
+        "--gin.trainer.train.eval_batch_size=512", ONE_DEVICE]
 SEEN = []
 
 

@@ -12,6 +12,7 @@ from flax import traverse_util
 from mtl_jax import losses, train
 from mtl_jax.taskemb import affinity
 from tests.helpers import KINDS, fixed_batch, tiny_steps
+from conftest import ONE_DEVICE
 
 
 # Steps reads gin-bound settings (weighting.method): an earlier test's bindings must not apply here.
@@ -75,7 +76,7 @@ def test_absent_task_pairs_are_skipped():
 
 BASE = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=2",
-        "--gin.trainer.train.eval_batch_size=512"]
+        "--gin.trainer.train.eval_batch_size=512", ONE_DEVICE]
 
 
 def test_hook_in_a_training_run_writes_the_mean_and_leaves_training_unchanged(tmp_path):

@@ -8,6 +8,7 @@ import gin
 import pytest
 
 from mtl_jax import input_pipeline, train, weighting
+from conftest import ONE_DEVICE
 
 FILES = sorted(pathlib.Path(train.REPO_ROOT, "gin", "weighting").glob("*.gin"))
 BASE = ["gin/runs/quickstart.gin", "gin/models/tiny.gin"]
@@ -31,6 +32,6 @@ def test_a_gradient_method_trains_through_the_binary(tmp_path):
   model_dir = tmp_path / "pcgrad"
   assert train.main(["--no_progress", *(f"--gin_file={f}" for f in BASE), "--gin_file=gin/weighting/pcgrad.gin",
                      "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=2",
-                     "--gin.trainer.train.eval_batch_size=512", f"--gin.MODEL_DIR={model_dir}"]) == 0
+                     "--gin.trainer.train.eval_batch_size=512", f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE]) == 0
   assert json.loads((model_dir / "results.json").read_text())["step"] == 2
   assert "pcgrad" in json.dumps(json.loads((model_dir / "run_spec.json").read_text()).get("weighting"))
