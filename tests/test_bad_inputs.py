@@ -13,6 +13,7 @@ import pytest
 import broken_tasks  # noqa: F401  registers broken_label / broken_nan / broken_empty
 from mtl_jax import train
 from tasks import offline, registration
+from conftest import ONE_DEVICE
 
 BASE = ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}", "--gin.BATCH_SIZE=16", "--gin.TRAIN_STEPS=2"]
@@ -81,20 +82,20 @@ def test_missing_required_macro(tmp_path, capsys):
 
 def test_resume_with_different_model_is_refused_and_dir_unchanged(tmp_path, capsys):
   model_dir = tmp_path / "run"
-  assert train.main([*BASE, f"--gin.MODEL_DIR={model_dir}"]) == 0
+  assert train.main([*BASE, ONE_DEVICE, f"--gin.MODEL_DIR={model_dir}"]) == 0
   before = _snapshot(model_dir)
-  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin.encoder.EncoderConfig.d_model=64",
+  rc = train.main([*BASE, ONE_DEVICE, f"--gin.MODEL_DIR={model_dir}", "--gin.encoder.EncoderConfig.d_model=64",
                    "--gin.TRAIN_STEPS=4"])
   line = capsys.readouterr().err.strip().splitlines()[-1]
   assert rc == 2 and "holds a run with a different model: EncoderConfig.d_model 32 -> 64" in line, line
   assert _snapshot(model_dir) == before
-  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin.MIXTURE_OR_TASK_NAME=bbc_topic",
+  rc = train.main([*BASE, ONE_DEVICE, f"--gin.MODEL_DIR={model_dir}", "--gin.MIXTURE_OR_TASK_NAME=bbc_topic",
                    "--gin.TRAIN_STEPS=4"])
   line = capsys.readouterr().err.strip().splitlines()[-1]
   assert rc == 2 and "tasks ['bbc_topic', 'rotten_tomatoes', 'vader_tweets'] -> ['bbc_topic']" in line, line
   assert _snapshot(model_dir) == before
   # other parameter groups give the optimizer state another shape: refused, naming them
-  rc = train.main([*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin_file=gin/optim/freeze_embeddings.gin",
+  rc = train.main([*BASE, ONE_DEVICE, f"--gin.MODEL_DIR={model_dir}", "--gin_file=gin/optim/freeze_embeddings.gin",
                    "--gin.TRAIN_STEPS=4"])
   line = capsys.readouterr().err.strip().splitlines()[-1]
   assert rc == 2 and "param_groups {'freeze': []" in line and "-> {'freeze': ['^embedder/']" in line, line
@@ -108,7 +109,7 @@ registration.add_task("mutable_data", kind="classification", vocabulary=offline.
 
 def test_resume_on_changed_data_is_refused_naming_the_task_unless_accepted(tmp_path, capsys):
   model_dir = tmp_path / "run"
-  args = [*BASE, f"--gin.MODEL_DIR={model_dir}", "--gin.MIXTURE_OR_TASK_NAME=mutable_data"]
+  args = [*BASE, ONE_DEVICE, f"--gin.MODEL_DIR={model_dir}", "--gin.MIXTURE_OR_TASK_NAME=mutable_data"]
   assert train.main(args) == 0
   spec_path = model_dir / "run_spec.json"
   assert json.loads(spec_path.read_text())["data"]["mutable_data"].startswith("examples-sha256:")
