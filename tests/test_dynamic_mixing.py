@@ -11,7 +11,7 @@ import gin
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_main, subprocess_env
+from conftest import ONE_DEVICE, REPO, TINY_ARGS, run_main, subprocess_env
 from mtl_jax import input_pipeline as ip
 from mtl_jax import mixing, mixing_schedule
 from mtl_jax.data.word_vocab import WordVocabulary
@@ -150,7 +150,7 @@ STAGED = ("--gin.mixing_schedule.schedule.kind='staged'",
           "(None, {'bbc_topic': 1, 'rotten_tomatoes': 0, 'vader_tweets': 1})]")
 COMMON = (*TINY_ARGS, f"--gin.TRAIN_STEPS={STEPS}", "--gin.trainer.train.checkpoint_period=2",
           f"--gin.trainer.train.eval_period={STEPS}", "--gin.trainer.train.log_period=1",
-          "--gin_file=gin/mixing/staged.gin", *STAGED)
+          "--gin_file=gin/mixing/staged.gin", *STAGED, ONE_DEVICE)  # the child (8 devices) and main(): one mesh
 
 
 def _final(model_dir):

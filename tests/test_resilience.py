@@ -25,9 +25,12 @@ import pytest
 from conftest import ONE_DEVICE, REPO, TINY_ARGS, run_binary, run_main, subprocess_env
 from mtl_jax import train
 
+pytestmark = pytest.mark.xdist_group("resilience")  # one worker under -n: the uninterrupted reference runs once
+
 STEPS = 12
+# ONE_DEVICE: every run on a 1-device mesh of 8 fake devices, children (given 8) and in-process alike
 COMMON = (*TINY_ARGS, f"--gin.TRAIN_STEPS={STEPS}", "--gin.trainer.train.checkpoint_period=2",
-          f"--gin.trainer.train.eval_period={STEPS}", "--gin.trainer.train.log_period=1")
+          f"--gin.trainer.train.eval_period={STEPS}", "--gin.trainer.train.log_period=1", ONE_DEVICE)
 
 
 def _env():
@@ -126,7 +129,7 @@ def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path, capsys):
   assert len(line) == 1, out
   step = int(line[0].split("checkpoint at step ")[1].split()[0])
   assert (model_dir / "checkpoints" / str(step)).exists()
-  again = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={step + 2}", ONE_DEVICE,
+  again = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={step + 2}",
                      "--gin.trainer.train.checkpoint_period=1000", "--gin.trainer.train.eval_period=1000")
   assert f"resuming from checkpoint at step {step}" in again.stdout
   assert json.loads((model_dir / "results.json").read_text())["step"] == step + 2
@@ -147,7 +150,7 @@ def _delete_state(path):
 @pytest.fixture(scope="module")
 def six_steps(tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("six_steps") / "run"
-  run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=6", ONE_DEVICE)
+  run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=6")
   return model_dir
 
 
@@ -157,7 +160,7 @@ def test_corrupt_latest_checkpoint_falls_back(six_steps, tmp_path, damage):
   model_dir = tmp_path / "corrupt"
   shutil.copytree(six_steps, model_dir)
   damage(model_dir / "checkpoints" / "6")
-  out = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=8", ONE_DEVICE).stdout
+  out = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=8").stdout
   assert "checkpoint at step 6 is unreadable" in out, out
   assert "resuming from checkpoint at step 4" in out, out
   assert (model_dir / "corrupt_checkpoints" / "6").exists()  # kept for inspection, not deleted
@@ -170,7 +173,7 @@ NAN_ARGS = ("--gin.optim.make_optimizer.learning_rate=1e30", "--gin.optim.make_o
 
 def test_nonfinite_loss_stops_naming_step_and_tasks_keeping_good_checkpoint(tmp_path):
   model_dir = tmp_path / "nan"
-  proc = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", *NAN_ARGS, ONE_DEVICE, check=False)
+  proc = run_main(*COMMON, f"--gin.MODEL_DIR={model_dir}", *NAN_ARGS, check=False)
   assert proc.returncode == 2
   line = proc.stderr.strip().splitlines()[-1]
   assert line.startswith("mtl-train: error: non-finite loss at step ") and "vader_tweets" in line, line

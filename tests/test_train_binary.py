@@ -1,8 +1,11 @@
-"""The gin binary end to end: results.json, config, TensorBoard files, and auto-resume."""
+"""The gin binary end to end: results.json, config, TensorBoard files, and auto-resume.
+
+The first run is a real child process of the binary; the resume and the refused task run the binary's main()
+in this process (the same code after the interpreter starts; test_quiet_start.py checks a child's stderr)."""
 
 import json
 
-from conftest import run_binary
+from conftest import ONE_DEVICE, run_binary, run_main
 
 
 def test_binary_trains_writes_results_and_resumes(tmp_path, tiny_args):
@@ -25,7 +28,7 @@ def test_binary_trains_writes_results_and_resumes(tmp_path, tiny_args):
   assert list((model_dir / "train").glob("events.out.tfevents.*"))
   assert list((model_dir / "eval").glob("events.out.tfevents.*"))
 
-  second = run_binary(*common, "--gin.TRAIN_STEPS=8")
+  second = run_main(*common, "--gin.TRAIN_STEPS=8", ONE_DEVICE)
   assert "resuming from checkpoint at step 4" in second.stdout
   results = json.loads((model_dir / "results.json").read_text())
   assert results["step"] == 8
@@ -41,8 +44,8 @@ def test_binary_trains_writes_results_and_resumes(tmp_path, tiny_args):
 
 def test_unknown_task_is_one_clear_line_and_touches_nothing(tmp_path, tiny_args):
   model_dir = tmp_path / "never"
-  proc = run_binary(*tiny_args, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=2",
-                    "--gin.MIXTURE_OR_TASK_NAME=quickstrat", check=False)
+  proc = run_main(*tiny_args, f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=2",
+                  "--gin.MIXTURE_OR_TASK_NAME=quickstrat", check=False)
   assert proc.returncode == 2
   err = [l for l in proc.stderr.splitlines() if l.startswith("mtl-train: error:")]
   assert err == ["mtl-train: error: unknown task or mixture 'quickstrat'. Did you mean 'quickstart'? "

@@ -12,12 +12,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from conftest import REPO, TINY_ARGS, subprocess_env
+from conftest import ONE_DEVICE, REPO, TINY_ARGS, subprocess_env
 from mtl_jax import train
 
 ARGS = (*TINY_ARGS, "--gin_file=gin/weighting/gradnorm.gin", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=8",
         "--gin.trainer.train.checkpoint_period=2", "--gin.trainer.train.eval_period=8",
-        "--gin.trainer.train.log_period=1")
+        "--gin.trainer.train.log_period=1", ONE_DEVICE)  # child (8 fake devices) and in-process: same mesh
 
 
 def _state(model_dir, step):
