@@ -117,3 +117,18 @@ def clean_gin():
 @pytest.fixture
 def tiny_args():
   return TINY_ARGS
+
+
+# The modules that take longest (--durations, 2 Dec 2026), longest first. Under `pytest -n 2` each worker takes
+# the next test when it is free, so running these first leaves short tests for the end instead of one worker
+# finishing a minute-long module while the other idles (longest-first scheduling). Order only: every test runs.
+LONGEST_FIRST = ("test_resilience", "test_many_tasks", "test_sharing_e2e", "test_pretrained_train",
+                 "test_taskemb_affinity", "test_multihost", "test_transfer_init_from", "test_dynamic_mixing",
+                 "test_train_binary", "test_transfer_grid", "test_weighting_resume", "test_sharding_equivalence",
+                 "test_probe", "test_compare_real_e2e", "test_weighting_train", "test_bad_inputs")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))

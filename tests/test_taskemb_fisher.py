@@ -27,10 +27,12 @@ def _model_and_params(config=CONFIG):
 def _slow_param_fisher(model, params, batch, which):
   """A Python loop over examples: jax.grad of each example's loss, squared, weighted mean."""
   totals, n = {}, 0.0
+  # one example's gradient, jitted once and called per example (the loop stays in Python)
+  grad = jax.jit(jax.grad(lambda p, one: losses.example_losses(model.apply({"params": p}, one, deterministic=True),
+                                                                one, KINDS)[0]))
   for i in range(len(batch["weight"])):
     one = {k: v[i:i + 1] for k, v in batch.items()}
-    loss = lambda p: losses.example_losses(model.apply({"params": p}, one, deterministic=True), one, KINDS)[0]
-    g = traverse_util.flatten_dict(jax.grad(loss)(params), sep="/")
+    g = traverse_util.flatten_dict(grad(params, one), sep="/")
     w = float(batch["weight"][i])
     for path, value in g.items():
       if fisher.selected(path, which):
@@ -66,12 +68,12 @@ def test_last_layer_activation_fisher_equals_the_rep_gradient_the_slow_way():
   got = fisher.diagonal_fisher(spec, params, [batch])["activations"]
   assert got.shape == (config.num_layers, config.d_model)
   want, n = np.zeros(config.d_model), len(batch["weight"])
+  rep_grad = jax.jit(jax.grad(lambda r, one: losses.example_losses(
+      model.apply({"params": params, "perturbations": {"rep": r}}, one, deterministic=True), one, KINDS)[0]))
   for i in range(n):
     one = {k: v[i:i + 1] for k, v in batch.items()}
     rep = jnp.zeros((1, one["input_ids"].shape[1], config.d_model))
-    loss = lambda r: losses.example_losses(
-        model.apply({"params": params, "perturbations": {"rep": r}}, one, deterministic=True), one, KINDS)[0]
-    g2 = np.asarray(jax.grad(loss)(rep)[0], np.float64) ** 2  # [L, D]
+    g2 = np.asarray(rep_grad(rep, one)[0], np.float64) ** 2  # [L, D]
     mask = one["input_mask"][0].astype(bool)
     want += g2[mask].mean(axis=0)
   np.testing.assert_allclose(got[-1], want / n, rtol=2e-4, atol=1e-10)

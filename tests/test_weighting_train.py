@@ -59,23 +59,25 @@ def test_vectorised_per_task_gradients_match_a_loop(model, rep_grad):
   (loss, aux, grads, _), rng = _grads(steps, state.params, batch, state.weighting)
   rows = [np.flatnonzero(np.asarray(batch["task_id"]) == t) for t in range(T)]
   if not rep_grad:  # reference: T separate backward passes, each on its own task's rows
-    per_task = [jax.grad(lambda p: _task_loss(steps, p, jax.tree.map(lambda x: x[r], batch),
-                                              jax.random.fold_in(rng, t), t))(state.params)
-                for t, r in enumerate(rows)]
+    per_task = [jax.jit(jax.grad(lambda p: _task_loss(steps, p, jax.tree.map(lambda x: x[r], batch),
+                                                      jax.random.fold_in(rng, t), t)))(state.params)
+                for t, r in enumerate(rows)]  # jitted one task at a time: the loop is outside any jit
     flat = np.stack([np.concatenate([np.ravel(x) for k in ("embedder", "trunk") for x in jax.tree.leaves(g[k])])
                      for g in per_task]).astype(np.float64)
   else:  # reference: d l_t / d representation of task t's own rows, one task at a time; row k
     # of every task's group is the same coordinate (LibMTL's multi-input rep_grad)
     rep0 = jnp.zeros((B, L, CONFIG.d_model))
-    flat = np.stack([np.ravel(jax.grad(lambda r: _task_loss(steps, state.params, batch, rng, t, rep=r))(rep0)[r])
-                     for t, r in enumerate(rows)]).astype(np.float64)
+    rep_grad_of = lambda t: jax.jit(jax.grad(lambda r: _task_loss(steps, state.params, batch, rng, t, rep=r)))
+    flat = np.stack([np.ravel(rep_grad_of(t)(rep0)[r]) for t, r in enumerate(rows)]).astype(np.float64)
   gram = flat @ flat.T
   alpha = np.asarray(steps.weighting.combine(jnp.asarray(gram, jnp.float32), {}, None)[0], np.float64)
   np.testing.assert_allclose(np.asarray(aux["task_weight"]), alpha, rtol=2e-3, atol=1e-4)
   assert np.all(alpha > 1e-3) or np.any(alpha < 0.99)  # a real combination, not one task
   if rep_grad:
-    expected = jax.grad(lambda p: sum(float(alpha[t]) * _task_loss(steps, p, batch, rng, t) for t in range(T)))(state.params)
-    expected_heads = jax.grad(lambda p: sum(_task_loss(steps, p, batch, rng, t) for t in range(T)) / T)(state.params)
+    expected = jax.jit(jax.grad(lambda p: sum(float(alpha[t]) * _task_loss(steps, p, batch, rng, t)
+                                              for t in range(T))))(state.params)
+    expected_heads = jax.jit(jax.grad(lambda p: sum(_task_loss(steps, p, batch, rng, t) for t in range(T)) / T))(
+        state.params)
   else:
     expected = jax.tree.map(lambda *g: sum(float(a) * x for a, x in zip(alpha, g)), *per_task)
     expected_heads = jax.tree.map(lambda *g: sum(g) / T, *per_task)
