@@ -67,7 +67,7 @@ def test_mixing_weights_are_found_by_path():
   weights = {}
   for name in ("sluice", "cross_stitch", "mmoe", "soft", "hard"):
     model, boxed = boxed_params(name)
-    params = nn.meta.unbox(model.init(jax.random.key(0), dummy_batch(4, 6))["params"])
+    params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), dummy_batch(4, 6))["params"])
     weights[name] = inspect.mixing_weights(params)
     json.dumps(weights[name])  # JSON-friendly
   assert sorted(weights["sluice"]) == ["sluice/alpha/layer_0", "sluice/alpha/layer_1", "sluice/beta"]
@@ -81,7 +81,8 @@ def test_mixing_weights_are_found_by_path():
   assert weights["soft"] == {} and weights["hard"] == {}
   # any prefix, boxed or not: {'params': ...} from model.init works too
   model, _ = boxed_params("sluice")
-  assert sorted(inspect.mixing_weights(model.init(jax.random.key(0), dummy_batch(4, 6)))) == sorted(weights["sluice"])
+  assert sorted(inspect.mixing_weights(jax.jit(model.init)(jax.random.key(0), dummy_batch(4, 6)))) == sorted(
+      weights["sluice"])
 
 
 def test_mmoe_gate_probabilities():
@@ -89,7 +90,7 @@ def test_mmoe_gate_probabilities():
   batch = dummy_batch(4, 6)
   batch["input_ids"] = np.arange(24, dtype=np.int32).reshape(4, 6) % CFG.vocab_size
   batch["task_id"] = np.array([0, 2, 2, 0], np.int32)
-  params = nn.meta.unbox(model.init(jax.random.key(0), batch)["params"])
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), batch)["params"])
   probs = np.array(inspect.gate_probabilities(model, params, batch)["mmoe/gate_probabilities"])
   assert probs.shape == (T, 4)
   np.testing.assert_allclose(probs.sum(1), [1.0, 0.0, 1.0], rtol=1e-5)  # task 1 is absent
