@@ -105,6 +105,14 @@ TINY_ARGS = ("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.g
 ONE_DEVICE = "--gin.make_mesh.mesh_shape=(1, 1)"
 
 
+def run_cell_in_process(argv) -> int:
+  """A grid cell's `python -m mtl_jax.train ARGS` (what mtl-compare / mtl-transfer launch) as the binary's
+  main() in this process, on ONE_DEVICE as a child cell would be: no interpreter + TensorFlow start."""
+  assert list(argv[1:3]) == ["-m", "mtl_jax.train"], argv
+  from mtl_jax import train
+  return train.main([*argv[3:], ONE_DEVICE])
+
+
 @pytest.fixture
 def clean_gin():
   """A cleared gin config for the test, cleared again afterwards."""

@@ -10,9 +10,8 @@ import json
 
 from test_compare_report import png_size
 
-from mtl_jax import train
 from mtl_jax.compare import cli, runner
-from conftest import TINY_ARGS, subprocess_env
+from conftest import TINY_ARGS, run_cell_in_process, subprocess_env
 
 STEPS = 4
 
@@ -27,8 +26,7 @@ class CountingLauncher:
     self.launched.append(list(argv))
     if len(self.launched) == 1:
       return runner.subprocess_launcher(argv, log_path, env)
-    assert list(argv[1:3]) == ["-m", "mtl_jax.train"], argv
-    return train.main([*argv[3:], "--gin.make_mesh.mesh_shape=(1, 1)"])
+    return run_cell_in_process(argv)
 
 
 def _argv(exp_dir):

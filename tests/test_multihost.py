@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_ARGS, run_binary, run_main, subprocess_env
+from conftest import ONE_DEVICE, REPO, TINY_ARGS, run_binary, run_main, subprocess_env
 from mtl_jax import distributed
 
 
@@ -124,7 +124,7 @@ def test_two_process_binary_trains_writes_once_and_resumes_single_process(tmp_pa
 
   # ... and one process on one device resumes from that checkpoint (main() in this process: no interpreter start)
   resumed = run_main(*common, "--gin.TRAIN_STEPS=3", "--gin.trainer.train.eval_period=3",
-                     "--gin.make_mesh.mesh_shape=(1, 1)")
+                     ONE_DEVICE)
   assert "resuming from checkpoint at step 2" in resumed.stdout
   assert json.loads((model_dir / "results.json").read_text())["step"] == 3
   assert sorted(read_scalars(model_dir / "train", "loss")) == [1, 2, 3]

@@ -15,7 +15,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorflow.python.framework import tensor_util
 
-from conftest import run_main
+from conftest import ONE_DEVICE, run_main
 
 pytestmark = pytest.mark.xdist_group("sharing_e2e")  # one worker under -n: the 5 runs are trained once
 
@@ -38,7 +38,7 @@ def runs(tmp_path_factory):
         f"--gin_file=gin/sharing/{strategy}.gin", *extra, f"--gin.MODEL_DIR={model_dir}",
         f"--gin.TRAIN_STEPS={STEPS}", f"--gin.trainer.train.eval_period={STEPS}",
         "--gin.trainer.train.log_period=1", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}",
-        "--gin.make_mesh.mesh_shape=(1, 1)", check=False))  # one device, as a user runs it
+        ONE_DEVICE, check=False))  # one device, as a user runs it
   gin.clear_config()
   return out
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from conftest import run_main
+from conftest import ONE_DEVICE, run_main
 
 
 def _scalars(logdir, tag):
@@ -22,7 +22,7 @@ def _scalars(logdir, tag):
 def test_wnut16_ner_trains(tmp_path, clean_gin):
   run_main("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
            "--gin.MIXTURE_OR_TASK_NAME=wnut16_ner", f"--gin.MODEL_DIR={tmp_path}",
-           "--gin.TRAIN_STEPS=40", "--gin.make_mesh.mesh_shape=(1, 1)")
+           "--gin.TRAIN_STEPS=40", ONE_DEVICE)
   results = json.loads((tmp_path / "results.json").read_text())
   wnut = results["tasks"]["wnut16_ner"]
   assert results["step"] == 40

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from mtl_jax import train
+from conftest import run_cell_in_process
 from mtl_jax.compare import cli as compare_cli
 from mtl_jax.compare.grid import Cell
 from mtl_jax.transfer import cli, grid, matrix
@@ -21,9 +21,7 @@ TINY = ["--experiment=gin/experiments/transfer_tiny.gin", "--gin.transfer.regime
 def in_process(calls):
   def launch(argv, log_path, env):
     calls.append(argv)
-    # argv = python -m mtl_jax.train ...: the binary's own main(), on one device as a child cell would be
-    # (conftest's 8 fake devices only slow a tiny model: ~25% more CPU per run)
-    return train.main([*argv[3:], "--gin.make_mesh.mesh_shape=(1, 1)"])
+    return run_cell_in_process(argv)
   return launch
 
 
