@@ -51,7 +51,8 @@ def tx():
 
 # ---- the real trainer step ----
 def real_step(size, sharing="hard", grouped=False, **encoder_options):
-  from mtl_jax import partitioning, steps as steps_lib
+  from mtl_jax.scale import partitioning
+  from mtl_jax.step import steps as steps_lib
   from mtl_jax.models.encoder import EncoderConfig
   from mtl_jax.models.multitask import build_model
   cfg = EncoderConfig(d_model=size["d_model"], num_heads=size["num_heads"], mlp_dim=size["mlp_dim"],

@@ -63,7 +63,7 @@ n = jax.device_count()
 for name, over in (("data_parallel", ()), ("fsdp", (("batch", "data"), ("embed", "data")))):
   steps, batch = memory.build("hard", 8, size, {"dtype": "bfloat16"}, 1)
   mesh = partitioning.make_mesh((n, 1))
-  from mtl_jax.steps import Steps
+  from mtl_jax.step.steps import Steps
   steps = Steps(steps.model, steps.tx, steps.task_kinds, mesh, partitioning.logical_axis_rules(over), 0,
                 size["batch"], size["length"])
   state = steps.init_state()

@@ -24,10 +24,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from mtl_jax import optim  # noqa: E402
+from mtl_jax.step import optim  # noqa: E402
 from mtl_jax.models.encoder import EncoderConfig  # noqa: E402
 from mtl_jax.models.multitask import build_model  # noqa: E402
-from mtl_jax.steps import dummy_batch, guarded_update  # noqa: E402
+from mtl_jax.step.steps import dummy_batch, guarded_update  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from strategy_cost import SIZES  # noqa: E402

@@ -5,7 +5,7 @@ token real, 2 classes): MiniLM encoder forward (dropout as the checkpoint says, 
 --dropout) + a classification head on the mean-pooled states + cross-entropy + backward
 + AdamW (lr 2e-5, betas 0.9/0.999, eps 1e-8, weight decay 0.01 on every param), float32:
 
-  mtl_jax       the REAL train step: mtl_jax.steps.Steps on build_model(cfg, 'hard', [2]),
+  mtl_jax       the REAL train step: mtl_jax.step.steps.Steps on build_model(cfg, 'hard', [2]),
                 the checkpoint loaded through the starting_point seam (FromPretrained ->
                 load.into_params), optax.adamw, a (1, 1) mesh on one CPU device. It also
                 pays for what every run pays: the stacked task heads, per-task loss means,
@@ -46,8 +46,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from mtl_jax import partitioning, starting_point  # noqa: E402
-from mtl_jax import steps as steps_lib  # noqa: E402
+from mtl_jax.scale import partitioning  # noqa: E402
+from mtl_jax.run import starting_point
+from mtl_jax.step import steps as steps_lib  # noqa: E402
 from mtl_jax.models.encoder import EncoderConfig, Embedder, TransformerLayer  # noqa: E402
 from mtl_jax.models.multitask import build_model  # noqa: E402
 from mtl_jax.pretrained import load, settings  # noqa: E402

@@ -11,7 +11,8 @@ import json
 import pathlib
 
 import tasks.offline  # noqa: F401
-from mtl_jax import evaluation, input_pipeline
+from mtl_jax.step import evaluation
+from mtl_jax.input import input_pipeline
 
 
 def main():

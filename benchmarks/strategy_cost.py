@@ -65,7 +65,8 @@ import gin  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtl_jax import optim, partitioning, steps as steps_lib  # noqa: E402
+from mtl_jax.step import optim, steps as steps_lib  # noqa: E402
+from mtl_jax.scale import partitioning
 from mtl_jax.models.encoder import EncoderConfig  # noqa: E402
 from mtl_jax.models.multitask import build_model  # noqa: E402
 

@@ -26,7 +26,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from mtl_jax import partitioning, steps as steps_lib, weighting  # noqa: E402
+from mtl_jax.scale import partitioning  # noqa: E402
+from mtl_jax.step import steps as steps_lib
+from mtl_jax import weighting
 from mtl_jax.data import synthetic  # noqa: E402
 from mtl_jax.models.encoder import EncoderConfig  # noqa: E402
 from mtl_jax.models.multitask import build_model  # noqa: E402

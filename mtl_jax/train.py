@@ -5,7 +5,7 @@
 
 Multi-host: run the same command on every host, plus --distributed=auto (TPU pod
 slice, SLURM, Open MPI) or --coordinator_address=HOST0:PORT --num_processes=N
---process_id=I (see mtl_jax/distributed.py).
+--process_id=I (see mtl_jax/scale/distributed.py).
 
 `--gin.KEY=VALUE` values that are not Python/gin literals are taken as strings, so
 `--gin.MODEL_DIR=/tmp/run` needs no inner quotes.
@@ -21,7 +21,8 @@ import sys
 
 import gin
 
-from mtl_jax import distributed, gin_args
+from mtl_jax.scale import distributed
+from mtl_jax import gin_args
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
-  from mtl_jax import crash_site, device_oom, faults, lock, trainer, write_errors
+  from mtl_jax.run import crash_site, device_oom, faults, lock, trainer, write_errors
   try:
     parse_gin(args.gin_file, bindings, args.gin_search_path)
     with faults.from_env(), write_errors.quiet():  # faults: test-only injection (MTL_JAX_FAULTS)

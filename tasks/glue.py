@@ -49,8 +49,8 @@ proportional to train size capped at 2**19 (T5's examples-proportional recipe).
 
 from __future__ import annotations
 
-from mtl_jax import metrics as M
-from mtl_jax import mixing
+from mtl_jax.step import metrics as M
+from mtl_jax.input import mixing
 from tasks import registration
 from tasks.offline import VOCABULARY
 

@@ -2,12 +2,12 @@
 
 `add_multilabel_task(name, members=..., examples_fn=...)` takes examples
   {'text': str, 'labels': {member: class int | float score}}   (a missing member = unlabelled)
-and registers (see mtl_jax/multilabel.py for why rows):
+and registers (see mtl_jax/input/multilabel.py for why rows):
   * each member as an ordinary task over the inputs labelled for it (evaluation, metrics,
     heads, or training it alone), via tasks.registration.add_task;
   * `name`, one seqio Task / mixture entry: each input (shuffled as a whole every epoch)
     becomes one row per member it has a label for, those rows adjacent in the stream;
-  * the group in mtl_jax.multilabel (the run's tasks are the members; its rate in a
+  * the group in mtl_jax.input.multilabel (the run's tasks are the members; its rate in a
     mixture is the share of ROWS it gives, split among members by their label counts).
 Sentence-level members (classification / regression) only; tagging members are refused.
 
@@ -28,7 +28,7 @@ from typing import Callable, Mapping, Sequence
 import seqio
 import tensorflow as tf
 
-from mtl_jax import multilabel, task_info
+from mtl_jax.input import multilabel, task_info
 from tasks import registration, validation
 
 SENTENCE_KINDS = ("classification", "regression")

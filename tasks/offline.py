@@ -27,7 +27,7 @@ chatterbot_intent is skewed (trivia ~34%, several classes with < 10 training
 examples; 'health' has one example overall, in test, so it is never trained).
 Token lengths (p50 / p99, incl. EOS): bbc ~470 / ~1480 (truncated by any usual
 TASK_FEATURE_LENGTHS), wnut ~34 / ~73, the rest <= ~70 at p99
-(`python -m mtl_jax.data_stats offline_all`). Words cut off by truncation are
+(`python -m mtl_jax.input.data_stats offline_all`). Words cut off by truncation are
 dropped from training and from evaluation alike: 2% of wnut tweets exceed 64
 tokens, 52% exceed 32.
 Mixtures:
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import functools
 
-from mtl_jax import mixing
-from mtl_jax import vocab as vocab_lib
+from mtl_jax.input import mixing
+from mtl_jax.input import vocab as vocab_lib
 from mtl_jax.data import corpora, fetch, splits
 from tasks import registration
 

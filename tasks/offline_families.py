@@ -12,7 +12,7 @@ Rates: proportional to size, capped at 3000 examples (as offline_all).
 
 from __future__ import annotations
 
-from mtl_jax import mixing
+from mtl_jax.input import mixing
 from tasks import offline, registration
 
 FAMILIES = {

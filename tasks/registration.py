@@ -14,7 +14,7 @@ Two ways in:
   add_tfds_task  a TFDS dataset (seqio.TfdsDataSource); its text fields are joined
                  into one input (see `join_fields`), its label becomes 'label' or
                  'score' by kind.
-Both register the head kind and label names in mtl_jax.task_info.
+Both register the head kind and label names in mtl_jax.input.task_info.
 
 Tagging alignment: each word's tag sits on its first sub-token, -1 on its other
 sub-tokens and on EOS (also after truncation), so metrics see one tag per word.
@@ -33,8 +33,8 @@ from typing import Callable, Mapping, Sequence
 import seqio
 import tensorflow as tf
 
-from mtl_jax import metrics as mtl_metrics
-from mtl_jax import task_info
+from mtl_jax.step import metrics as mtl_metrics
+from mtl_jax.input import task_info
 from tasks import validation
 
 SPLITS = ("train", "validation", "test")
@@ -130,7 +130,7 @@ def add_task(
     metric_fns: Sequence[Callable] | None = None,
     num_examples: Mapping[str, int] | None = None,
 ) -> seqio.Task:
-  """Registers `name` in seqio.TaskRegistry and its head kind in mtl_jax.task_info."""
+  """Registers `name` in seqio.TaskRegistry and its head kind in mtl_jax.input.task_info."""
   info = task_info.register(task_info.TaskInfo(name, kind, tuple(label_names)))
   source = InMemorySource(
       dataset_fn=functools.partial(_dataset_fn, examples_fn=examples_fn, kind=kind, task_name=name,
@@ -290,7 +290,7 @@ def _map(ds, fn):
 
 
 def add_mixture(name: str, tasks_and_rates: Sequence) -> seqio.Mixture:
-  """Registers (or replaces) a seqio.Mixture; rates may be numbers or mtl_jax.mixing functions."""
+  """Registers (or replaces) a seqio.Mixture; rates may be numbers or mtl_jax.input.mixing functions."""
   if name in seqio.MixtureRegistry.names():
     seqio.MixtureRegistry.remove(name)
   return seqio.MixtureRegistry.add(name, tasks_and_rates)

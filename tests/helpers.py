@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import optax
 
-from mtl_jax import partitioning
+from mtl_jax.scale import partitioning
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.models.multitask import build_model
-from mtl_jax.steps import Steps
+from mtl_jax.step.steps import Steps
 
 TINY = EncoderConfig(d_model=32, num_heads=2, mlp_dim=64, num_layers=2, max_len=64, vocab_size=50)
 KINDS = ("classification", "regression", "classification")

@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax import optim, partitioning, steps as steps_lib
+from mtl_jax.step import optim, steps as steps_lib
+from mtl_jax.scale import partitioning
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.models.multitask import build_model
-from mtl_jax.param_groups import Groups
+from mtl_jax.step.param_groups import Groups
 from tests.helpers import KINDS, NUM_CLASSES, TINY, fixed_batch
 
 # post-LN, erf GELU, embedding LayerNorm, token types: the pretrained (exportable) architecture

@@ -128,7 +128,7 @@ def test_resume_on_changed_data_is_refused_naming_the_task_unless_accepted(tmp_p
   assert "changed since this run started; accepted" in capsys.readouterr().out
 
 
-FAULTS = {  # injected by mtl_jax/faults.py at a chosen step; each ends in one line, no traceback
+FAULTS = {  # injected by mtl_jax/run/faults.py at a chosen step; each ends in one line, no traceback
     "disk_full_writing_results": ("enospc_results@2", "at step 2 while writing results: No space left on device ("),
     "disk_full_writing_tensorboard": ("enospc_tensorboard@2",
                                       "at step 2 while writing TensorBoard summaries: No space left on device ("),

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from helpers import fixed_batch, tiny_steps
-from mtl_jax.checkpoints import Checkpoints
+from mtl_jax.run.checkpoints import Checkpoints
 
 
 def test_save_restore_round_trip_and_keep(tmp_path):

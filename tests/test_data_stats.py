@@ -1,11 +1,11 @@
-"""python -m mtl_jax.data_stats: split sizes, label distribution, token lengths, mixing rates."""
+"""python -m mtl_jax.input.data_stats: split sizes, label distribution, token lengths, mixing rates."""
 
 import json
 
 import pytest
 
 import tasks.synthetic  # noqa: F401
-from mtl_jax import data_stats
+from mtl_jax.input import data_stats
 
 
 pytestmark = pytest.mark.usefixtures("clean_gin")  # conftest: gin cleared around every test
@@ -37,7 +37,7 @@ def test_cli_table_json_and_gin(capsys):
 
 def test_tagging_and_regression_stats():
   import tasks.offline  # noqa: F401
-  from mtl_jax import input_pipeline as ip
+  from mtl_jax.input import input_pipeline as ip
   wnut = data_stats.split_stats(ip.get_provider("wnut16_ner"), "validation")
   assert wnut["examples"] == 222 and 0.9 < wnut["tags"]["O"] / sum(wnut["tags"].values()) < 0.99
   assert "B-person" in wnut["tags"] and wnut["length"]["p99"] < 128

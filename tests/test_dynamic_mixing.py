@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ONE_DEVICE, REPO, TINY_ARGS, run_main, subprocess_env
-from mtl_jax import input_pipeline as ip
-from mtl_jax import mixing, mixing_schedule
+from mtl_jax.input import input_pipeline as ip
+from mtl_jax.input import mixing, mixing_monitor, mixing_schedule
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
 
@@ -106,7 +106,7 @@ def test_stream_follows_the_schedule_and_monitor_logs_it(toy):
   assert counts[0] == 0 and abs(counts[2] / counts[1:].sum() - 0.75) < 0.03  # 30 * 64 rows, sd ~0.01
   eq = np.bincount(tid[5:10].ravel(), minlength=3) / tid[5:10].size
   assert np.abs(eq - 1 / 3).max() < 0.08
-  monitor = mixing.MixingMonitor.from_provider(toy)
+  monitor = mixing_monitor.MixingMonitor.from_provider(toy)
   for k in range(5):
     monitor.update({"task_id": tid[k]})
   s = monitor.scalars()
@@ -123,10 +123,10 @@ def test_stream_follows_the_schedule_and_monitor_logs_it(toy):
   np.testing.assert_allclose(monitor.intended, cumulative, rtol=1e-12)
   assert s["mixing/max_abs_z"] < 5
   # a monitor restored from counts (a resume) intends the same
-  resumed = mixing.MixingMonitor.from_provider(toy)
+  resumed = mixing_monitor.MixingMonitor.from_provider(toy)
   resumed.counts[:] = monitor.counts
   resumed.update({"task_id": tid[0]})  # first batch after resume tells it the batch size
-  again = mixing.MixingMonitor.from_provider(toy)
+  again = mixing_monitor.MixingMonitor.from_provider(toy)
   for k in range(40):
     again.update({"task_id": tid[k]})
   again.update({"task_id": tid[0]})

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import seqio
 
-from mtl_jax import input_pipeline, task_info, train
+from mtl_jax.input import input_pipeline, task_info
+from mtl_jax import train
 from mtl_jax.data import file_tasks, splits
 from tasks import from_files, registration
 from conftest import ONE_DEVICE

@@ -11,8 +11,9 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from helpers import fixed_batch
-from mtl_jax import partitioning, steps as steps_lib
-from mtl_jax.checkpoints import Checkpoints
+from mtl_jax.scale import partitioning
+from mtl_jax.step import steps as steps_lib
+from mtl_jax.run.checkpoints import Checkpoints
 from test_sharding_equivalence import CFG, build, compile_fast
 
 NUM_STEPS = 6

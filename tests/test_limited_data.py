@@ -4,7 +4,7 @@ import gin
 import numpy as np
 import pytest
 
-from mtl_jax import input_pipeline as ip
+from mtl_jax.input import input_pipeline as ip
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
 

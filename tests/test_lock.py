@@ -1,4 +1,4 @@
-"""One trainer per MODEL_DIR (mtl_jax/lock.py): refuse a live owner, take over a stale one,
+"""One trainer per MODEL_DIR (mtl_jax/run/lock.py): refuse a live owner, take over a stale one,
 and mtl-compare skips cells whose MODEL_DIR is held. In-process: no training."""
 
 import json
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mtl_jax import lock
+from mtl_jax.run import lock
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from helpers import TINY, tiny_steps
-from mtl_jax import evaluation, input_pipeline as ip, step_hooks
+from mtl_jax.step import evaluation, step_hooks
+from mtl_jax.input import input_pipeline as ip
 from mtl_jax.compare import aggregate, report
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
@@ -89,7 +90,7 @@ def _program_size(sharing, num_tasks):
   cfg = dataclasses.replace(TINY, num_layers=1, dropout_rate=0.0)
   steps = tiny_steps(sharing, kinds=("classification",) * num_tasks, num_classes=(2,) * num_tasks,
                      batch_size=16, length=8, config=cfg)
-  batch = {k: jax.numpy.asarray(v) for k, v in __import__("mtl_jax.steps", fromlist=["x"]).dummy_batch(16, 8).items()}
+  batch = {k: jax.numpy.asarray(v) for k, v in __import__("mtl_jax.step.steps", fromlist=["x"]).dummy_batch(16, 8).items()}
   return len(jax.make_jaxpr(steps._train_step)(steps.abstract_state, batch).jaxpr.eqns)  # shapes only: no init
 
 

@@ -1,4 +1,4 @@
-"""Tests for mtl_jax.metrics against values worked out by hand."""
+"""Tests for mtl_jax.step.metrics against values worked out by hand."""
 
 import math
 import warnings
@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mtl_jax import metrics as M
+from mtl_jax.step import metrics as M
 
 # Binary example: targets [1,0,1,1], predictions [1,1,1,0]
 #   idx0 1/1 TP, idx1 0/1 FP, idx2 1/1 TP, idx3 1/0 FN  -> TP=2 FP=1 FN=1 TN=0

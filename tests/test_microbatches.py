@@ -12,9 +12,10 @@ import optax
 import pytest
 
 from helpers import KINDS, NUM_CLASSES, TINY, fixed_batch
-from mtl_jax import microbatch, partitioning, weighting
+from mtl_jax.scale import microbatch, partitioning
+from mtl_jax import weighting
 from mtl_jax.models.multitask import build_model
-from mtl_jax.steps import Steps
+from mtl_jax.step.steps import Steps
 
 B, L = 24, 12
 CFG = dataclasses.replace(TINY, num_layers=1)  # one layer: accumulation is per step, compile time is not
@@ -103,7 +104,7 @@ def test_microbatches_refuse_what_cannot_be_split(kwargs, message):
 
 
 def test_microbatched_run_resumes_exactly(tmp_path):
-  from mtl_jax.checkpoints import Checkpoints
+  from mtl_jax.run.checkpoints import Checkpoints
   steps = build("soft", 2)
   batches = [fixed_batch(B, L, seed=s) for s in range(4)]
   state = steps.init_state()

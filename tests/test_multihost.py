@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import ONE_DEVICE, REPO, TINY_ARGS, run_binary, run_main, subprocess_env
-from mtl_jax import distributed
+from mtl_jax.scale import distributed
 
 
 # XLA:CPU flags that make these tiny programs compile ~4x faster (test speed only)

@@ -11,10 +11,13 @@ import optax
 import pytest
 
 from helpers import TINY
-from mtl_jax import evaluation, input_pipeline as ip, mixing, multilabel, partitioning, weighting
+from mtl_jax.step import evaluation
+from mtl_jax.input import input_pipeline as ip, mixing, multilabel
+from mtl_jax.scale import partitioning
+from mtl_jax import weighting
 from mtl_jax.data.word_vocab import WordVocabulary
 from mtl_jax.models.multitask import build_model
-from mtl_jax.steps import Steps
+from mtl_jax.step.steps import Steps
 from tasks import multilabel as ml_tasks
 from tasks import registration
 from conftest import ONE_DEVICE

@@ -1,4 +1,4 @@
-"""Parameter groups (mtl_jax/param_groups.py + optim.make_optimizer): multipliers by path
+"""Parameter groups (mtl_jax/step/param_groups.py + optim.make_optimizer): multipliers by path
 against hand-written numbers, frozen parameters untouched and stateless, each group's
 update against a separately built optax.adamw, the plain optimizer unchanged, checkpoints."""
 
@@ -15,10 +15,11 @@ import pytest
 
 from conftest import REPO, subprocess_env
 from helpers import KINDS, NUM_CLASSES, TINY, fixed_batch
-from mtl_jax import optim, partitioning, steps as steps_lib
-from mtl_jax.checkpoints import Checkpoints
+from mtl_jax.step import optim, steps as steps_lib
+from mtl_jax.scale import partitioning
+from mtl_jax.run.checkpoints import Checkpoints
 from mtl_jax.models.multitask import build_model
-from mtl_jax.param_groups import Groups
+from mtl_jax.step.param_groups import Groups
 
 pytestmark = pytest.mark.xdist_group("param_groups")  # one worker under -n: the (4, 2)-mesh sluice steps compile once
 

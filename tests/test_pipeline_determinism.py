@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mtl_jax import input_pipeline as ip
+from mtl_jax.input import input_pipeline as ip
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
 
@@ -20,7 +20,7 @@ import hashlib, logging, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 logging.disable(logging.WARNING)
 import tasks.offline, tasks.synthetic
-from mtl_jax import input_pipeline as ip
+from mtl_jax.input import input_pipeline as ip
 from tasks import registration
 # real text: SentencePiece, ragged word tags, small corpora (fast to load)
 registration.add_mixture("det_real", [("wnut16_ner", 1.0), ("chatterbot_intent", 1.0)])

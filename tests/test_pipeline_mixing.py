@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mtl_jax import input_pipeline as ip
-from mtl_jax import mixing
+from mtl_jax.input import input_pipeline as ip
+from mtl_jax.input import mixing, mixing_monitor
 from mtl_jax import train as train_lib
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
@@ -95,7 +95,7 @@ def test_realised_proportions_match_rates(toy, bindings):
 
 
 def test_monitor_flags_wrong_rates(toy):
-  monitor = mixing.MixingMonitor(sorted(SIZES), {"toymix_a": .1, "toymix_b": .1, "toymix_c": .8})
+  monitor = mixing_monitor.MixingMonitor(sorted(SIZES), {"toymix_a": .1, "toymix_b": .1, "toymix_c": .8})
   monitor.update({"task_id": np.array([0, 1, 2] * 300), "weight": np.ones(900)})
   assert monitor.max_abs_z() > 10
   monitor.update({"task_id": np.array([[0, 0], [1, 1], [2, 2]]), "weight": np.zeros((3, 2))})

@@ -5,7 +5,7 @@ import pytest
 import seqio
 
 import tasks.offline  # noqa: F401  registers rotten_tomatoes
-from mtl_jax import input_pipeline as ip
+from mtl_jax.input import input_pipeline as ip
 from mtl_jax.data.word_vocab import WordVocabulary
 from tasks import registration
 

@@ -16,10 +16,12 @@ import pytest
 import seqio
 
 from conftest import ONE_DEVICE, REPO, subprocess_env
-from mtl_jax import input_pipeline, partitioning, predict, task_info, train
+from mtl_jax.input import input_pipeline, task_info
+from mtl_jax.scale import partitioning
+from mtl_jax import predict, train
 from mtl_jax.data import splits
 from mtl_jax.predict import cli
-from mtl_jax.steps import Steps
+from mtl_jax.step.steps import Steps
 
 pytestmark = pytest.mark.xdist_group("predict")  # one worker under -n: the module's trained run is built once
 

@@ -13,13 +13,13 @@ from flax import traverse_util
 from flax.core import meta
 
 import bert_reference
-from mtl_jax import checkpoints, run_spec
+from mtl_jax.run import checkpoints, run_spec
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.models.multitask import MultiTaskModel, build_model
 from mtl_jax.pretrained import checkpoint as ckpt_lib
 from mtl_jax.pretrained import encode, export, load, store
 from mtl_jax.sharing import soft
-from mtl_jax.steps import TrainState, dummy_batch
+from mtl_jax.step.steps import TrainState, dummy_batch
 from pretrained_fixtures import write_tiny_checkpoint
 
 pytestmark = pytest.mark.xdist_group("pretrained_export")  # one worker under -n: the MiniLM export is built once

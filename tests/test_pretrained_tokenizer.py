@@ -11,7 +11,7 @@ import seqio
 import tensorflow as tf
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from mtl_jax import input_pipeline as ip
+from mtl_jax.input import input_pipeline as ip
 from mtl_jax.data import corpora
 from mtl_jax.pretrained import settings, store, tokenizer  # noqa: F401  settings: the gin binding
 from tasks import offline, registration

@@ -55,7 +55,7 @@ def test_unknown_remat_policy_is_one_line():
 def test_a_resume_may_turn_remat_on_but_not_change_precision():
   """remat only trades memory for recompute (same values, tested above): turning it on after an OOM must
   not refuse the resume; a dtype change still does, naming the field."""
-  from mtl_jax import run_spec
+  from mtl_jax.run import run_spec
   spec = lambda **kw: {"sharing": "hard", "tasks": ["a"], "num_classes": [2], "param_groups": {},
                        "train_example_limit": {"limit": None, "subset_seed": None}, "param_shapes": {},
                        "encoder": dataclasses.asdict(dataclasses.replace(CFG, **kw))}

@@ -5,7 +5,7 @@ kill -9, SIGTERM and the real full disk hit a real subprocess of the binary (tin
 process's 8 fake devices; everything else runs main() in-process (no interpreter start): the uninterrupted
 reference, the final resumes (results follow the device count, not the process: an 8-device child and an
 in-process run agree bit for bit), and the awkward-moment cases with faults injected at a chosen step
-(mtl_jax/faults.py). 'Exact' means the final
+(mtl_jax/run/faults.py). 'Exact' means the final
 TrainState (params, optimizer state, step) is bit-identical to an uninterrupted
 run with the same seed, and so are the evaluation results.
 """

@@ -21,9 +21,10 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from helpers import TINY, fixed_batch
-from mtl_jax import partitioning, sharing
+from mtl_jax.scale import partitioning
+from mtl_jax import sharing
 from mtl_jax.models.multitask import build_model
-from mtl_jax.steps import Steps
+from mtl_jax.step.steps import Steps
 
 pytestmark = pytest.mark.xdist_group("sharding_equivalence")  # one worker under -n: one-device references shared with _model
 

@@ -28,20 +28,20 @@ def free_port() -> int:
 
 
 def build(shape):
-  from mtl_jax import partitioning
+  from mtl_jax.scale import partitioning
   from test_sharding_equivalence import build as build_steps
   return build_steps("hard", partitioning.make_mesh(shape))
 
 
 def worker(process_id: int, port: int, out: pathlib.Path) -> None:
-  from mtl_jax import distributed
+  from mtl_jax.scale import distributed
   distributed.initialize(distributed.DistributedConfig("on", f"localhost:{port}", 2, process_id))
   import jax
   from jax.experimental import multihost_utils
   from helpers import fixed_batch
-  from mtl_jax.checkpoints import Checkpoints
+  from mtl_jax.run.checkpoints import Checkpoints
   assert (jax.process_count(), jax.device_count(), jax.local_device_count()) == (2, 8, 4)
-  from mtl_jax import partitioning
+  from mtl_jax.scale import partitioning
   try:  # 'model' across the two hosts: each process's rows would land on the other's devices
     partitioning.make_mesh((1, 8))
     raise AssertionError("make_mesh((1, 8)) over 2 processes should be refused")
@@ -86,7 +86,7 @@ def test_two_processes_match_one_process_and_checkpoint_restores_elsewhere(tmp_p
   # the same on ONE process with 8 devices (this pytest process)
   import jax
   from helpers import fixed_batch
-  from mtl_jax.checkpoints import Checkpoints
+  from mtl_jax.run.checkpoints import Checkpoints
   from test_sharding_equivalence import assert_params_close
   steps = build(MESH)
   state = steps.init_state()

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 
 from helpers import fixed_batch
-from mtl_jax import partitioning
-from mtl_jax.checkpoints import Checkpoints
+from mtl_jax.scale import partitioning
+from mtl_jax.run.checkpoints import Checkpoints
 from test_sharding_equivalence import assert_params_close, build
 
 FIRST, THEN = 6, 6

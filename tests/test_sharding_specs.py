@@ -19,9 +19,10 @@ import pytest
 from jax.sharding import AxisType, PartitionSpec as P
 
 from helpers import TINY, fixed_batch
-from mtl_jax import partitioning, sharing
+from mtl_jax.scale import partitioning
+from mtl_jax import sharing
 from mtl_jax.models.multitask import build_model
-from mtl_jax.steps import Steps
+from mtl_jax.step.steps import Steps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Everything split on 'model' divisible by 8: heads 8, mlp 64, vocab 64.

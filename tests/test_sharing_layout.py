@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from mtl_jax import partitioning
+from mtl_jax.scale import partitioning
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.models.multitask import build_model
 from mtl_jax.sharing import inspect
-from mtl_jax.steps import dummy_batch
+from mtl_jax.step.steps import dummy_batch
 
 CFG = EncoderConfig(d_model=16, num_heads=2, mlp_dim=32, num_layers=2, max_len=8, vocab_size=32)
 T = 3

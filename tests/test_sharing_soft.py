@@ -8,7 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from mtl_jax import partitioning, sharing, steps as steps_lib
+from mtl_jax.scale import partitioning
+from mtl_jax import sharing
+from mtl_jax.step import steps as steps_lib
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.models.multitask import MultiTaskModel
 from mtl_jax.sharing.soft import SoftSharing

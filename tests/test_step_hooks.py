@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from mtl_jax import step_hooks, train
+from mtl_jax.step import step_hooks
+from mtl_jax import train
 from conftest import ONE_DEVICE
 
 BASE = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",

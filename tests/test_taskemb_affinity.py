@@ -9,7 +9,8 @@ import optax
 import pytest
 from flax import traverse_util
 
-from mtl_jax import losses, train
+from mtl_jax.step import losses
+from mtl_jax import train
 from mtl_jax.taskemb import affinity
 from tests.helpers import KINDS, fixed_batch, tiny_steps
 from conftest import ONE_DEVICE

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from mtl_jax import losses
+from mtl_jax.step import losses
 from mtl_jax.models.multitask import build_model
 from mtl_jax.taskemb import fisher
 from tests.helpers import KINDS, NUM_CLASSES, TINY, fixed_batch

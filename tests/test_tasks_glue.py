@@ -12,10 +12,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tasks.glue as glue
-from mtl_jax import input_pipeline as ip
-from mtl_jax import metrics as M
-from mtl_jax import mixing, task_info
-from mtl_jax.features import MODEL_FEATURES
+from mtl_jax.input import input_pipeline as ip
+from mtl_jax.step import metrics as M
+from mtl_jax.input import mixing, task_info
+from mtl_jax.input.features import MODEL_FEATURES
 from tasks import registration
 
 ALL = glue.glue_task_names() + glue.super_glue_task_names()
@@ -113,7 +113,7 @@ def test_mnli_evaluates_matched_and_mismatched(mock):
 
   A constant predictor (class 0) gives accuracy = share of label 0, computed here
   independently from the raw mock examples of each split."""
-  from mtl_jax import evaluation
+  from mtl_jax.step import evaluation
   names = ("glue_mnli",)
   evaluator = evaluation.Evaluator(names, LENGTHS, batch_size=4)
   record = evaluator.evaluate(lambda b: {"classification": np.zeros_like(b["task_id"])})

@@ -6,8 +6,8 @@ import collections
 import numpy as np
 import pytest
 
-from mtl_jax import input_pipeline as ip
-from mtl_jax import task_info
+from mtl_jax.input import input_pipeline as ip
+from mtl_jax.input import task_info
 from mtl_jax.data import splits
 from tasks import offline
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import tasks.offline  # noqa: F401  registers the offline tasks
-from mtl_jax import input_pipeline, task_info
-from mtl_jax.features import MODEL_FEATURES
+from mtl_jax.input import input_pipeline, task_info
+from mtl_jax.input.features import MODEL_FEATURES
 
 LENGTHS = {"inputs": 32}
 

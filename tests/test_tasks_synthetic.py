@@ -10,8 +10,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import tasks.synthetic as syn_tasks
-from mtl_jax import input_pipeline as ip
-from mtl_jax import mixing, task_info
+from mtl_jax.input import input_pipeline as ip
+from mtl_jax.input import mixing, task_info
 from mtl_jax.data import synthetic as syn
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mtl_jax import heads
-from mtl_jax import input_pipeline as ip
+from mtl_jax.input import input_pipeline as ip
 from mtl_jax.data import corpora
 from tasks import offline, registration
 

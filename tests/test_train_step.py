@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from helpers import fixed_batch, tiny_steps
-from mtl_jax import losses
+from mtl_jax.step import losses
 
 
 def test_train_step_lowers_loss_on_fixed_batch():

@@ -9,8 +9,10 @@ import optax
 import pytest
 from flax import traverse_util
 
-from mtl_jax import partitioning, starting_point, train, trainer
-from mtl_jax import steps as steps_lib
+from mtl_jax.scale import partitioning
+from mtl_jax.run import starting_point, trainer
+from mtl_jax import train
+from mtl_jax.step import steps as steps_lib
 from mtl_jax.models.multitask import build_model
 from mtl_jax.pretrained import settings
 from mtl_jax.transfer import init_from

@@ -7,7 +7,8 @@ import pathlib
 import gin
 import pytest
 
-from mtl_jax import input_pipeline, train, weighting
+from mtl_jax.input import input_pipeline
+from mtl_jax import train, weighting
 from conftest import ONE_DEVICE
 
 FILES = sorted(pathlib.Path(train.REPO_ROOT, "gin", "weighting").glob("*.gin"))

@@ -12,9 +12,11 @@ import optax
 import pytest
 
 from helpers import KINDS, NUM_CLASSES, TINY, fixed_batch
-from mtl_jax import checkpoints, partitioning, run_spec, weighting
+from mtl_jax.run import checkpoints, run_spec
+from mtl_jax.scale import partitioning
+from mtl_jax import weighting
 from mtl_jax.models.multitask import build_model
-from mtl_jax.steps import Steps
+from mtl_jax.step.steps import Steps
 from mtl_jax.weighting import base
 
 CONFIG = dataclasses.replace(TINY, num_layers=1, dropout_rate=0.0)

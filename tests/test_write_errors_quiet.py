@@ -10,7 +10,7 @@ import logging
 import sys
 import threading
 
-from mtl_jax import write_errors
+from mtl_jax.run import write_errors
 
 
 def _closed_loop_error():

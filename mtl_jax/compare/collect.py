@@ -14,7 +14,7 @@ import pathlib
 import re
 import statistics
 
-from mtl_jax import metrics
+from mtl_jax.step import metrics
 from mtl_jax.compare import runner
 from mtl_jax.compare.grid import Cell
 

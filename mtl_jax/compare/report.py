@@ -23,7 +23,7 @@ CSV_COLUMNS = ["kind", "strategy", "mixture", "axes", "task", "metric", "lower_i
                "std", "single_mean", "single_std", "diff_vs_single", "rel_change_vs_single",
                "within_noise_vs_single", "params_total", "params_trainable", "steps_per_second", "wall_s"]
 DEFINITIONS = {
-    "headline": "each task's headline validation metric (mtl_jax.metrics.headline); average = unweighted mean",
+    "headline": "each task's headline validation metric (mtl_jax.step.metrics.headline); average = unweighted mean",
     "std": "sample standard deviation over seeds (ddof=1); NaN/null with one seed",
     "delta_m": "(1/T) sum_t (-1)^l_t (M_mtl,t - M_single,t) / |M_single,t|, per seed, M_single = baseline "
                "mean over seeds, l_t = 1 if lower is better (Maninis et al. 2019); then mean ± std over seeds",

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable, Mapping, Sequence
 
-from mtl_jax import lock as dir_lock
+from mtl_jax.run import lock as dir_lock
 from mtl_jax.compare.grid import Cell
 
 RUN_RECORD = "compare_run.json"

@@ -2,13 +2,13 @@
 
 Pre-LayerNorm (the from-scratch default) or post-LayerNorm (BERT / RoBERTa, so a
 pretrained checkpoint runs exactly as published: see mtl_jax/pretrained/). Logical
-axes (mapped to mesh axes by mtl_jax.partitioning rules):
+axes (mapped to mesh axes by mtl_jax.scale.partitioning rules):
   vocab, embed, heads, kv, mlp, length (positions), tasks (per-task stacks).
 Activations are constrained to ('batch', 'length', 'embed').
 
 Scale options (all off by default; the default model is unchanged): `dtype` (bf16
-activations and matmuls, see mtl_jax/precision.py), `remat_policy` (per-layer
-rematerialisation, mtl_jax/remat.py) and `scan_layers` (one nn.scan over the layers:
+activations and matmuls, see mtl_jax/scale/precision.py), `remat_policy` (per-layer
+rematerialisation, mtl_jax/scale/remat.py) and `scan_layers` (one nn.scan over the layers:
 compile time independent of depth; the params become one stack on a 'layers' axis
 under layer_scan/, so pretrained / init_from loading, which reads layer_{k}/, refuses it).
 """
@@ -21,7 +21,7 @@ import flax.linen as nn
 import gin
 import jax.numpy as jnp
 
-from mtl_jax import precision, remat
+from mtl_jax.scale import precision, remat
 
 _DENSE_INIT = nn.initializers.xavier_uniform()
 NORMS = ("pre", "post")
@@ -51,7 +51,7 @@ class EncoderConfig:
   # Memory / precision / compile time at scale (README "Precision, memory and speed").
   dtype: str = "float32"         # activations + matmuls: 'float32' or 'bfloat16' (softmax, LayerNorm, losses stay f32)
   param_dtype: str = "float32"   # parameters, gradients, optimizer state
-  remat_policy: str = "none"     # per-layer rematerialisation: mtl_jax/remat.py POLICIES
+  remat_policy: str = "none"     # per-layer rematerialisation: mtl_jax/scale/remat.py POLICIES
   scan_layers: bool = False      # nn.scan the layer stack (params stacked on 'layers'; no pretrained loading)
 
   def __post_init__(self):

@@ -14,7 +14,7 @@ import pathlib
 import sys
 from typing import Any, Mapping
 
-from mtl_jax import task_info
+from mtl_jax.input import task_info
 
 
 _PLACEHOLDER = {"classification": {"label": 0}, "regression": {"score": 0.0}, "tagging": {}}

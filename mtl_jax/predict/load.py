@@ -26,7 +26,8 @@ import jax
 import numpy as np
 
 from mtl_jax import heads as heads_lib
-from mtl_jax import partitioning, task_info
+from mtl_jax.scale import partitioning
+from mtl_jax.input import task_info
 from mtl_jax.predict import inputs as inputs_lib
 
 CHECKPOINTS = ("auto", "best", "latest")
@@ -66,7 +67,7 @@ class Predictor:
   def features(self, task: str, examples: Sequence[Mapping]) -> dict[str, np.ndarray]:
     """Model features [N, ...] of `examples` through `task`'s own seqio pipeline (as in evaluation)."""
     import seqio
-    from mtl_jax.features import EncoderFeatureConverter
+    from mtl_jax.input.features import EncoderFeatureConverter
     from tasks import registration
     original = seqio.get_mixture_or_task(task)
     fn = getattr(original.source, "_dataset_fn", None)  # registration.InMemorySource's partial
@@ -153,7 +154,8 @@ def _checkpoint_step(model_dir: pathlib.Path, which: str) -> str:
 
 def load(model_dir: str | os.PathLike, checkpoint: str = "auto", batch_size: int = 32) -> Predictor:
   """The run in `model_dir` from its best checkpoint ('auto': best if saved, else latest)."""
-  from mtl_jax import input_pipeline, train
+  from mtl_jax.input import input_pipeline
+  from mtl_jax import train
   from mtl_jax.models.multitask import build_model
   from mtl_jax.transfer import init_from
   model_dir = pathlib.Path(model_dir).absolute()

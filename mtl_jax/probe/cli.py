@@ -63,7 +63,7 @@ def run(args, echo=print) -> dict:
   gin.clear_config()
   for module in args.task_module or ["tasks.offline"]:
     importlib.import_module(module)
-  from mtl_jax import task_info
+  from mtl_jax.input import task_info
   from mtl_jax.probe import curves, featurize
   unknown = [m for m in args.models if m not in curves.MODELS]
   if unknown:

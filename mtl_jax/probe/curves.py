@@ -19,7 +19,8 @@ import numpy as np
 import seqio
 
 from mtl_jax import heads as heads_lib
-from mtl_jax import metrics, task_info
+from mtl_jax.step import metrics
+from mtl_jax.input import task_info
 from mtl_jax.compare import aggregate
 from mtl_jax.probe import models
 

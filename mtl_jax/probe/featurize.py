@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax import input_pipeline, task_info
+from mtl_jax.input import input_pipeline, task_info
 from mtl_jax.data import fetch
 from mtl_jax.pretrained import settings as _settings  # noqa: F401  registers gin `pretrained.*`
 from mtl_jax.models.encoder import EncoderConfig, Embedder, LayerStack, final_norm

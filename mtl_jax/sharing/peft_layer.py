@@ -173,7 +173,7 @@ class TaskParams(nn.Module):
 
   @nn.compact
   def __call__(self):
-    from mtl_jax import precision
+    from mtl_jax.scale import precision
     return {name: self.param(name, param_init(init, ("tasks",) + tuple(axes)), (self.num_tasks,) + tuple(shape),
                              precision.dtype(self.param_dtype))
             for name, shape, axes, init in self.specs}

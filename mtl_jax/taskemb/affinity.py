@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from mtl_jax import losses, step_hooks
+from mtl_jax.step import losses, step_hooks
 from mtl_jax.weighting import gradients
 
 FILE = "affinity.json"

@@ -192,7 +192,7 @@ def run(args, echo=print) -> dict:
   gin.clear_config()
   for module in args.task_module or ["tasks.offline"]:
     importlib.import_module(module)
-  from mtl_jax import task_info
+  from mtl_jax.input import task_info
   from mtl_jax.taskemb import groups as groups_lib, ranking, report, similarity
   tasks = list(dict.fromkeys(args.tasks))
   if len(tasks) < 2:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from mtl_jax import losses
+from mtl_jax.step import losses
 from mtl_jax.pretrained import settings as _settings  # noqa: F401  registers gin `pretrained.*`
 from mtl_jax.models.encoder import TransformerLayer
 
@@ -151,7 +151,7 @@ def run_fisher(model_dir: pathlib.Path, task_name: str, length: int, batch_size:
                labels: str = "labels", seed: int = 0, split: str = "train") -> dict:
   """TaskEmb of `task_name` from an mtl-train run fine-tuned on it (its MODEL_DIR, latest checkpoint)."""
   import seqio
-  from mtl_jax import input_pipeline, task_info
+  from mtl_jax.input import input_pipeline, task_info
   from mtl_jax.models.multitask import build_model
   from mtl_jax.transfer import init_from
   model_dir = pathlib.Path(model_dir)

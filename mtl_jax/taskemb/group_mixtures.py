@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from mtl_jax import mixing
+from mtl_jax.input import mixing
 from mtl_jax.taskemb.groups import ENV
 from tasks import registration
 

@@ -20,7 +20,7 @@ DEFAULT = "equal"
 @gin.configurable("weighting", module="mtl_jax")
 def configured(num_tasks: int, method: str | None = None, rep_grad: bool = False) -> Method:
   """The gin-chosen method for `num_tasks` tasks (validated: one clear error)."""
-  from mtl_jax import losses
+  from mtl_jax.step import losses
   legacy = losses.legacy_weighting()
   if legacy is not None and method not in (None, legacy):
     raise ValueError(f"both weighting.method={method!r} and the old losses.combine_task_losses.weighting "

@@ -142,7 +142,7 @@ class Checkpoints:
       manager.close()
 
 
-# --- after a failed write (mtl_jax/write_errors.py) -----------------------------------
+# --- after a failed write (mtl_jax/run/write_errors.py) -----------------------------------
 def _is_partial(path: pathlib.Path) -> bool:
   return path.is_dir() and not path.name.isdigit() and "tmp" in path.name
 

@@ -23,8 +23,13 @@ import tqdm
 from jax.experimental import multihost_utils
 from clu import metric_writers
 
-from mtl_jax import checkpoints, evaluation, features, input_pipeline, mixing, optim, partitioning
-from mtl_jax import lock, run_spec, starting_point, step_hooks, steps as steps_lib, task_info
+from mtl_jax.run import checkpoints
+from mtl_jax.step import evaluation, optim
+from mtl_jax.input import features, input_pipeline, mixing_monitor
+from mtl_jax.scale import partitioning
+from mtl_jax.run import lock, run_spec, starting_point
+from mtl_jax.step import step_hooks, steps as steps_lib
+from mtl_jax.input import task_info
 from mtl_jax.models.multitask import build_model
 from mtl_jax.sharing import inspect as sharing_inspect
 
@@ -199,11 +204,11 @@ def train(
   for name in names:  # builds each train source once: example validation runs here
     seqio.get_mixture_or_task(name).source.get_dataset("train", shuffle=False)
   evaluator = evaluation.Evaluator(names, task_feature_lengths, eval_batch_size or batch_size)
-  monitor = mixing.MixingMonitor.from_provider(provider, layout)
+  monitor = mixing_monitor.MixingMonitor.from_provider(provider, layout)
 
   # ---- 3. state: resume from the newest readable checkpoint, else initialise ----
   lead = jax.process_index() == 0
-  lock.hold(model_dir)  # creates it; refuses a second trainer on it (mtl_jax/lock.py)
+  lock.hold(model_dir)  # creates it; refuses a second trainer on it (mtl_jax/run/lock.py)
   ckpt = checkpoints.Checkpoints(model_dir, keep=keep_checkpoints, period=checkpoint_period)
   restored = ckpt.restore_latest_good(steps.abstract_state)
   if restored is not None:

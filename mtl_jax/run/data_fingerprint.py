@@ -20,7 +20,7 @@ import json
 import gin
 import seqio
 
-from mtl_jax import input_pipeline
+from mtl_jax.input import input_pipeline
 
 
 def task_fingerprint(name: str) -> str | None:

@@ -20,11 +20,11 @@ no re-tokenization for in-memory tasks): measured ~4-5 ms per batch of 48 on 2
 busy CPU cores, so a resume at step 10k replays ~45 s, at 100k ~8 min.
 Per-task seeds depend on the task name, not its position: adding a task to a
 mixture leaves the other tasks' example order unchanged.
-Dynamic mixing (gin `mixing_schedule.schedule`, mtl_jax/mixing_schedule.py): the task of
+Dynamic mixing (gin `mixing_schedule.schedule`, mtl_jax/input/mixing_schedule.py): the task of
 row k of batch i is drawn from the schedule's rates at batch i with a stateless draw keyed
 by (seed, shard, i), then taken from that task's stream (tf.data choose_from_datasets):
 a pure function of the batch index, so skip-to-resume stays exact. 'static' (the default)
-builds exactly the old stream. Multi-label groups (mtl_jax/multilabel.py) are one entry
+builds exactly the old stream. Multi-label groups (mtl_jax/input/multilabel.py) are one entry
 whose rows are (input, task) pairs; in the grouped layout each member fills its own slot
 from its own labelled inputs (per-task gradients stay per task).
 Multi-host: with `shard_info`, every task's examples are split across processes
@@ -43,11 +43,11 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from mtl_jax import mixing, mixing_schedule, multilabel
-from mtl_jax.features import EncoderFeatureConverter, pad_batch
+from mtl_jax.input import mixing, mixing_monitor, mixing_schedule, multilabel
+from mtl_jax.input.features import EncoderFeatureConverter, pad_batch
 
 LAYOUTS = ("mixed", "grouped")
-MixingMonitor = mixing.MixingMonitor  # re-exported for the trainer
+MixingMonitor = mixing_monitor.MixingMonitor  # re-exported for the trainer
 
 
 def get_provider(name: str) -> seqio.Task | seqio.Mixture:

@@ -1,4 +1,4 @@
-"""Per-task data statistics: `python -m mtl_jax.data_stats MIXTURE_OR_TASK [--module M ...]`.
+"""Per-task data statistics: `python -m mtl_jax.input.data_stats MIXTURE_OR_TASK [--module M ...]`.
 
 Why: before training on a mixture, see what is in it: split sizes, label
 distribution, token lengths under the task's own vocabulary (to choose
@@ -28,7 +28,7 @@ def split_stats(task, split: str, label_names=()) -> dict:
 
   Lengths count the task vocabulary's tokens plus EOS, untruncated.
   """
-  from mtl_jax import task_info
+  from mtl_jax.input import task_info
   info = task_info.get(task.name)
   ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
                         trim_output_features=False, try_in_mem_cache=False)
@@ -58,7 +58,7 @@ def split_stats(task, split: str, label_names=()) -> dict:
 
 def stats(name: str) -> dict:
   """{'rates': {task: p}, 'tasks': {task: {'kind', 'splits': {split: split_stats}}}}."""
-  from mtl_jax import input_pipeline, mixing, task_info
+  from mtl_jax.input import input_pipeline, mixing, task_info
   provider = input_pipeline.get_provider(name)
   out = {"name": name, "rates": mixing.rates(provider), "tasks": {}}
   for task_name in input_pipeline.task_names(provider):
@@ -91,7 +91,7 @@ def format_stats(record: dict) -> str:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m mtl_jax.data_stats", description=__doc__,
+  parser = argparse.ArgumentParser(prog="python -m mtl_jax.input.data_stats", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("name", help="registered mixture or task")
   parser.add_argument("--module", action="append", default=None,

@@ -13,7 +13,7 @@ import re
 import jax
 import numpy as np
 
-from mtl_jax import crash_site, write_errors
+from mtl_jax.run import crash_site, write_errors
 
 _OOM = re.compile(r"RESOURCE_EXHAUSTED|out of memory|\bOOM\b", re.I)
 _ASKED = re.compile(r"allocate\s+(\d[\d.]*\s*(?:[KMGT]i?B|bytes?)\b|\d+)", re.I)

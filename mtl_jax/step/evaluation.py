@@ -1,6 +1,6 @@
 """Per-task evaluation with each task's seqio metric_fns, plus the unweighted average.
 
-The headline score of a task is chosen by mtl_jax.metrics.headline (span F1 for
+The headline score of a task is chosen by mtl_jax.step.metrics.headline (span F1 for
 NER, MCC, Pearson, macro F1, accuracy...); 'average' is their unweighted mean.
 """
 
@@ -16,8 +16,9 @@ import numpy as np
 import seqio
 
 from mtl_jax import heads as heads_lib
-from mtl_jax import input_pipeline, metrics, task_info
-from mtl_jax.features import pad_batch
+from mtl_jax.input import input_pipeline, task_info
+from mtl_jax.step import metrics
+from mtl_jax.input.features import pad_batch
 
 
 @gin.configurable(module="evaluation")

@@ -1,7 +1,7 @@
 """Optimizer: global-norm clipping + AdamW on a warmup-cosine schedule (optax).
 
 Weight decay skips vectors (biases, LayerNorm scales) via an ndim mask. With parameter
-groups (mtl_jax/param_groups.py, gin `param_groups.*`) each group trains with AdamW on
+groups (mtl_jax/step/param_groups.py, gin `param_groups.*`) each group trains with AdamW on
 schedule * multiplier (optax.multi_transform); frozen parameters get optax.set_to_zero:
 no update, no Adam state, and no share of the clipping norm. Without groups the
 optimizer is exactly the plain one (resumed runs stay bit-identical).
@@ -13,7 +13,7 @@ import gin
 import jax
 import optax
 
-from mtl_jax import param_groups as groups_lib
+from mtl_jax.step import param_groups as groups_lib
 
 
 def _by_group(groups: groups_lib.Groups, group_tx) -> optax.GradientTransformation:

@@ -21,7 +21,7 @@ import shutil
 import sys
 import threading
 
-from mtl_jax import checkpoints, crash_site
+from mtl_jax.run import checkpoints, crash_site
 
 ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 _TEXT = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|File too large|"

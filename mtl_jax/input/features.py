@@ -14,7 +14,7 @@ Model features (all fixed shape, batch-major):
   score      float32 [B]     regression target (0 elsewhere)
   tags       int32 [B, L]    tagging targets, -1 where there is no label
   weight     float32 [B]     1 for real examples, 0 for eval padding
-The 'grouped' train layout (mtl_jax.input_pipeline) has the same features with a
+The 'grouped' train layout (mtl_jax.input.input_pipeline) has the same features with a
 leading task axis, [T, b, ...]; `input_pipeline.flatten_grouped` gives [T*b, ...].
 """
 

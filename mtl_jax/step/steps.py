@@ -6,7 +6,7 @@ resumed run draws exactly the same randomness as an uninterrupted one. The task
 weighting (mtl_jax/weighting/) runs inside the step: a loss method weights the
 per-task losses; a gradient method combines per-task gradients (task-grouped batches).
 With gin `microbatches.num = N` the step accumulates the gradient of N sequential
-microbatches (jax.lax.scan, mtl_jax/microbatch.py): the unsplit batch's loss and update.
+microbatches (jax.lax.scan, mtl_jax/scale/microbatch.py): the unsplit batch's loss and update.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import numpy as np
 import optax
 
 from mtl_jax import heads as heads_lib
-from mtl_jax import losses, microbatch, partitioning, weighting as weighting_lib
+from mtl_jax.step import losses
+from mtl_jax.scale import microbatch, partitioning
+from mtl_jax import weighting as weighting_lib
 from mtl_jax.weighting import gradients as weighting_grads
 
 
@@ -139,7 +141,7 @@ class Steps:
     return task_loss_T, count_T, penalty
 
   def _microbatched(self, params, batch, rng, wstate, step):
-    """A loss method over `self.microbatches` accumulated microbatches (mtl_jax/microbatch.py)."""
+    """A loss method over `self.microbatches` accumulated microbatches (mtl_jax/scale/microbatch.py)."""
     def weights_for(loss_T, count_T):
       if loss_T is None and self.weighting.name not in microbatch.LOSS_FREE:
         return None

@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import gin
 import numpy as np
 
-from mtl_jax import mixing
+from mtl_jax.input import mixing
 
 KINDS = ("static", "interpolate", "temperature", "staged", "jiant")
 

@@ -52,7 +52,8 @@ def from_env():
     return
   from clu import metric_writers
   import jax
-  from mtl_jax import checkpoints, evaluation, steps
+  from mtl_jax.run import checkpoints
+  from mtl_jax.step import evaluation, steps
   patched = []
 
   def patch(owner, name, make):

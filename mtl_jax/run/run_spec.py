@@ -13,7 +13,10 @@ import pathlib
 
 import jax
 
-from mtl_jax import data_fingerprint, input_pipeline, param_groups, weighting
+from mtl_jax.run import data_fingerprint
+from mtl_jax.input import input_pipeline
+from mtl_jax.step import param_groups
+from mtl_jax import weighting
 from mtl_jax.models.encoder import EncoderConfig
 
 FILENAME = "run_spec.json"
