@@ -22,7 +22,7 @@ import sys
 import gin
 
 from mtl_jax.scale import distributed
-from mtl_jax import gin_args
+from mtl_jax import gin_args, gin_check
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,6 +33,8 @@ def parse_args(argv):
   parser.add_argument("--gin_file", action="append", default=[], help="gin config file (repeatable)")
   parser.add_argument("--gin_search_path", action="append", default=[], help="extra gin include path")
   parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+  parser.add_argument("--progress", action="store_true",
+                      help="progress bar even when stdout/stderr is not a terminal (default: only on a terminal)")
   distributed.add_flags(parser)
   args, rest = parser.parse_known_args(argv)
   bindings = gin_args.bindings(rest, parser.error)
@@ -42,14 +44,35 @@ def parse_args(argv):
 
 
 def parse_gin(gin_files, bindings, search_paths=()):
+  """Parses the run's gin; a missing file, unknown macro / parameter / configurable is one
+  ValueError line with a "did you mean" (mtl_jax/gin_check.py)."""
+  gin_check.check(gin_files, bindings, search_paths)
   gin.clear_config()  # one run per parse: nothing left over from an earlier call in-process
   for path in (*search_paths, os.getcwd(), str(REPO_ROOT)):
     gin.add_config_file_search_path(path)
-  gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+  try:
+    gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+  except ValueError as e:
+    better = gin_check.explain(e)
+    if better is None:
+      raise
+    raise ValueError(better) from None
+
+
+def show_progress(args) -> bool:
+  """The bar only on a terminal (no carriage returns in logs), unless --progress / --no_progress."""
+  if args.no_progress or args.progress:
+    return args.progress and not args.no_progress
+  return sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def main(argv=None) -> int:
   args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
+  try:  # typo'd gin file or macro: one line in about a second, before the heavy imports below
+    gin_check.check(args.gin_file, bindings, args.gin_search_path)
+  except ValueError as e:
+    print(f"mtl-train: error: {one_line(e)}", file=sys.stderr, flush=True)
+    return 2
   try:  # multi-host: before anything touches a JAX backend
     if distributed.initialize(distributed.config_from_args(args)):
       print(f"mtl_jax: {distributed.describe()}", flush=True)
@@ -63,7 +86,7 @@ def main(argv=None) -> int:
   try:
     parse_gin(args.gin_file, bindings, args.gin_search_path)
     with faults.from_env(), write_errors.quiet():  # faults: test-only injection (MTL_JAX_FAULTS)
-      trainer.train(progress=not args.no_progress)
+      trainer.train(progress=show_progress(args))
   except Exception as e:  # disk full / device OOM (any type orbax or XLA raises) or a bad setting
     written = write_errors.describe(e)  # None unless a write failed
     line = written or device_oom.describe(e)
