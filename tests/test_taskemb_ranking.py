@@ -22,12 +22,64 @@ def test_metrics_on_a_hand_made_matrix_equal_hand_computed_values():
   assert ranking.regret_at(order, TRUTH["t"], 1) == pytest.approx((0.8 - 0.6) / 0.8)  # 0.25
   assert ranking.regret_at(order, TRUTH["t"], 2) == 0.0
   assert ranking.best_rank(order, TRUTH["t"]) == 2
-  got = ranking.score(PREDICTED, TRUTH, ks=(1, 3))
+  got = ranking.score(PREDICTED, TRUTH, ks=(1, 2))
   # u is ranked perfectly: NDCG 1, regret 0, rank 1
   assert got["ndcg@1"] == pytest.approx((1 / 3 + 1) / 2)
-  assert got["ndcg@3"] == pytest.approx((0.289279 / 0.363093 + 1) / 2, abs=1e-6)
-  assert got["regret@1"] == pytest.approx(0.125) and got["regret@3"] == 0.0
-  assert got["rank_of_best"] == 1.5
+  # t @2: DCG = .1 + .3/log2(3), IDCG = .3 + .1/log2(3)
+  assert got["ndcg@2"] == pytest.approx(((0.1 + 0.3 / np.log2(3)) / (0.3 + 0.1 / np.log2(3)) + 1) / 2)
+  assert got["regret@1"] == pytest.approx(0.125) and got["regret@2"] == 0.0
+  assert got["rank_of_best"] == 1.5  # Vu et al.'s rho: the average rank of the best source
+
+
+def test_vu_ndcg_is_the_exponential_gain_over_the_full_list_by_hand():
+  order = ["b", "a", "c"]  # gains 2^rel - 1 of b .6, a .8, c .5 at positions 1, 2, 3
+  dcg = (2 ** 0.6 - 1) / 1 + (2 ** 0.8 - 1) / np.log2(3) + (2 ** 0.5 - 1) / 2
+  idcg = (2 ** 0.8 - 1) / 1 + (2 ** 0.6 - 1) / np.log2(3) + (2 ** 0.5 - 1) / 2
+  assert ranking.ndcg_vu(order, TRUTH["t"]) == pytest.approx(dcg / idcg)
+  assert ranking.ndcg_vu(["a", "b", "c"], TRUTH["t"]) == pytest.approx(1.0)
+  # u: x .2 first is ideal; reversed: ((2^-.1 - 1) + (2^.2 - 1)/log2 3) / ((2^.2 - 1) + (2^-.1 - 1)/log2 3)
+  rev = ((2 ** -0.1 - 1) + (2 ** 0.2 - 1) / np.log2(3)) / ((2 ** 0.2 - 1) + (2 ** -0.1 - 1) / np.log2(3))
+  assert ranking.ndcg_vu(["y", "x"], TRUTH["u"]) == pytest.approx(rev)
+  got = ranking.score(PREDICTED, TRUTH, ks=(1,))
+  assert got["ndcg_vu"] == pytest.approx((dcg / idcg + 1.0) / 2)
+
+
+def test_random_expectation_in_closed_form_equals_enumerating_every_order():
+  truth = {"a": 0.71, "b": 0.64, "c": 0.70, "d": 0.55, "e": 0.68}
+  ks = (1, 2, 3)
+  rows = [ranking.score({"t": dict(zip(perm, range(5, 0, -1)))}, {"t": truth}, ks)
+          for perm in itertools.permutations(truth)]
+  want = {key: np.mean([r[key] for r in rows]) for key in rows[0]}
+  got = ranking.expected_random(truth, ks)
+  assert set(got) == set(want)
+  for key in want:
+    assert got[key] == pytest.approx(want[key], rel=1e-12), key
+  assert got["rank_of_best"] == 3.0
+
+
+def test_bad_rankings_are_one_line_each():
+  with pytest.raises(ValueError, match=r"target 'u' has 1 candidate source\(s\) \['x'\]: ranking needs >= 2"):
+    ranking.score({"u": {"x": 1.0}}, {"u": {"x": 0.2}})
+  with pytest.raises(ValueError, match=r"missing truth cells for source\(s\) \['y'\]"):
+    ranking.score(PREDICTED, {"u": {"x": 0.2, "y": float("nan")}})
+  with pytest.raises(ValueError, match="k=3 is larger than the 2 candidate sources of target 'u'; use --k <= 2"):
+    ranking.score(PREDICTED, TRUTH, ks=(1, 3))
+
+
+def test_truth_ties_mark_best_and_second_within_two_standard_errors():
+  record = {"matrix": [
+      {"source": "none", "target": "t", "regime": "n", "mean": 0.1, "std": 0.0, "n": 3},
+      {"source": "a", "target": "t", "regime": "n", "mean": 0.50, "std": 0.03, "n": 3},
+      {"source": "b", "target": "t", "regime": "n", "mean": 0.47, "std": 0.03, "n": 3},
+      {"source": "c", "target": "t", "regime": "n", "mean": 0.20, "std": 0.03, "n": 3},
+      {"source": "a", "target": "u", "regime": "n", "mean": 0.90, "std": 0.01, "n": 3},
+      {"source": "b", "target": "u", "regime": "n", "mean": 0.70, "std": 0.01, "n": 3}]}
+  ties = ranking.truth_ties(record, "n")
+  se = np.sqrt(0.03 ** 2 / 3 + 0.03 ** 2 / 3)  # 0.0245: 0.03 < 2 se -> tie
+  assert ties["t"]["best"] == "a" and ties["t"]["second"] == "b" and ties["t"]["se"] == pytest.approx(se)
+  assert ties["t"]["tie"] is True and ties["u"]["tie"] is False
+  one_seed = {"matrix": [dict(r, n=1) for r in record["matrix"]]}
+  assert ranking.truth_ties(one_seed, "n")["t"]["tie"] is None
 
 
 def test_matrix_lookups_and_baselines():
@@ -135,6 +187,9 @@ def test_table_rows_are_mean_and_std_over_seeds_as_numpy():
               {"t": {"a": 3.0, "b": 2.0, "c": 1.0}, "u": {"x": 1.0, "y": 0.0}},  # ranks 1, 1
               {"t": {"a": 0.0, "b": 1.0, "c": 2.0}, "u": {"x": 0.0, "y": 1.0}}]  # ranks 3, 2
   scores = {"m": [ranking.score(p, TRUTH, (1,)) for p in per_seed], "one": [ranking.score(PREDICTED, TRUTH, (1,))]}
+  for rows_ in scores.values():
+    for r in rows_:
+      r.pop("ndcg_vu")
   rank = np.array([(2 + 1) / 2, (1 + 1) / 2, (3 + 2) / 2])
   regret = np.array([(0.25 + 0) / 2, 0.0, ((0.8 - 0.5) / 0.8 + (0.2 + 0.1) / 0.2) / 2])
   rows = report.summarise(scores)

@@ -7,7 +7,17 @@ fine-tuning from that source (mtl-transfer's matrix). Per target (Vu et al. 2020
   NDCG@k    DCG of the predicted top k / DCG of the ideal top k, with relevance = score minus the
             worst candidate's score (so a constant offset of the metric does not count)
   Regret@k  (O - M_k) / |O|: O the true best score, M_k the best true score among the predicted top k
-  rank      the 1-based position of the true best source in the predicted ranking
+  rank      the 1-based position of the true best source in the predicted ranking ('rank_of_best'):
+            Vu et al.'s rho when averaged over targets (the average rank of the best source)
+  NDCG_vu   Vu et al.'s NDCG: exponential gain 2^rel - 1 with rel = the truth score itself (our scores
+            are metrics in [0, 1]; lower-is-better ones arrive negated), discount 1/log2(i + 1), over
+            the FULL candidate list ('ndcg_vu'). The ndcg@k above is mtl_jax's own (linear gain on the
+            score above the worst candidate, cut at k): under it a random ranking scores well above 0.
+Random's expectation is closed-form (`expected_random`): a uniformly random order puts every candidate
+at every position with probability 1/n, so E[DCG] = mean(gain) x sum of the discounts, E[rank] = (n+1)/2,
+and the best of a random k-subset is the j-th smallest of n with probability C(j-1, k-1) / C(n, k).
+Bad input (one line each): a target with fewer than 2 candidates, a missing / non-finite truth cell,
+k larger than a target's candidates.
 """
 
 from __future__ import annotations
@@ -30,6 +40,14 @@ def ndcg_at(order: Sequence[str], truth: Mapping[str, float], k: int) -> float:
   return float(dcg / ideal) if ideal > 0 else 1.0  # every candidate equal: any ranking is ideal
 
 
+def ndcg_vu(order: Sequence[str], truth: Mapping[str, float]) -> float:
+  """Vu et al.'s NDCG: sum_i (2^rel_i - 1) / log2(i + 1) over the full predicted order / the ideal's."""
+  discount = 1.0 / np.log2(np.arange(2, len(order) + 2))
+  dcg = float(np.sum([(2.0 ** truth[s] - 1.0) * d for s, d in zip(order, discount)]))
+  ideal = float(np.sum((2.0 ** np.sort(np.asarray(list(truth.values()), float))[::-1] - 1.0) * discount))
+  return dcg / ideal if ideal != 0 else 1.0
+
+
 def regret_at(order: Sequence[str], truth: Mapping[str, float], k: int) -> float:
   best = max(truth.values())
   got = max(truth[s] for s in order[:k])
@@ -41,6 +59,48 @@ def best_rank(order: Sequence[str], truth: Mapping[str, float]) -> int:
   return order.index(best) + 1
 
 
+def per_target(predicted: Mapping[str, Mapping[str, float]], truth: Mapping[str, Mapping[str, float]],
+               ks: Sequence[int] = (1, 3)) -> dict[str, dict[str, float]]:
+  """{target: {metric: value}}: the unit the bootstrap CIs and paired tests resample."""
+  return {t: score(predicted, {t: truth[t]}, ks) for t in truth}
+
+
+def check_target(target: str, sources: Mapping[str, float], ks: Sequence[int] = ()) -> None:
+  """One line for a target that cannot be scored."""
+  if len(sources) < 2:
+    raise ValueError(f"target {target!r} has {len(sources)} candidate source(s) {sorted(sources)}: ranking needs "
+                     ">= 2; measure more sources for it or drop it")
+  bad = sorted(s for s, v in sources.items() if v is None or not np.isfinite(v))
+  if bad:
+    raise ValueError(f"target {target!r} has missing truth cells for source(s) {bad}: finish those transfer "
+                     "cells (mtl-transfer resumes them) or drop the sources")
+  if any(k > len(sources) for k in ks):
+    raise ValueError(f"k={max(ks)} is larger than the {len(sources)} candidate sources of target {target!r}; "
+                     f"use --k <= {len(sources)}")
+
+
+def expected_random(truth: Mapping[str, float], ks: Sequence[int] = (1, 3)) -> dict[str, float]:
+  """The expected metrics of a uniformly random ranking of one target's candidates (closed form)."""
+  from math import comb
+  check_target("?", truth, ks)
+  values = np.asarray(list(truth.values()), float)
+  n = len(values)
+  rel = values - values.min()
+  asc = np.sort(values)
+  out = {"rank_of_best": (n + 1) / 2.0}
+  disc = 1.0 / np.log2(np.arange(2, n + 2))
+  exp_gain = 2.0 ** values - 1.0
+  ideal_vu = float(np.sum(np.sort(exp_gain)[::-1] * disc))
+  out["ndcg_vu"] = float(exp_gain.mean() * disc.sum() / ideal_vu) if ideal_vu != 0 else 1.0
+  best = asc[-1]
+  for k in ks:
+    ideal = float(np.sum(np.sort(rel)[::-1][:k] * disc[:k]))
+    out[f"ndcg@{k}"] = float(rel.mean() * disc[:k].sum() / ideal) if ideal > 0 else 1.0
+    e_max = sum(asc[j - 1] * comb(j - 1, k - 1) for j in range(k, n + 1)) / comb(n, k)
+    out[f"regret@{k}"] = float((best - e_max) / abs(best)) if best != 0 else float(best - e_max)
+  return out
+
+
 def score(predicted: Mapping[str, Mapping[str, float]], truth: Mapping[str, Mapping[str, float]],
           ks: Sequence[int] = (1, 3)) -> dict[str, float]:
   """Metrics averaged over the targets of `truth`; predicted[target] must cover truth[target]'s sources."""
@@ -50,8 +110,9 @@ def score(predicted: Mapping[str, Mapping[str, float]], truth: Mapping[str, Mapp
     if missing:
       raise ValueError(f"no predicted score for source(s) {missing} of target {target!r}; "
                        "embed every source task, or drop it from the transfer matrix")
+    check_target(target, sources, ks)
     order = ranking({s: predicted[target][s] for s in sources})
-    row = {"rank_of_best": best_rank(order, sources)}
+    row = {"rank_of_best": best_rank(order, sources), "ndcg_vu": ndcg_vu(order, sources)}
     for k in ks:
       row[f"ndcg@{k}"] = ndcg_at(order, sources, k)
       row[f"regret@{k}"] = regret_at(order, sources, k)
@@ -109,3 +170,28 @@ def truth_from_transfer(matrix_json: Mapping, regime: str, value: str = "mean",
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
   v = np.asarray(values, np.float64)
   return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def truth_ties(matrix_json: Mapping, regime: str) -> dict[str, dict]:
+  """Per target of the transfer matrix: best and second source, their mean difference and its standard
+  error sqrt(sd_1^2/n_1 + sd_2^2/n_2) over seeds; 'tie' when the difference is within 2 standard errors
+  (the truth cannot tell them apart, so neither can a ranking), None with one seed."""
+  from mtl_jax.transfer.grid import NONE
+  rows: dict[str, list] = {}
+  for r in matrix_json["matrix"]:
+    if r["regime"] == regime and r["source"] != NONE and r.get("mean") is not None:
+      rows.setdefault(r["target"], []).append(r)
+  out = {}
+  for target, rs in rows.items():
+    if len(rs) < 2:
+      continue
+    first, second = sorted(rs, key=lambda r: (-r["mean"], r["source"]))[:2]
+    n1, n2 = int(first.get("n") or 1), int(second.get("n") or 1)
+    if n1 > 1 and n2 > 1 and first.get("std") is not None and second.get("std") is not None:
+      se = float(np.sqrt(first["std"] ** 2 / n1 + second["std"] ** 2 / n2))
+    else:
+      se = float("nan")
+    diff = float(first["mean"] - second["mean"])
+    out[target] = {"best": first["source"], "second": second["source"], "diff": diff, "se": se,
+                   "tie": None if np.isnan(se) else bool(diff < 2 * se)}
+  return out
