@@ -1,6 +1,13 @@
 """imtl (Liu et al. 2021, IMTL-G): the combination d = sum_t alpha_t g_t (sum alpha = 1)
-whose projections onto every task's unit gradient u_t are equal:
-alpha_{2:T} = g_1 U^T (D U^T)^{-1}, D = [g_1 - g_t], U = [u_1 - u_t], alpha_1 = 1 - sum."""
+whose projections onto every task's unit gradient u_t are equal. On the Gram matrix M:
+alpha = M^+ n / 1^T M^+ n with n_t = ||g_t|| (equal projections mean G d = c n; the paper's
+alpha_{2:T} = g_1 U^T (D U^T)^{-1} when G has full row rank, and the generalisation of
+Quinton & Rey 2024 / torchjd when it does not).
+
+Exact: the Moore-Penrose pseudo-inverse (rank cut at max(lambda) x T x eps, no ridge). A zero
+gradient row has n_t = 0 and a zero row in M^+, so its weight is exactly 0 and the others
+are IMTL-G on the remaining tasks (no stall). When 1^T M^+ n vanishes (no gradient at all)
+the weights are 0, as torchjd."""
 
 import gin
 import jax.numpy as jnp
@@ -9,22 +16,18 @@ from mtl_jax.weighting import base, solvers
 
 
 def weights(gram):
-  t = gram.shape[0]
-  inv_norm = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(gram), 1e-30))
-  s = jnp.eye(t, dtype=gram.dtype)[:1] - jnp.eye(t, dtype=gram.dtype)[1:]  # rows e_1 - e_t
-  a = s @ gram @ (inv_norm[:, None] * s.T)   # D U^T
-  b = s @ (inv_norm * gram[:, 0])            # U g_1
-  rest = jnp.linalg.solve(a.T + 1e-7 * jnp.eye(t - 1, dtype=gram.dtype), b)
-  return jnp.concatenate([1.0 - rest.sum(keepdims=True), rest])
+  n = jnp.sqrt(jnp.maximum(jnp.diag(gram), 0.0))
+  v = solvers.pinv_psd(gram) @ n
+  total = v.sum()
+  ok = jnp.abs(total) > 1e-12
+  return jnp.where(ok & solvers.live(gram), v / jnp.where(ok, total, 1.0), 0.0)  # float32 eigh leaks ~1e-4
 
 
 class IMTL(base.Method):
   kind = "gradient"
 
   def combine(self, gram, state, ctx):
-    if gram.shape[0] == 1:
-      return jnp.ones((1,), gram.dtype), state
-    return weights(solvers.normalized(gram)[0]), state
+    return weights(solvers.normalized(gram, ridge=0.0)[0]), state
 
 
 @base.register("imtl")

@@ -1,28 +1,17 @@
 """nash_mtl (Navon et al. 2022): the Nash bargaining solution, alpha > 0 with
 (G G^T alpha)_t = 1 / alpha_t, i.e. the minimiser of the strictly convex
 1/2 alpha^T M alpha - sum log alpha, found by damped Newton steps on the T x T system
-(the paper uses sequential convex programs through cvxpy on the host)."""
+(fairgrad.allocate with a = 1, in task-scale-free variables)
+(the paper uses sequential convex programs through cvxpy on the host). Our alpha is the
+exact solution on the raw Gram matrix, not clipped: torchjd solves on G G^T / ||G G^T||_F and
+clips ||d|| to max_norm = 1, so its update has our direction and norm <= 1.
+
+Zero rows (solvers.live): (M alpha)_t = 1 / alpha_t has no solution for a zero gradient
+(alpha_t -> infinity); such a task is left out (weight 0), the others bargain among themselves."""
 
 import gin
-import jax
-import jax.numpy as jnp
 
-from mtl_jax.weighting import base, solvers
-
-
-def solve(gram, iters: int):
-  t = gram.shape[0]
-  alpha0 = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(gram), 1e-12))
-
-  def body(_, a):
-    grad = gram @ a - 1.0 / a
-    hess = gram + jnp.diag(1.0 / a ** 2)
-    delta = jnp.linalg.solve(hess, grad)
-    # fraction to the boundary: stay strictly positive
-    limit = jnp.min(jnp.where(delta > 0, a / jnp.maximum(delta, 1e-30), jnp.inf))
-    return a - jnp.minimum(1.0, 0.9 * limit) * delta
-
-  return jax.lax.fori_loop(0, iters, body, alpha0)
+from mtl_jax.weighting import base, fairgrad, solvers
 
 
 class NashMTL(base.Method):
@@ -32,13 +21,12 @@ class NashMTL(base.Method):
     self.iters = iters
 
   def combine(self, gram, state, ctx):
-    g, scale = solvers.normalized(gram)
-    # on gram = scale * g the solution is alpha(g) / sqrt(scale); the direction sum alpha g_t
-    # is then independent of the gradients' scale, as in the paper
-    return solve(g, self.iters) / jnp.sqrt(scale), state
+    # alpha on the raw Gram matrix; the direction sum alpha_t g_t is independent of the gradients'
+    # scale (||d||^2 = alpha^T M alpha = T), as in the paper
+    return fairgrad.allocate(gram, 1.0, self.iters), state
 
 
 @base.register("nash_mtl")
 @gin.configurable("nash_mtl", module="mtl_jax.weighting")
 def nash_mtl(num_tasks: int, iters: int = 30) -> base.Method:
-  return NashMTL(int(iters))
+  return NashMTL(solvers.check_iters("nash_mtl", iters))

@@ -3,13 +3,15 @@ tasks, loses its component along any gradient it conflicts with (negative dot pr
 the update is the mean of the projected gradients.
 
 Tracked as coefficients C (g_i^PC = sum_k C_ik g_k) on the Gram matrix: every task's
-projections run at once, T sequential rounds of [T]-vector work."""
+projections run at once, T sequential rounds of [T]-vector work. The mean is over the live
+tasks (solvers.live: a zero gradient neither conflicts nor counts); torchjd's PCGrad sums the
+projected gradients (its value is ours times T)."""
 
 import gin
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.weighting import base
+from mtl_jax.weighting import base, solvers
 
 
 def orders(rng, num_tasks):
@@ -36,7 +38,7 @@ class PCGrad(base.Method):
 
   def combine(self, gram, state, ctx):
     coef = project_coefficients(gram, orders(ctx.rng, gram.shape[0]))
-    return coef.mean(0), state
+    return solvers.mean_live(gram) @ coef, state
 
 
 @base.register("pcgrad")
