@@ -7,6 +7,7 @@ import pathlib
 import struct
 
 import pytest
+from scipy import stats as sps
 from test_compare_fakes import score, write_cell
 
 from mtl_jax.compare import collect, grid, report, runner
@@ -32,7 +33,12 @@ def _experiment(tmp_path, mixtures, strategies, seeds=(0, 1)):
 
 def test_report_files_tables_and_plots(tmp_path):
   exp, cells = _experiment(tmp_path, ["mixA"], ["hard", "sluice", "cross_stitch", "mmoe"])
-  out = report.write_all(tmp_path, exp.to_json(), collect.collect(cells, tmp_path), exp.strategies)
+  collected = collect.collect(cells, tmp_path)
+  jitter = {0: 0.03, 1: -0.04}  # the fakes' differences are constant over seeds; give one task real noise
+  for c in collected:
+    if c["strategy"] == "sluice":
+      c["tasks"]["taskB"]["value"] += jitter[c["seed"]]
+  out = report.write_all(tmp_path, exp.to_json(), collected, exp.strategies)
   names = sorted(pathlib.Path(f).name for f in out["files"])
   assert names == sorted(["results.csv", "results.json", "report.md", "curves__mixA.png", "bars__mixA.png",
                           "mixing__sluice__mixA__sluice_alpha.png", "mixing__sluice__mixA__sluice_beta.png",
@@ -52,19 +58,32 @@ def test_report_files_tables_and_plots(tmp_path):
   assert float(hard_a["std"]) == round(abs(expected[0] - expected[1]) / math.sqrt(2), 4)
   assert float(hard_a["single_mean"]) == round(sum(score("single", "taskA", s) for s in (0, 1)) / 2, 4)
   assert {r["task"] for r in rows} == {"taskA", "taskB", "average", "delta_m"}
+  sluice_b = [score("sluice", "taskB", s) + jitter[s] for s in (0, 1)]
+  single_b = [score("single", "taskB", s) for s in (0, 1)]
+  ref = sps.ttest_rel(sluice_b, single_b)
+  row = next(r for r in rows if r["strategy"] == "sluice" and r["task"] == "taskB")
+  assert float(row["p_vs_single"]) == round(ref.pvalue, 6) and float(row["p_perm_vs_single"]) == 0.5  # both diffs > 0: 2/2^2
+  assert row["significant_vs_single"] == "0" and float(row["detectable_diff"]) > abs(float(row["diff_vs_single"]))
+  lo, hi = sps.t.interval(0.95, 1, loc=sum(sluice_b) / 2, scale=sps.sem(sluice_b))
+  assert (float(row["ci_low"]), float(row["ci_high"])) == (round(lo, 4), round(hi, 4))
   assert {r["strategy"] for r in rows} == {"single", "hard", "sluice", "cross_stitch", "mmoe"}
 
   data = json.loads((tmp_path / "results.json").read_text())
   assert len(data["cells"]) == len(cells) and data["experiment"]["strategies"] == list(exp.strategies)
   sluice = next(g for g in data["groups"] if g["strategy"] == "sluice")
   single_mean = {t: sum(score("single", t, s) for s in (0, 1)) / 2 for t in ("taskA", "taskB")}
-  per_seed = [sum((score("sluice", t, s) - single_mean[t]) / single_mean[t] for t in single_mean) / 2 for s in (0, 1)]
+  sluice_score = lambda t, s: score("sluice", t, s) + (jitter[s] if t == "taskB" else 0.0)
+  per_seed = [sum((sluice_score(t, s) - single_mean[t]) / single_mean[t] for t in single_mean) / 2 for s in (0, 1)]
   assert sluice["delta_m"]["values"] == pytest.approx(per_seed)
   assert data["groups"][-1]["strategy"] == "single" and data["groups"][-1]["average"]["std"] is not None
 
   md = (tmp_path / "report.md").read_text()
   assert "| strategy | average headline | Δm (%)" in md and "| task (metric) | single-task | hard | sluice |" in md
-  assert "≈" in md  # the seed-to-seed spread (0.01 per seed) hides some differences
+  assert "How the numbers were computed:" in md and "0.5 with n = 2" in md  # sign-flip floor 2/2^2
+  assert "| strategy | task | diff vs single [95% CI] | p (t) | p (sign flip) | p adj (Holm) |" in md
+  sluice_row = next(line for line in md.splitlines() if line.startswith("| sluice | taskB |"))
+  assert "| n.s. |" in sluice_row and f"| {ref.pvalue:.3g} |" in sluice_row
+  assert "Power: " in md and "≈" not in md
   assert "![curves__mixA.png](plots/curves__mixA.png)" in md
   assert "![mixing__mmoe__mixA__mmoe_gates.png](plots/mixing__mmoe__mixA__mmoe_gates.png)" in md
 

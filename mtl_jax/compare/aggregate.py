@@ -1,14 +1,18 @@
-"""Seed statistics, delta-m against single-task baselines, and the within-noise rule.
+"""Seed statistics, delta-m against single-task baselines, and paired significance tests.
 
 Definitions (also printed in report.md):
-  * mean ± std over seeds: std is the sample standard deviation (ddof=1); NaN with one seed.
+  * mean ± std over seeds: std is the sample standard deviation (ddof=1); NaN with one seed;
+    'ci' is the 95% t interval over seeds, 'boot_ci' a percentile bootstrap over seeds.
   * delta-m (Maninis et al. 2019), per multi-task run:
         delta_m = (1/T) sum_t (-1)^{l_t} (M_mtl,t - M_single,t) / |M_single,t|
     with M the task's headline metric, l_t = 1 if lower is better, and M_single,t the
     single-task baseline's mean over seeds (same axes, same budget). One value per seed,
     then mean ± std over seeds. |.| in the denominator keeps the sign meaningful when a
     baseline score is negative (e.g. a Pearson below 0); it is the plain formula otherwise.
-  * within noise: |difference of means| < the larger of the two seed stds (unknown -> None).
+  * significance (compare/stats.py): every arm vs single-task per task ('vs_single') and every
+    strategy vs the comparison's best on delta-m / average ('vs_best') is a paired test over the
+    seeds both sides finished; Holm over ALL these comparisons of one experiment; a direction is
+    claimed only where the adjusted p < 0.05 (equal scores: p = 1, never worse).
 Only cells with status 'done' are aggregated; the rest are listed as missing.
 """
 
@@ -18,6 +22,7 @@ import math
 import statistics
 from typing import Iterable, Mapping, Sequence
 
+from mtl_jax.compare import stats
 from mtl_jax.compare.grid import SINGLE
 
 NAN = float("nan")
@@ -53,21 +58,18 @@ def delta_m(mtl: Mapping[str, float], single: Mapping[str, float],
   return statistics.fmean(relative_change(mtl[t], single[t], lower_is_better.get(t, False)) for t in mtl)
 
 
-def within_noise(diff: float, *stds: float) -> bool | None:
-  """|diff| smaller than the largest finite seed std; None when no std is known."""
-  known = [s for s in stds if s is not None and not math.isnan(s)]
-  if not known or diff is None or math.isnan(diff):
-    return None
-  return abs(diff) < max(known)
-
-
 def _axes_key(axes: Mapping[str, str], names: Sequence[str] | None = None) -> tuple:
   return tuple((k, v) for k, v in axes.items() if names is None or k in names)
 
 
-def _stat(values) -> dict:
+def _stat(values, seeds=None) -> dict:
+  """mean / std / n / values, the t and bootstrap CIs, and by_seed when the seeds are known."""
   mean, std, n = mean_std(values)
-  return {"mean": mean, "std": std, "n": n, "values": [float(v) for v in values]}
+  out = {"mean": mean, "std": std, "n": n, "values": [float(v) for v in values],
+         "ci": stats.t_interval(values), "boot_ci": stats.bootstrap_ci(values)}
+  if seeds is not None:
+    out["by_seed"] = dict(zip(seeds, out["values"]))
+  return out
 
 
 def _mean_or_none(values):
@@ -87,8 +89,7 @@ def baselines(cells: Sequence[dict], baseline_axes: Sequence[str] | None = None)
     out[(task, axes)] = {
         "task": task, "axes": dict(axes), "metric": score[0]["metric"],
         "lower_is_better": score[0]["lower_is_better"], "seeds": [g["seed"] for g in group],
-        "by_seed": {g["seed"]: s["value"] for g, s in zip(group, score)},
-        **_stat([s["value"] for s in score]),
+        **_stat([s["value"] for s in score], [g["seed"] for g in group]),
         "params_total": _mean_or_none((g["params"] or {}).get("total") for g in group),
         "params_trainable": _mean_or_none(_trainable(g["params"]) for g in group),
         "steps_per_second": _mean_or_none(g["steps_per_second"] for g in group),
@@ -117,21 +118,24 @@ def aggregate(cells: Sequence[dict], mtl_only_axes: Sequence[str] = ()) -> dict:
              "missing": [c["cell_id"] for c in members if c["status"] != "done"], "tasks": {}}
     singles = {t: base.get((t, bkey)) for t in tasks}
     for t in tasks:
-      scores = [c["tasks"][t] for c in done if t in c["tasks"]]
+      having = [c for c in done if t in c["tasks"]]
+      scores = [c["tasks"][t] for c in having]
       entry = {"metric": scores[0]["metric"], "lower_is_better": scores[0]["lower_is_better"],
-               **_stat([s["value"] for s in scores])}
+               **_stat([s["value"] for s in scores], [c["seed"] for c in having])}
       b = singles[t]
       if b:
         entry.update(single_mean=b["mean"], single_std=b["std"], diff=entry["mean"] - b["mean"],
                      rel_change=relative_change(entry["mean"], b["mean"], entry["lower_is_better"]))
-        entry["within_noise"] = within_noise(entry["diff"], entry["std"], b["std"])
+        entry["vs_single"] = stats.paired_by_seed(entry["by_seed"], b["by_seed"],
+                                                  higher_is_better=not entry["lower_is_better"])
       group["tasks"][t] = entry
-    group["average"] = _stat([c["average"] for c in done])
+    seeds = [c["seed"] for c in done]
+    group["average"] = _stat([c["average"] for c in done], seeds)
     have_all = tasks and all(singles.values())
     single_means = {t: singles[t]["mean"] for t in tasks} if have_all else {}
     lower = {t: group["tasks"][t]["lower_is_better"] for t in tasks}
     group["delta_m"] = _stat([delta_m({t: c["tasks"][t]["value"] for t in c["tasks"]}, single_means, lower)
-                              for c in done]) if have_all else _stat([])
+                              for c in done], seeds) if have_all else _stat([], [])
     group["baselines_missing"] = [t for t in tasks if not singles[t]]
     group["params_total"] = _mean_or_none((c["params"] or {}).get("total") for c in done)
     group["params_trainable"] = _mean_or_none(_trainable(c["params"]) for c in done)
@@ -140,7 +144,15 @@ def aggregate(cells: Sequence[dict], mtl_only_axes: Sequence[str] = ()) -> dict:
     groups.append(group)
   groups += _single_groups(groups, base, baseline_axes)
   _mark_best(groups)
+  stats.adjust(all_comparisons(groups))
   return {"baselines": list(base.values()), "groups": groups}
+
+
+def all_comparisons(groups: Sequence[dict]) -> list[dict]:
+  """Every paired comparison of one experiment (task vs single-task, strategy vs best): the
+  family Holm adjusts over, so adding strategies or tasks makes every claim stricter."""
+  out = [t["vs_single"] for g in groups for t in g["tasks"].values() if "vs_single" in t]
+  return out + [g["vs_best"] for g in groups if g.get("vs_best")]
 
 
 def _single_groups(groups, base, baseline_axes) -> list[dict]:
@@ -159,13 +171,13 @@ def _single_groups(groups, base, baseline_axes) -> list[dict]:
       continue
     seeds = sorted(set.intersection(*(set(b["by_seed"]) for b in singles.values())))
     per_seed_avg = [statistics.fmean(b["by_seed"][s] for b in singles.values()) for s in seeds]
-    tasks = {t: {"metric": b["metric"], "lower_is_better": b["lower_is_better"], "mean": b["mean"],
-                 "std": b["std"], "n": b["n"], "values": b["values"]} for t, b in singles.items()}
+    tasks = {t: {k: b[k] for k in ("metric", "lower_is_better", "mean", "std", "n", "values", "ci", "boot_ci",
+                                    "by_seed")} for t, b in singles.items()}
     sums = {k: (sum(b[k] for b in singles.values()) if all(b[k] is not None for b in singles.values())
                 else None) for k in ("params_total", "params_trainable", "wall_s")}
     out.append({"strategy": SINGLE, "mixture": g["mixture"], "axes": dict(g["axes"]), "kind": "single",
-                "seeds": seeds, "missing": [], "tasks": tasks, "average": _stat(per_seed_avg),
-                "delta_m": {"mean": 0.0, "std": 0.0, "n": len(seeds), "values": [0.0] * len(seeds)},
+                "seeds": seeds, "missing": [], "tasks": tasks, "average": _stat(per_seed_avg, seeds),
+                "delta_m": {**_stat([0.0] * len(seeds), seeds), "std": 0.0},
                 "baselines_missing": [], "params_total": sums["params_total"],
                 "params_trainable": sums["params_trainable"],
                 "steps_per_second": _mean_or_none(b["steps_per_second"] for b in singles.values()),
@@ -175,7 +187,8 @@ def _single_groups(groups, base, baseline_axes) -> list[dict]:
 
 def _mark_best(groups) -> None:
   """Per (mixture, axes): the best strategy by delta-m (by average when delta-m is unknown),
-  and for every other one whether its gap to the best is within noise."""
+  and for every other one the paired test of its per-seed score against the best's ('vs_best',
+  Holm-adjusted later with the rest of the experiment)."""
   by_cmp: dict = {}
   for g in groups:
     by_cmp.setdefault((g["mixture"], tuple(g["axes"].items())), []).append(g)
@@ -188,8 +201,7 @@ def _mark_best(groups) -> None:
     for g in members:
       g["ranked_by"] = key
       g["is_best"] = g is best
-      g["within_noise_of_best"] = (None if g is best else
-                                   within_noise(g[key]["mean"] - best[key]["mean"], g[key]["std"], best[key]["std"]))
+      g["vs_best"] = None if g is best else stats.paired_by_seed(g[key]["by_seed"], best[key]["by_seed"])
 
 
 def comparisons(groups: Sequence[dict]) -> list[tuple]:
@@ -221,18 +233,17 @@ def family_of(task: str) -> str:
 
 def family_summary(group: dict) -> list[dict]:
   """Per family of a group's tasks: task count, mean of the task means, mean difference vs
-  single-task (where known) and how many tasks are better / worse beyond the seed noise."""
+  single-task (where known) and how many tasks are significantly better / worse (Holm)."""
   fams: dict = {}
   for task, t in group["tasks"].items():
     fams.setdefault(family_of(task), []).append(t)
   rows = []
   for fam, ts in sorted(fams.items()):
     diffs = [t["diff"] * (-1 if t["lower_is_better"] else 1) for t in ts if t.get("diff") is not None]
-    beyond = [t for t in ts if t.get("within_noise") is False]
+    direction = [(t.get("vs_single") or {}).get("direction", 0) for t in ts]
     rows.append({"family": fam, "tasks": len(ts), "mean": statistics.fmean(t["mean"] for t in ts),
                  "gain_vs_single": statistics.fmean(diffs) if diffs else None,
-                 "better": sum(t["diff"] * (-1 if t["lower_is_better"] else 1) > 0 for t in beyond),
-                 "worse": sum(t["diff"] * (-1 if t["lower_is_better"] else 1) < 0 for t in beyond)})
+                 "better": direction.count(1), "worse": direction.count(-1)})
   return rows
 
 

@@ -2,7 +2,8 @@
 
 Why three files: results.csv is one tidy row per (strategy, mixture, axes, task) for
 spreadsheets; results.json keeps everything (cells, groups, definitions) for scripts;
-report.md is what a person reads, with differences inside the seed noise marked.
+report.md is what a person reads: means with 95% CIs, and ▲/▼ only where a paired test over
+seeds stays significant after Holm's adjustment over the whole report (compare/stats.py).
 """
 
 from __future__ import annotations
@@ -16,18 +17,28 @@ from typing import Sequence
 
 from mtl_jax.compare import aggregate as agg
 from mtl_jax.compare import plots
+from mtl_jax.compare import stats
 from mtl_jax.compare.grid import SINGLE
 
-NOISE_MARK = "≈"  # difference vs the reference smaller than the seed std
 CSV_COLUMNS = ["kind", "strategy", "mixture", "axes", "task", "metric", "lower_is_better", "n_seeds", "mean",
-               "std", "single_mean", "single_std", "diff_vs_single", "rel_change_vs_single",
-               "within_noise_vs_single", "params_total", "params_trainable", "steps_per_second", "wall_s"]
+               "std", "ci_low", "ci_high", "boot_ci_low", "boot_ci_high", "single_mean", "single_std",
+               "diff_vs_single", "diff_ci_low", "diff_ci_high", "rel_change_vs_single", "p_vs_single",
+               "p_perm_vs_single", "p_adj_vs_single", "significant_vs_single", "detectable_diff",
+               "seeds_needed", "params_total", "params_trainable", "steps_per_second", "wall_s"]
 DEFINITIONS = {
     "headline": "each task's headline validation metric (mtl_jax.step.metrics.headline); average = unweighted mean",
     "std": "sample standard deviation over seeds (ddof=1); NaN/null with one seed",
     "delta_m": "(1/T) sum_t (-1)^l_t (M_mtl,t - M_single,t) / |M_single,t|, per seed, M_single = baseline "
                "mean over seeds, l_t = 1 if lower is better (Maninis et al. 2019); then mean ± std over seeds",
-    "within_noise": "|difference of means| < max(seed std of the two sides)",
+    "ci": "95% t interval of the mean over seeds (scipy.stats.t); boot_ci: percentile bootstrap over seeds "
+          "(2,000 resamples, fixed seed); Δm's CI likewise over its per-seed values",
+    "p": "paired t-test over the seeds both sides finished (scipy.stats.ttest_rel); p_perm: exact sign-flip "
+         "permutation test (smallest possible two-sided p with n seeds: 2/2^n); fewer than 2 seeds: no test",
+    "p_adj": "Holm-Bonferroni over every comparison of this report (each task vs single-task, each strategy "
+             "vs the best); ▲/▼ only where p_adj < 0.05; all-equal scores have p = 1 (never worse)",
+    "detectable / seeds needed": "for a non-significant comparison: the smallest difference a paired t-test "
+                                 "with these n seeds and this SD of differences finds with 80% power at "
+                                 "alpha 0.05/m (noncentral t), and the seeds that would find the observed one",
     "budget": "every cell runs the same TRAIN_STEPS x BATCH_SIZE, so a single-task baseline sees about T "
               "times more examples of its task than a T-task run",
     "single-task params / wall_s": "sum over the mixture's T single-task models",
@@ -64,16 +75,27 @@ def csv_rows(groups: Sequence[dict]) -> list[dict]:
               "params_trainable": _num(g.get("params_trainable"), 0), "steps_per_second": _num(g["steps_per_second"], 2),
               "wall_s": _num(g["wall_s"], 1)}
     for task, t in sorted(g["tasks"].items()):
+      c = t.get("vs_single") or {}
       rows.append({**common, "task": task, "metric": t["metric"], "lower_is_better": int(t["lower_is_better"]),
-                   "n_seeds": t["n"], "mean": _num(t["mean"]), "std": _num(t["std"]),
+                   "n_seeds": t["n"], **_interval_cols(t),
                    "single_mean": _num(t.get("single_mean")), "single_std": _num(t.get("single_std")),
                    "diff_vs_single": _num(t.get("diff")), "rel_change_vs_single": _num(t.get("rel_change")),
-                   "within_noise_vs_single": "" if t.get("within_noise") is None else int(t["within_noise"])})
+                   "diff_ci_low": _num(c.get("ci", (None,))[0]), "diff_ci_high": _num(c.get("ci", (None, None))[1]),
+                   "p_vs_single": _num(c.get("p"), 6), "p_perm_vs_single": _num(c.get("p_perm"), 6),
+                   "p_adj_vs_single": _num(c.get("p_adj"), 6),
+                   "significant_vs_single": "" if c.get("p_adj") is None else c["direction"],
+                   "detectable_diff": _num(c.get("detectable")), "seeds_needed": _num(c.get("seeds_needed"), 0)})
     for name in ("average", "delta_m"):
       s = g[name]
       rows.append({**common, "task": name, "metric": name, "lower_is_better": 0, "n_seeds": s["n"],
-                   "mean": _num(s["mean"]), "std": _num(s["std"])})
+                   **_interval_cols(s)})
   return rows
+
+
+def _interval_cols(s: dict) -> dict:
+  ci, boot = s.get("ci") or (None, None), s.get("boot_ci") or (None, None)
+  return {"mean": _num(s["mean"]), "std": _num(s["std"]), "ci_low": _num(ci[0]), "ci_high": _num(ci[1]),
+          "boot_ci_low": _num(boot[0]), "boot_ci_high": _num(boot[1])}
 
 
 def write_csv(path, groups) -> None:
@@ -93,6 +115,25 @@ def pm(mean, std, digits: int = 3, scale: float = 1.0, sign: bool = False) -> st
   return text + (" ± n/a" if std is None or math.isnan(std) else f" ± {scale * std:.{digits}f}")
 
 
+def pm_ci(stat: dict, digits: int = 3, scale: float = 1.0, sign: bool = False) -> str:
+  """mean ± half-width of the 95% t interval ('± n/a' with one seed)."""
+  lo, hi = stat.get("ci") or (math.nan, math.nan)
+  half = math.nan if lo is None or hi is None else (hi - lo) / 2
+  return pm(stat["mean"], half, digits, scale, sign)
+
+
+def _vs_best(g: dict) -> str:
+  c = g.get("vs_best")
+  if g.get("is_best"):
+    return "**best**"
+  if not c:
+    return "–"
+  if c.get("p") is None:
+    return c["note"]
+  mark = "▼" if c["direction"] < 0 else "n.s."
+  return f"{mark} (p_adj {stats.fmt_p(c['p_adj'])})"
+
+
 def _order(strategies: Sequence[str], present) -> list[str]:
   present = list(dict.fromkeys(present))
   return [SINGLE] * (SINGLE in present) + [s for s in strategies if s in present and s != SINGLE] + \
@@ -100,22 +141,17 @@ def _order(strategies: Sequence[str], present) -> list[str]:
 
 
 def _summary_table(members: dict, order) -> list[str]:
-  lines = ["| strategy | average headline | Δm (%) | params | trainable | steps/s | wall s (per run) | seeds |",
-           "|---|---|---|---|---|---|---|---|"]
+  lines = ["| strategy | average headline | Δm (%) | vs best | params | trainable | steps/s | wall s (per run) "
+           "| seeds |", "|---|---|---|---|---|---|---|---|---|"]
   for s in order:
     g = members[s]
-    mark = ""
-    if g.get("is_best"):
-      mark = " **best**"
-    elif g.get("within_noise_of_best"):
-      mark = f" {NOISE_MARK}best"
-    dm = "0 (reference)" if s == SINGLE else pm(g["delta_m"]["mean"], g["delta_m"]["std"], 2, 100, sign=True)
+    dm = "0 (reference)" if s == SINGLE else pm_ci(g["delta_m"], 2, 100, sign=True)
     params = "–" if g["params_total"] is None else f"{g['params_total']:,.0f}" + (" (sum)" if s == SINGLE else "")
     trainable = g.get("params_trainable")
     train = "–" if trainable is None else f"{trainable:,.0f}"
     sps = "–" if g["steps_per_second"] is None else f"{g['steps_per_second']:.1f}"
     wall = "–" if g["wall_s"] is None else f"{g['wall_s']:.0f}" + (" (sum)" if s == SINGLE else "")
-    lines.append(f"| {plots.label(s)}{mark} | {pm(g['average']['mean'], g['average']['std'])} | {dm} | {params} "
+    lines.append(f"| {plots.label(s)} | {pm_ci(g['average'])} | {dm} | {_vs_best(g)} | {params} "
                  f"| {train} | {sps} | {wall} | {len(g['seeds'])} |")
   return lines
 
@@ -126,7 +162,7 @@ MAX_TASK_ROWS = 24  # more tasks than this: per-family table + best / worst task
 def _family_tables(members: dict, order, tasks) -> list[str]:
   """Readable at 128 tasks: one row per family per strategy, then each strategy's best / worst."""
   lines = [f"{len(tasks)} tasks: per-family aggregates below; every task's row is in results.csv.", "",
-           "| family | strategy | tasks | mean headline | gain vs single | ▲ / ▼ beyond noise |",
+           "| family | strategy | tasks | mean headline | gain vs single | ▲ / ▼ (Holm p_adj < 0.05) |",
            "|---|---|---|---|---|---|"]
   for s in order:
     for row in agg.family_summary(members[s]):
@@ -158,14 +194,46 @@ def _task_table(members: dict, order) -> list[str]:
       if not t:
         cells.append("–")
         continue
-      text = pm(t["mean"], t["std"])
-      if s != SINGLE and "diff" in t:
-        better = t["diff"] * (-1 if t["lower_is_better"] else 1) > 0
-        text += f" {NOISE_MARK}" if t.get("within_noise") else ("" if t.get("within_noise") is None
-                                                                 else (" ▲" if better else " ▼"))
+      text = pm_ci(t)
+      if s != SINGLE and t.get("vs_single"):
+        text += " " + stats.arrow(t["vs_single"])
       cells.append(text)
     lines.append(f"| {task} ({metric}) | " + " | ".join(cells) + " |")
   return lines
+
+
+def _comparison_table(members: dict, order) -> list[str]:
+  """Each task of each strategy vs single-task: the difference with its CI, both p-values,
+  Holm's p and, for the non-significant ones, what this design could have detected."""
+  rows = [(s, task, t) for s in order if s != SINGLE for task, t in sorted(members[s]["tasks"].items())
+          if t.get("vs_single")]
+  if not rows or len({task for _, task, _ in rows}) > MAX_TASK_ROWS:
+    return []
+  lines = ["| strategy | task | diff vs single [95% CI] | p (t) | p (sign flip) | p adj (Holm) | | "
+           "detectable at 80% | seeds needed |", "|---|---|---|---|---|---|---|---|---|"]
+  for s, task, t in rows:
+    c = t["vs_single"]
+    ci = "" if c["p"] is None else f" [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
+    det = "–" if c.get("detectable") is None else f"{c['detectable']:.3f}"
+    need = "–" if c.get("seeds_needed") is None else str(c["seeds_needed"])
+    lines.append(f"| {plots.label(s)} | {task} | {c['diff']:+.3f}{ci} | {stats.fmt_p(c['p'])} "
+                 f"| {stats.fmt_p(c['p_perm'])} | {stats.fmt_p(c.get('p_adj'))} | {stats.arrow(c)} | {det} | {need} |")
+  return lines
+
+
+def power_line(comparisons) -> str:
+  """One sentence on what the non-significant comparisons could have detected."""
+  ns = [c for c in comparisons if c.get("p") is not None and not c["significant"]]
+  if not ns:
+    return ""
+  det = sorted(c["detectable"] for c in ns if c.get("detectable") is not None)
+  need = sorted(c["seeds_needed"] for c in ns if c.get("seeds_needed") is not None)
+  text = (f"Power: {len(ns)} of {len(comparisons)} comparisons are not significant; with their seeds, differences "
+          f"below {det[len(det) // 2]:.3f} (median; range {det[0]:.3f}-{det[-1]:.3f}) were unlikely to be detected "
+          "(80% power)") if det else f"Power: {len(ns)} of {len(comparisons)} comparisons are not significant"
+  if need:
+    text += f"; finding the observed differences would take a median of {need[len(need) // 2]} seeds"
+  return text + "."
 
 
 def _sweep_tables(groups, strategies) -> list[str]:
@@ -202,15 +270,23 @@ def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, 
             + (", ".join(f"{k}={v}" for k, v in spec.get("bindings", {}).items()) or "none")]
   if spec.get("axes"):
     lines.append("- axes: " + "; ".join(f"{k} in {v}" for k, v in spec["axes"].items()))
-  lines += ["", f"Marks: **best** = highest Δm (or average when Δm is unknown) in its comparison; "
-            f"{NOISE_MARK} = the difference to single-task (per task) or to the best (summary) is smaller than "
-            "the seed std, i.e. within noise; ▲/▼ = better/worse than single-task by more than the seed std. "
-            "Definitions are at the end."]
+  family = agg.all_comparisons(groups)
+  n_seeds = max([len(g["seeds"]) for g in groups] or [0])
+  lines += ["", "How the numbers were computed: " + stats.method_paragraph(n_seeds, len(family)),
+            "", "Marks: **best** = highest Δm (or average when Δm is unknown) in its comparison; ± = half-width "
+            "of the 95% t interval over seeds; ▲/▼ = significantly better / worse than single-task (per task) "
+            "or than the best (summary), Holm-adjusted p < 0.05; n.s. = not significant. Definitions are at "
+            "the end."]
+  power = power_line(family)
+  if power:
+    lines += ["", power]
   for mixture, axes in agg.comparisons(groups):
     members = {g["strategy"]: g for g in groups if g["mixture"] == mixture and g["axes"] == axes}
     order = _order(strategies, members)
     where = mixture + "".join(f", {k}={v}" for k, v in axes.items())
     lines += ["", f"## {where}", "", *_summary_table(members, order), "", *_task_table(members, order)]
+    table = _comparison_table(members, order)
+    lines += [""] * bool(table) + table
     missing = [m for g in members.values() for m in g["missing"]]
     if missing:
       lines += ["", f"Not finished (left out of the statistics): {', '.join(missing)}"]

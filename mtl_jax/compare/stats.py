@@ -180,7 +180,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, higher_is_better: boo
          "t": None, "p": None, "p_perm": None, "min_p_perm": min_sign_flip_p(n), "note": ""}
   out["gain"] = out["diff"] * (1 if higher_is_better else -1)
   if n < 2:
-    out["note"] = NO_TEST
+    out["note"] = f"n={n}: no test"
     return out
   out["t"], out["p"] = _ttest_p(d)
   out["p_perm"] = float(sign_flip_p(d))
@@ -236,8 +236,9 @@ def paired_t_power(n, effect, alpha: float = ALPHA):
   n = np.asarray(n, dtype=float)
   df = n - 1
   crit = stats.t.ppf(1 - alpha / 2, df)
-  nc = np.asarray(effect, dtype=float) * np.sqrt(n)
-  return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+  nc = np.abs(np.asarray(effect, dtype=float)) * np.sqrt(n)
+  # the far tail underflows to NaN in scipy for large nc (df 1-2): it is ~0 there
+  return stats.nct.sf(crit, df, nc) + np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0)
 
 
 def detectable_difference(n: int, sd: float, alpha: float = ALPHA, power: float = POWER) -> float | None:
@@ -289,7 +290,7 @@ def method_paragraph(n_seeds: int, m: int, examples: bool = False, alpha: float 
 def arrow(comparison: dict) -> str:
   """▲ / ▼ for a significant gain / loss, 'n.s.' otherwise, NO_TEST below 2 pairs."""
   if comparison.get("p") is None:
-    return NO_TEST
+    return comparison.get("note") or NO_TEST
   return {1: "▲", -1: "▼"}.get(comparison.get("direction", 0), "n.s.")
 
 
