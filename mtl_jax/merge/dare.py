@@ -1,0 +1,38 @@
+"""DARE (Yu et al. 2024, "Language models are Super Mario"): drop and rescale, then merge.
+
+Each entry of each task vector is dropped with probability p and the survivors are scaled by 1/(1-p),
+so E[DARE(tau)] = tau. The sparsified vectors are then merged linearly (dare_linear: theta_0 + lambda *
+sum_i tau_i', task arithmetic) or by TIES' sign election and disjoint mean (dare_ties, no top-k trim: the
+random drop replaces it, as in mergekit). Draws are fixed by (seed, parameter path, task index)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtl_jax.merge import base, ties
+
+
+def drop_and_rescale(tau: np.ndarray, drop_rate: float, rng: np.random.Generator) -> np.ndarray:
+  if not 0 <= drop_rate < 1:
+    raise ValueError(f"DARE drop_rate must be in [0, 1), got {drop_rate!r}; e.g. 0.5 drops half the entries")
+  keep = rng.random(tau.shape) >= drop_rate
+  return np.where(keep, tau / (1.0 - drop_rate), 0.0)
+
+
+def sparsified(base_leaf, finetuned, rng, drop_rate) -> np.ndarray:
+  return np.stack([drop_and_rescale(t, drop_rate, rng) for t in base.task_vectors(base_leaf, finetuned)])
+
+
+def merge_linear(path, base_leaf, finetuned, stats, rng, drop_rate: float = 0.5, scaling: float = 0.5):
+  del path, stats
+  return np.asarray(base_leaf, np.float64) + scaling * sparsified(base_leaf, finetuned, rng, drop_rate).sum(0)
+
+
+def merge_ties(path, base_leaf, finetuned, stats, rng, drop_rate: float = 0.5, scaling: float = 1.0):
+  del path, stats
+  return ties.combine(base_leaf, sparsified(base_leaf, finetuned, rng, drop_rate), scaling)
+
+
+LINEAR = base.register(base.Method("dare_linear", merge_linear,
+                                   grid={"drop_rate": (0.3, 0.6), "scaling": (0.3, 0.5, 1.0)}))
+TIES = base.register(base.Method("dare_ties", merge_ties, grid={"drop_rate": (0.3, 0.6), "scaling": (0.6, 1.0)}))
