@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cell_in_process
 from mtl_jax.compare import cli as compare_cli
 from mtl_jax.compare.grid import Cell
-from mtl_jax.transfer import cli, grid, matrix
+from mtl_jax.transfer import cli, grid, matrix, report
 from test_compare_fakes import fake_binary, fake_env
 
 TINY = ["--experiment=gin/experiments/transfer_tiny.gin", "--gin.transfer.regimes={'n64': 64}",
@@ -82,8 +82,19 @@ def test_matrix_gain_std_and_noise_marks_on_hand_written_cells(tmp_path):
   base_std = math.sqrt(2 * 0.1 ** 2)  # sample std of (-0.30, -0.10)
   assert by["none"]["mean"] == pytest.approx(-0.20) and by["none"]["std"] == pytest.approx(base_std)
   assert by["none"]["gain"] is None
-  assert by["a"]["gain"] == pytest.approx(0.01) and by["a"]["within_noise"] is True
-  assert by["b"]["gain"] == pytest.approx(0.17) and by["b"]["within_noise"] is False  # 0.17 > 0.141
+  # paired over seeds: a - none = (+0.11, -0.09), b - none = (+0.28, +0.06); t on 1 df is Cauchy:
+  # two-sided p = 1 - (2/pi) atan|t| with t = 0.01 / 0.1 and 0.17 / 0.11; Holm over the 2 rows
+  p_a, p_b = (1 - 2 / math.pi * math.atan(t) for t in (0.1, 0.17 / 0.11))
+  assert by["a"]["gain"] == pytest.approx(0.01) and by["a"]["p"] == pytest.approx(p_a)
+  assert by["b"]["gain"] == pytest.approx(0.17) and by["b"]["p"] == pytest.approx(p_b)
+  assert by["b"]["p_adj"] == pytest.approx(2 * p_b) and by["a"]["p_adj"] == pytest.approx(max(p_a, 2 * p_b))
+  assert by["a"]["direction"] == by["b"]["direction"] == 0 and by["b"]["p_perm"] == pytest.approx(0.5)
+  assert by["b"]["detectable"] > 0.17 and by["none"]["p"] is None
+  assert (by["b"]["gain_ci_low"], by["b"]["gain_ci_high"]) == pytest.approx(
+      (0.17 - 12.706204736174707 * 0.11, 0.17 + 12.706204736174707 * 0.11))  # t_{0.975, 1} from tables
+  md = report.markdown(exp.to_json(), rows, [], [], tmp_path)
+  assert "| t | b | mse | -0.030 ± 0.127 | 2 | +0.170 [-1.228, +1.568] n.s. | 0.366 | 0.5 | 0.731 |" in md
+  assert "How the numbers were computed:" in md and "0.5 with n = 2" in md and "≈" not in md
   assert by["b"]["metric"] == "mse"
 
 

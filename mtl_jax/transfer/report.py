@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mtl_jax.compare import stats
 from mtl_jax.transfer.grid import NONE
 
 
@@ -15,15 +16,27 @@ def _num(value, digits=3) -> str:
   return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _pm(mean, std) -> str:
-  return _num(mean) + ("" if std is None or math.isnan(std) else f" ± {_num(std)}")
+def _pm(mean, lo, hi) -> str:
+  """mean ± half-width of the 95% t interval (no ± with one seed)."""
+  missing = lo is None or hi is None or math.isnan(lo) or math.isnan(hi)
+  return _num(mean) + ("" if missing else f" ± {_num((hi - lo) / 2)}")
 
 
 def gain_text(row) -> str:
+  """gain [95% CI] and ▲/▼ where the Holm-adjusted paired test says so, n.s. otherwise."""
   if row["gain"] is None:
     return "–"
-  mark = " ≈" if row["within_noise"] else ""
-  return f"{row['gain']:+.3f}{mark}"
+  if row.get("p") is None:
+    return f"{row['gain']:+.3f} ({row.get('note') or stats.NO_TEST})"
+  mark = {1: "▲", -1: "▼"}.get(row["direction"], "n.s.")
+  return f"{row['gain']:+.3f} [{row['gain_ci_low']:+.3f}, {row['gain_ci_high']:+.3f}] {mark}"
+
+
+def _power(row) -> str:
+  if row.get("detectable") is None:
+    return "–"
+  need = "–" if row.get("seeds_needed") is None else str(row["seeds_needed"])
+  return f"{row['detectable']:.3f} / {need}"
 
 
 def heatmap(matrix: Sequence[dict], regime: str, path: pathlib.Path) -> str | None:
@@ -61,15 +74,21 @@ def markdown(spec: dict, matrix: Sequence[dict], figures: Sequence[str], unfinis
   lines += [f"Sources {', '.join(spec['sources']) or '–'}; targets {', '.join(spec['targets'])}; "
             f"regimes {regimes}; "
             f"seeds {', '.join(map(str, spec['seeds']))}. Score: the target's headline metric at the final "
-            "step (mean ± std over seeds). Gain: source minus `none` (the target trained from the same "
-            "starting point without stage 1); ≈ marks a gain smaller than the larger seed std.", ""]
+            "step (mean ± half-width of the 95% t interval over seeds; lower-is-better metrics negated). "
+            "Gain: source minus `none` (the target trained from the same starting point without stage 1), "
+            "with its 95% CI; ▲/▼ only where the paired test stays significant after Holm, n.s. otherwise; "
+            "'detectable / seeds' is what a non-significant row could have found with 80% power.", ""]
+  tested = [r for r in matrix if r.get("p") is not None]
+  lines += ["How the numbers were computed: " + stats.method_paragraph(
+      max([r["n"] for r in matrix] or [0]), len(tested)), ""]
   for regime in dict.fromkeys(r["regime"] for r in matrix):
-    lines += [f"## Regime `{regime}`", "", "| target | source | metric | score | n | gain | relative |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [f"## Regime `{regime}`", "", "| target | source | metric | score | n | gain [95% CI] | p (t) | "
+              "p (sign flip) | p adj (Holm) | relative | detectable / seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in matrix if r["regime"] == regime):
       rel = "–" if r["relative_gain"] is None or math.isnan(r["relative_gain"]) else f"{100 * r['relative_gain']:+.1f}%"
-      lines.append(f"| {r['target']} | {r['source']} | {r['metric']} | {_pm(r['mean'], r['std'])} | {r['n']} | "
-                   f"{gain_text(r)} | {rel} |")
+      lines.append(f"| {r['target']} | {r['source']} | {r['metric']} | {_pm(r['mean'], r['ci_low'], r['ci_high'])} "
+                   f"| {r['n']} | {gain_text(r)} | {stats.fmt_p(r.get('p'))} | {stats.fmt_p(r.get('p_perm'))} "
+                   f"| {stats.fmt_p(r.get('p_adj'))} | {rel} | {_power(r)} |")
     lines.append("")
   for fig in figures:
     lines += [f"![{pathlib.Path(fig).stem}]({pathlib.Path(fig).relative_to(exp_dir)})", ""]
