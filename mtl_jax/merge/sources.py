@@ -1,0 +1,145 @@
+"""The single-task runs a merge reads: checked to share one starting point, read one tensor at a time.
+
+Why the check: task vectors theta_i - theta_0 only mean something when every run started from the same
+theta_0 (Ilharco et al. 2023). run_spec.json records it: the pretrained checkpoint's sha256 and / or the
+init_from source's trunk sha256. A run from scratch, or from another checkpoint, is refused in one line
+naming it. The runs must also be hard-sharing runs of one architecture on disjoint tasks (each task keeps
+its own head in the merged model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Iterator, Mapping, Sequence
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from mtl_jax.run import finished
+
+
+def starting_point(spec: dict) -> tuple[str | None, str | None]:
+  """(pretrained sha256, init_from sha256): what theta_0 is."""
+  return (spec.get("pretrained") or {}).get("sha256"), (spec.get("init_from") or {}).get("sha256")
+
+
+def describe_start(spec: dict) -> str:
+  parts = []
+  if spec.get("pretrained"):
+    parts.append(f"pretrained {spec['pretrained'].get('checkpoint')} (sha256 {spec['pretrained']['sha256'][:12]})")
+  if spec.get("init_from"):
+    parts.append(f"init_from {spec['init_from'].get('model_dir')} step {spec['init_from'].get('step')} "
+                 f"(sha256 {spec['init_from']['sha256'][:12]})")
+  return " + ".join(parts) or "scratch"
+
+
+def restore_leaves(state_dir: pathlib.Path, paths: Sequence[str], metadata: Mapping) -> dict[str, np.ndarray]:
+  """{params path: array} of only these tensors of a checkpoint's state (orbax partial restore)."""
+  import orbax.checkpoint as ocp
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  flat = {tuple(["params", *p.split("/")]): jax.ShapeDtypeStruct(metadata[p].shape, metadata[p].dtype, sharding=device)
+          for p in paths}
+  item = traverse_util.unflatten_dict(flat)
+  restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=device), item)
+  restored = ocp.PyTreeCheckpointer().restore(
+      state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True))
+  out = traverse_util.flatten_dict(restored["params"], sep="/")
+  return {p: np.asarray(jax.device_get(out[p])) for p in paths}
+
+
+class RunLeaves(Mapping):
+  """A run's params as a lazy {path: array}: each access restores that one tensor from the checkpoint."""
+
+  def __init__(self, state_dir: pathlib.Path, metadata: Mapping):
+    self.state_dir, self.metadata = state_dir, metadata
+
+  def __getitem__(self, path: str) -> np.ndarray:
+    if path not in self.metadata:
+      raise KeyError(path)
+    return restore_leaves(self.state_dir, [path], self.metadata)[path]
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self.metadata)
+
+  def __len__(self) -> int:
+    return len(self.metadata)
+
+
+@dataclasses.dataclass
+class Run:
+  model_dir: pathlib.Path
+  spec: dict
+  step: int
+
+  @property
+  def tasks(self) -> list[str]:
+    return list(self.spec["tasks"])
+
+  @property
+  def state_dir(self) -> pathlib.Path:
+    return self.model_dir / "checkpoints" / str(self.step) / "state"
+
+  def param_metadata(self) -> dict:
+    import orbax.checkpoint as ocp
+    meta = ocp.StandardCheckpointer().metadata(self.state_dir).item_metadata
+    tree = getattr(meta, "tree", meta)
+    return traverse_util.flatten_dict(tree["params"], sep="/")
+
+  def leaves(self) -> RunLeaves:
+    return RunLeaves(self.state_dir, self.param_metadata())
+
+  def params(self):
+    """The whole params tree (Fisher / Gram statistics run the model)."""
+    from mtl_jax.transfer import init_from
+    return init_from.restore_params(self.model_dir, self.step)[0]
+
+  def record(self) -> dict:
+    return {"model_dir": str(self.model_dir), "step": self.step, "tasks": self.tasks,
+            "starting_point": describe_start(self.spec)}
+
+
+def open_run(model_dir) -> Run:
+  model_dir = pathlib.Path(model_dir).absolute()
+  spec, damage = finished.read_json(model_dir / finished.RUN_SPEC)
+  if damage or spec is None:
+    raise ValueError(f"--runs {str(model_dir)!r}: " + (f"run_spec.json is {damage}" if damage else
+                     "has no run_spec.json; point --runs at mtl-train MODEL_DIRs"))
+  if spec.get("sharing") != "hard":
+    raise ValueError(f"--runs {str(model_dir)!r} is a {spec.get('sharing')!r} run; mtl-merge merges hard-sharing "
+                     "(single-task) runs: one trunk each")
+  steps = finished.configured_steps(model_dir)
+  finished.require_final_checkpoint(model_dir, steps, "mtl-merge --runs")
+  committed = finished.committed_steps(model_dir)
+  if not committed:
+    raise ValueError(f"--runs {str(model_dir)!r} has no checkpoint in checkpoints/; train it first")
+  return Run(model_dir, spec, committed[-1])
+
+
+def open_runs(model_dirs: Sequence) -> list[Run]:
+  """The runs, checked: >= 2, one starting point, one architecture, disjoint tasks. One line per refusal."""
+  if len(model_dirs) < 2:
+    raise ValueError(f"mtl-merge needs at least 2 runs to merge, got {len(model_dirs)}; pass --runs DIR DIR ...")
+  runs = [open_run(d) for d in model_dirs]
+  first = runs[0]
+  for run in runs:
+    if starting_point(run.spec) == (None, None):
+      raise ValueError(f"run {str(run.model_dir)!r} was trained from scratch: task vectors need one shared starting "
+                       "point; fine-tune every run from the same pretrained.checkpoint or init_from.model_dir")
+    if starting_point(run.spec) != starting_point(first.spec):
+      raise ValueError(f"run {str(run.model_dir)!r} starts from {describe_start(run.spec)} but run "
+                       f"{str(first.model_dir)!r} from {describe_start(first.spec)}: merged runs must share one "
+                       "starting point")
+    if run.spec["encoder"] != first.spec["encoder"]:
+      diff = sorted(k for k in run.spec["encoder"] if run.spec["encoder"][k] != first.spec["encoder"].get(k))
+      raise ValueError(f"run {str(run.model_dir)!r} has another architecture than {str(first.model_dir)!r} "
+                       f"(EncoderConfig.{diff[0]}); merged runs must share one")
+  seen = {}
+  for run in runs:
+    for task in run.tasks:
+      if task in seen:
+        raise ValueError(f"task {task!r} is in runs {str(seen[task])!r} and {str(run.model_dir)!r}; each task "
+                         "must come from one run (its head)")
+      seen[task] = run.model_dir
+  return runs
