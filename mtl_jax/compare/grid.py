@@ -36,6 +36,8 @@ from typing import Any, Mapping, Sequence
 
 import gin
 
+from mtl_jax.compare import tune as tune_lib
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SINGLE = "single"  # the strategy label of single-task baseline cells
 WEIGHTING_GIN = "gin/weighting/{}.gin"  # the 'weighting' axis may name methods
@@ -112,6 +114,7 @@ class Experiment:
   binary: tuple = ()
   env: Mapping[str, str] = dataclasses.field(default_factory=dict)
   description: str = ""
+  tune: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)  # compare/tune.py
 
   def __post_init__(self):
     for field in ("gin_files", "strategies", "mixtures", "seeds", "mtl_only_axes", "binary"):
@@ -122,6 +125,8 @@ class Experiment:
       axes["weighting"] = [v if _is_gin_path(v) else WEIGHTING_GIN.format(v) for v in axes["weighting"]]
     object.__setattr__(self, "axes", axes)
     object.__setattr__(self, "tasks", {k: list(v) for k, v in dict(self.tasks).items()})
+    object.__setattr__(self, "tune", {k: list(v) if isinstance(v, (list, tuple)) else v
+                                      for k, v in dict(self.tune).items()})
 
   def validate(self) -> None:
     """One clear error for a grid that cannot run (before any cell is launched)."""
@@ -156,6 +161,12 @@ class Experiment:
       files.append(self.strategy_gin(self.baseline_strategy))
     files += [v for values in self.axes.values() for v in values if _is_gin_path(v)]
     check_gin_files(files)
+    tune_lib.validate(self.tune, self.axes, self.bindings, self.gin_files)
+
+  @property
+  def searched_axes(self) -> dict:
+    """The axes plus the tune keys: both expand into cells; tune keys collapse again at the report."""
+    return {**self.axes, **self.tune}
 
   def strategy_gin(self, strategy: str) -> str:
     return strategy if _is_gin_path(strategy) else self.sharing_gin.format(strategy)
@@ -165,14 +176,14 @@ class Experiment:
 
   def axis_combinations(self, names: Sequence[str] | None = None) -> list[tuple]:
     """[((axis, label), ...), ...] over the named axes (all by default)."""
-    names = list(self.axes) if names is None else list(names)
-    combos = itertools.product(*(self.axes[n] for n in names))
+    names = list(self.searched_axes) if names is None else list(names)
+    combos = itertools.product(*(self.searched_axes[n] for n in names))
     return [tuple((n, axis_label(v)) for n, v in zip(names, combo)) for combo in combos]
 
   def _axis_contribution(self, axes: tuple) -> tuple[list, list]:
     files, bindings = [], []
     for name, label in axes:
-      value = next(v for v in self.axes[name] if axis_label(v) == label)
+      value = next(v for v in self.searched_axes[name] if axis_label(v) == label)
       (files.append(value) if _is_gin_path(value) else bindings.append((name, value)))
     return files, bindings
 
@@ -193,7 +204,7 @@ class Experiment:
     self.validate()
     tasks_of = tasks_of or self.tasks_of
     out, seen = [], set()
-    base_axes = [n for n in self.axes if n not in self.mtl_only_axes]
+    base_axes = [n for n in self.searched_axes if n not in self.mtl_only_axes]
     for seed in self.seeds:
       for axes in self.axis_combinations():
         for mixture in self.mixtures:

@@ -18,6 +18,7 @@ from typing import Sequence
 from mtl_jax.compare import aggregate as agg
 from mtl_jax.compare import plots
 from mtl_jax.compare import stats
+from mtl_jax.compare import tune
 from mtl_jax.compare.grid import SINGLE
 
 CSV_COLUMNS = ["kind", "strategy", "mixture", "axes", "task", "metric", "lower_is_better", "n_seeds", "mean",
@@ -254,7 +255,7 @@ def _rel(path, root) -> str:
 
 
 def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, notes: Sequence[str],
-             exp_dir) -> str:
+             exp_dir, picks: Sequence[dict] = (), splits: Sequence[str] = ()) -> str:
   groups, strategies = result["groups"], list(spec.get("strategies", []))
   status = {}
   for c in cells:
@@ -270,6 +271,11 @@ def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, 
             + (", ".join(f"{k}={v}" for k, v in spec.get("bindings", {}).items()) or "none")]
   if spec.get("axes"):
     lines.append("- axes: " + "; ".join(f"{k} in {v}" for k, v in spec["axes"].items()))
+  if spec.get("tune"):
+    lines.append("- tuned on validation (see Tuned arms): " + "; ".join(f"{k} in {v}" for k, v in spec["tune"].items()))
+  if splits:
+    lines.append("- scores compared: " + " and ".join(sorted(set(splits))) + " split"
+                 + (" (final step)" if set(splits) == {"validation"} else ""))
   family = agg.all_comparisons(groups)
   n_seeds = max([len(g["seeds"]) for g in groups] or [0])
   lines += ["", "How the numbers were computed: " + stats.method_paragraph(n_seeds, len(family)),
@@ -295,6 +301,8 @@ def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, 
       lines += ["", f"No finished single-task baseline for {', '.join(nobase)}: Δm unknown."]
     for path in plot_paths.get((mixture, tuple(axes.items())), []):
       lines += ["", f"![{os.path.basename(path)}]({_rel(path, exp_dir)})"]
+  tuned = tune.markdown(picks, spec.get("tune") or {})
+  lines += [""] * bool(tuned) + tuned
   sweep = _sweep_tables(groups, strategies)
   if sweep:
     lines += ["", "## Synthetic relatedness sweep", *sweep]
@@ -326,6 +334,8 @@ def write_all(exp_dir, spec: dict, cells: Sequence[dict], strategies_order: Sequ
   exp_dir = pathlib.Path(exp_dir)
   plot_dir = exp_dir / "plots"
   plot_dir.mkdir(parents=True, exist_ok=True)
+  every_cell = cells
+  cells, picks = tune.select(cells, list(spec.get("tune") or {}))  # tuned arms: the validation pick only
   result = agg.aggregate(cells, mtl_only_axes)
   strategies = [SINGLE, *(strategies_order or spec.get("strategies", []))]
   axis_names = list(dict.fromkeys(k for c in cells for k in c["axes"]))
@@ -337,11 +347,13 @@ def write_all(exp_dir, spec: dict, cells: Sequence[dict], strategies_order: Sequ
     plot_paths[(mixture, tuple(axes.items()))] = [p for p in made if p]
   plot_paths["sweep"] = plots.delta_m_vs_relatedness(result["groups"], strategies, plot_dir)
   plot_paths["mixing"], notes = plots.mixing_plots(cells, result["groups"], plot_dir)
-  (exp_dir / "report.md").write_text(markdown(spec, cells, result, plot_paths, notes, exp_dir))
+  splits = [c["split"] for c in cells if c["status"] == "done"]
+  (exp_dir / "report.md").write_text(markdown(spec, every_cell, result, plot_paths, notes, exp_dir, picks, splits))
   write_csv(exp_dir / "results.csv", result["groups"])
   every_plot = [p for v in plot_paths.values() for p in v]
   payload = {"experiment": spec, "definitions": DEFINITIONS,
-             "cells": [{k: v for k, v in c.items() if k not in ("history", "mixing_weights")} for c in cells],
+             "cells": [{k: v for k, v in c.items() if k not in ("history", "mixing_weights")} for c in every_cell],
+             "tuning": picks,
              "groups": result["groups"], "baselines": result["baselines"],
              "plots": [_rel(p, exp_dir) for p in every_plot], "notes": notes}
   (exp_dir / "results.json").write_text(json.dumps(_clean(payload), indent=1, sort_keys=True))
