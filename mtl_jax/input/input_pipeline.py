@@ -6,9 +6,12 @@ features. Then one of two layouts (gin: `input_pipeline.batch_layout.layout`):
 
   'mixed'    tasks sampled by `mixing.rates` (tf.data.sample_from_datasets), batched
              to [B, ...] with `task_id` per row.
-  'grouped'  every task batched to b = B // T rows, zipped and stacked to
+  'grouped'  every task batched to b = ceil(B / T) rows, zipped and stacked to
              [T, b, ...] (same feature names, leading task axis; task_id[t] == t).
-             Mixing rates do not apply: each task gets b rows per step. The train
+             Mixing rates do not apply: each task gets b rows per step. When T does
+             not divide B, the first B mod T tasks get b real rows and the others
+             b - 1 plus one weight-0 padding row (`grouped_rows`), so any BATCH_SIZE
+             works (T * b rows in all; a divisible B gives exactly the old stream). The train
              step flattens [T, b] -> [T*b] (`flatten_grouped`), so task_id is sorted
              and group sizes are static: per-task towers can slice without gathers.
 
@@ -178,24 +181,56 @@ def _scheduled_rows(datasets, columns, schedule, batch_size: int, seed: int) -> 
   return tf.data.Dataset.choose_from_datasets(list(datasets), choices, stop_on_empty_dataset=True)
 
 
+def grouped_rows(batch_size: int, num_tasks: int) -> tuple[int, list[int]]:
+  """(rows per task group b = ceil(B / T), real rows of each task): the first B mod T tasks
+  fill their group, the others leave one weight-0 padding row."""
+  per_task = -(-batch_size // num_tasks)
+  extra = batch_size % num_tasks or num_tasks
+  return per_task, [per_task if t < extra else per_task - 1 for t in range(num_tasks)]
+
+
+def check_grouped(batch_size: int, processes: int, num_tasks: int, data_size: int) -> None:
+  """The padded grouped batch (T * ceil(B_process / T) rows per process) must split over the
+  mesh's data axis; one line naming the sizes and the fix otherwise."""
+  per_process = batch_size // processes
+  rows = num_tasks * grouped_rows(per_process, num_tasks)[0] * processes
+  if rows % data_size:
+    raise ValueError(f"grouped batches: BATCH_SIZE={batch_size} gives {num_tasks} task groups of "
+                     f"{rows // (num_tasks * processes)} rows ({rows} rows, padded to whole groups), not divisible "
+                     f"by the mesh's data axis ({data_size}); use a BATCH_SIZE that is a multiple of "
+                     f"{int(np.lcm(num_tasks * processes, data_size))}")
+
+
+def _pad_group(group, real: int, rows: int, task_index: int):
+  """The first `real` rows of a task's group, padded to `rows` with weight-0 rows of that task."""
+  out = {}
+  for k, v in group.items():
+    fill = -1 if k == "tags" else (task_index if k == "task_id" else 0)
+    pad = [[0, rows - real]] + [[0, 0]] * (len(v.shape) - 1)
+    out[k] = tf.pad(v[:real], pad, constant_values=tf.cast(fill, v.dtype))
+  return out
+
+
 def grouped_dataset(provider, feature_lengths, batch_size: int, seed: int,
                     shard_info: seqio.ShardInfo | None = None) -> tf.data.Dataset:
-  """[T, batch_size // T, ...] batches: a fixed slot of rows per task, task t at index t."""
+  """[T, ceil(batch_size / T), ...] batches: a fixed slot of rows per task, task t at index t
+  (weight-0 padding rows when T does not divide batch_size: grouped_rows)."""
   names = task_names(provider)
   if mixing_schedule.schedule(provider) is not None:
     raise ValueError("a mixing schedule (mixing_schedule.schedule.kind) needs the 'mixed' batch layout; the "
                      "'grouped' layout gives every task a fixed slot: drop gin/mixing/grouped.gin or the schedule")
   tasks = [seqio.get_mixture_or_task(n) for n in names]  # a multi-label group: its members' own tasks
-  if batch_size % len(tasks):
-    raise ValueError(f"grouped batches: batch size {batch_size} is not divisible by the "
-                     f"{len(tasks)} tasks of {provider.name!r}; use a multiple of {len(tasks)}")
   no_train = [t.name for t in tasks if "train" not in t.splits]
   if no_train:
     raise ValueError(f"grouped batches need a train split for every task; missing in {no_train}")
-  per_task = batch_size // len(tasks)
-  datasets = tuple(task_train_dataset(t, names, feature_lengths, seed, shard_info)
-                   .batch(per_task, drop_remainder=True) for t in tasks)
-  return tf.data.Dataset.zip(datasets).map(
+  per_task, real = grouped_rows(batch_size, len(tasks))
+  datasets = []
+  for index, (task, rows) in enumerate(zip(tasks, real)):
+    ds = task_train_dataset(task, names, feature_lengths, seed, shard_info).batch(max(rows, 1), drop_remainder=True)
+    if rows < per_task:  # (rows == 0 when B < T: one example read, none kept)
+      ds = ds.map(lambda g, rows=rows, index=index: _pad_group(g, rows, per_task, index))
+    datasets.append(ds)
+  return tf.data.Dataset.zip(tuple(datasets)).map(
       lambda *groups: {k: tf.stack([g[k] for g in groups]) for k in groups[0]},
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 

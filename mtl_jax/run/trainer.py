@@ -189,9 +189,8 @@ def train(
       raise ValueError(f"EncoderConfig.{field}={getattr(config, field)} is not divisible by the mesh's model "
                        f"axis ({model_size}); pick a multiple of {model_size} or a smaller make_mesh.mesh_shape")
   layout = input_pipeline.batch_layout()
-  if layout == "grouped" and (batch_size // procs) % len(names):
-    raise ValueError(f"grouped batches: BATCH_SIZE={batch_size} per process ({batch_size // procs}) is not "
-                     f"divisible by the {len(names)} tasks; use a multiple of {len(names) * procs}")
+  if layout == "grouped":  # any BATCH_SIZE: task groups padded with weight-0 rows (input_pipeline.grouped_rows)
+    input_pipeline.check_grouped(batch_size, procs, len(names), data_size)
   model = build_model(config, sharing, [i.num_classes for i in infos])
   tx, schedule = optim.make_optimizer(train_steps)
   steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length,

@@ -42,6 +42,7 @@ class Method:
   """One weighting method. Loss methods implement `weights`; gradient methods `combine`."""
   name: str = ""
   kind: str = "loss"
+  rep_grad: bool = False  # gradients w.r.t. the shared representation (set by weighting.configured)
 
   def init(self, num_tasks: int) -> dict:
     """The method's state (a dict of arrays; {} when it keeps none)."""

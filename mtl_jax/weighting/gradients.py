@@ -1,6 +1,8 @@
 """Per-task gradients in ONE vectorised computation, and the combined update.
 
-The batch is task-grouped (B/T rows of every task, task-major), so jax.vmap of the
+The batch is task-grouped (b rows of every task, task-major; weight-0 padding rows when T
+does not divide B, which count nowhere: losses and counts are weighted means, and a task
+with no real row has a zero gradient, left out by every method), so jax.vmap of the
 gradient over the [T, B/T] row groups gives every task's gradient of every parameter at
 about the FLOPs of one backward pass (each group backpropagates only its own rows), plus
 T gradient-sized buffers. The shared parameters (everything but 'heads') get
@@ -69,7 +71,7 @@ def param_step(method, task_losses: Callable, params, batch, rng, wstate, step, 
   shared = [k for k in params if k not in TASK_SPECIFIC]
   alpha, new_state = method.combine(gram(grads_T, shared), wstate, context(loss_T, count_T, rng, step))
   alpha = jax.lax.stop_gradient(alpha)
-  equal = jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
+  equal = base.mean_present(base.Context(loss_T, count_T, rng, step))  # heads: equal over the present tasks
   grads = {k: _weigh(alpha if k in shared else equal, v) for k, v in grads_T.items()}
   penalty = penalty_T.mean()
   return _finish(loss_T, count_T, penalty, alpha, grads, new_state)
@@ -85,13 +87,15 @@ def rep_step(method, task_losses: Callable, params, batch, rng, wstate, step, nu
   alpha, new_state = method.combine(gram_TT, wstate, context(loss_T, count_T, rng, step))
   alpha = jax.lax.stop_gradient(alpha)
   shared_grads, _ = vjp((alpha.astype(loss_T.dtype), zeros, jnp.ones_like(penalty)))
-  head_grads, _ = vjp((jnp.full_like(loss_T, 1.0 / num_tasks), zeros, jnp.zeros_like(penalty)))
+  head_grads, _ = vjp((base.mean_present(base.Context(loss_T, count_T, rng, step)).astype(loss_T.dtype), zeros,
+                       jnp.zeros_like(penalty)))
   grads = {k: (head_grads[k] if k in TASK_SPECIFIC else v) for k, v in shared_grads.items()}
   return _finish(loss_T, count_T, penalty, alpha, grads, new_state)
 
 
 def _finish(loss_T, count_T, penalty, alpha, grads, new_state):
-  task_term = loss_T.mean()  # reported: the equal-weighted loss, comparable across methods
+  present = (count_T > 0).astype(loss_T.dtype)
+  task_term = (loss_T * present).sum() / jnp.maximum(present.sum(), 1.0)  # reported: the equal-weighted loss
   aux = {"task_loss": loss_T, "task_count": count_T, "task_term": task_term, "penalty": penalty,
          "task_weight": alpha}
   return task_term + penalty, aux, grads, new_state
