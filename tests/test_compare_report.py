@@ -6,6 +6,7 @@ import math
 import pathlib
 import struct
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 from test_compare_fakes import score, write_cell
@@ -75,6 +76,9 @@ def test_report_files_tables_and_plots(tmp_path):
   sluice_score = lambda t, s: score("sluice", t, s) + (jitter[s] if t == "taskB" else 0.0)
   per_seed = [sum((sluice_score(t, s) - single_mean[t]) / single_mean[t] for t in single_mean) / 2 for s in (0, 1)]
   assert sluice["delta_m"]["values"] == pytest.approx(per_seed)
+  boot = sps.bootstrap((np.asarray(per_seed),), np.mean, n_resamples=2000, method="percentile",
+                       rng=np.random.default_rng(0)).confidence_interval  # stats.SEED
+  assert sluice["delta_m"]["boot_ci"] == pytest.approx([boot.low, boot.high])
   assert data["groups"][-1]["strategy"] == "single" and data["groups"][-1]["average"]["std"] is not None
 
   md = (tmp_path / "report.md").read_text()
@@ -84,6 +88,7 @@ def test_report_files_tables_and_plots(tmp_path):
   sluice_row = next(line for line in md.splitlines() if line.startswith("| sluice | taskB |"))
   assert "| n.s. |" in sluice_row and f"| {ref.pvalue:.3g} |" in sluice_row
   assert "Power: " in md and "≈" not in md
+  assert f"[{100 * boot.low:+.2f}, {100 * boot.high:+.2f}] |" in md  # delta-m's bootstrap CI in the summary
   assert "![curves__mixA.png](plots/curves__mixA.png)" in md
   assert "![mixing__mmoe__mixA__mmoe_gates.png](plots/mixing__mmoe__mixA__mmoe_gates.png)" in md
 

@@ -123,6 +123,14 @@ def pm_ci(stat: dict, digits: int = 3, scale: float = 1.0, sign: bool = False) -
   return pm(stat["mean"], half, digits, scale, sign)
 
 
+def _boot(stat: dict, scale: float = 1.0) -> str:
+  """' [lo, hi]': the percentile bootstrap CI over seeds ('' when undefined)."""
+  lo, hi = stat.get("boot_ci") or (None, None)
+  if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+    return ""
+  return f" [{scale * lo:+.2f}, {scale * hi:+.2f}]"
+
+
 def _vs_best(g: dict) -> str:
   c = g.get("vs_best")
   if g.get("is_best"):
@@ -146,7 +154,7 @@ def _summary_table(members: dict, order) -> list[str]:
            "| seeds |", "|---|---|---|---|---|---|---|---|---|"]
   for s in order:
     g = members[s]
-    dm = "0 (reference)" if s == SINGLE else pm_ci(g["delta_m"], 2, 100, sign=True)
+    dm = "0 (reference)" if s == SINGLE else pm_ci(g["delta_m"], 2, 100, sign=True) + _boot(g["delta_m"], 100)
     params = "–" if g["params_total"] is None else f"{g['params_total']:,.0f}" + (" (sum)" if s == SINGLE else "")
     trainable = g.get("params_trainable")
     train = "–" if trainable is None else f"{trainable:,.0f}"
@@ -280,7 +288,7 @@ def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, 
   n_seeds = max([len(g["seeds"]) for g in groups] or [0])
   lines += ["", "How the numbers were computed: " + stats.method_paragraph(n_seeds, len(family)),
             "", "Marks: **best** = highest Δm (or average when Δm is unknown) in its comparison; ± = half-width "
-            "of the 95% t interval over seeds; ▲/▼ = significantly better / worse than single-task (per task) "
+            "of the 95% t interval over seeds; [a, b] after Δm = its bootstrap CI over seeds; ▲/▼ = significantly better / worse than single-task (per task) "
             "or than the best (summary), Holm-adjusted p < 0.05; n.s. = not significant. Definitions are at "
             "the end."]
   power = power_line(family)
