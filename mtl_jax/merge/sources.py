@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from typing import Iterator, Mapping, Sequence
 
 import jax
@@ -18,6 +19,8 @@ import numpy as np
 from flax import traverse_util
 
 from mtl_jax.run import finished
+
+_LAYER = re.compile(r"(?:^|/)layer_\d+/")
 
 
 def starting_point(spec: dict) -> tuple[str | None, str | None]:
@@ -49,16 +52,30 @@ def restore_leaves(state_dir: pathlib.Path, paths: Sequence[str], metadata: Mapp
   return {p: np.asarray(jax.device_get(out[p])) for p in paths}
 
 
+def group_of(path: str) -> str:
+  """The tensors restored together: one transformer layer's (`.../layer_k/`), else the tensor alone.
+  One orbax restore per tensor costs ~40 ms; per layer it reads ~10 tensors for the price of one."""
+  match = _LAYER.search(path)
+  return path[:match.end()] if match else path
+
+
 class RunLeaves(Mapping):
-  """A run's params as a lazy {path: array}: each access restores that one tensor from the checkpoint."""
+  """A run's params as a lazy {path: array}: an access restores that tensor (and the rest of its layer,
+  kept until another layer is asked for) from the checkpoint; the whole model is never in memory."""
 
   def __init__(self, state_dir: pathlib.Path, metadata: Mapping):
     self.state_dir, self.metadata = state_dir, metadata
+    self._group, self._cache = None, {}
 
   def __getitem__(self, path: str) -> np.ndarray:
     if path not in self.metadata:
       raise KeyError(path)
-    return restore_leaves(self.state_dir, [path], self.metadata)[path]
+    group = group_of(path)
+    if group != self._group or path not in self._cache:
+      members = [p for p in self.metadata if group_of(p) == group]
+      self._cache, self._group = {}, None  # drop the previous layer before reading the next
+      self._cache, self._group = restore_leaves(self.state_dir, members, self.metadata), group
+    return self._cache[path]
 
   def __iter__(self) -> Iterator[str]:
     return iter(self.metadata)

@@ -1,0 +1,5 @@
+import sys
+
+from mtl_jax.merge.cli import main
+
+sys.exit(main())

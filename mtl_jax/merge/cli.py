@@ -1,0 +1,85 @@
+"""mtl-merge: single-task runs from one starting point -> one multi-task MODEL_DIR (merged trunk, own heads).
+
+  python -m mtl_jax.merge --runs RUN_A RUN_B ... --out MERGED --method ties
+      [--grid density=0.1,0.2 --grid scaling=0.6,1.0] [--examples 256] [--seed 0] [--no_test]
+
+Methods: average, task_arithmetic (scaling = lambda), ties (density = top-k fraction kept, scaling),
+dare_linear / dare_ties (drop_rate = p, scaling), fisher, regmean (alpha: off-diagonal Gram scaling).
+Every point of the method's grid (defaults in mtl_jax/merge/<method>.py, --grid replaces an axis) is merged
+and scored on validation; the best is written as an ordinary hard-sharing MODEL_DIR (config.gin,
+run_spec.json with a 'merge' entry, checkpoint, results.json = validation, merge.json = the grid and the
+pick's test record) that mtl-predict, mtl-export, init_from and mtl-train (which resumes it and evaluates)
+read like any run. --examples: training examples per task for Fisher / RegMean statistics.
+Runs must be finished hard-sharing runs from one pretrained checkpoint / init_from source (run_spec.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def parse_grid(items) -> dict:
+  grid = {}
+  for item in items or ():
+    name, sep, values = item.partition("=")
+    try:
+      if not sep or not name or not values:
+        raise ValueError
+      grid[name.strip()] = [float(v) for v in values.split(",")]
+    except ValueError:
+      raise ValueError(f"--grid {item!r}: write NAME=V1,V2 (e.g. scaling=0.3,0.5)") from None
+  return grid
+
+
+def run(args) -> dict:
+  from mtl_jax.merge import base, select, sources, target as target_lib
+  method = base.get(args.method)
+  grid = parse_grid(args.grid)
+  select.candidates(method, grid)  # a bad --grid before any work
+  target_lib.check_out_dir(args.out)
+  runs = sources.open_runs(args.runs)
+  target = target_lib.build(runs, args.out)
+  best = select.pick(target, method, grid, seed=args.seed, examples=args.examples, test=not args.no_test)
+  record = {"method": method.name, "hparams": best["hparams"], "seed": args.seed, "grid": best["grid"],
+            "sources": [r.record() for r in runs], "statistics_examples": args.examples if method.needs else None,
+            "validation_average": best["validation"]["average"],
+            "test": best["test"], "test_note": None if best["test"] else "no task has a test split (or --no_test)"}
+  target.write(best["params"], record, best["validation"])
+  line = f"mtl-merge: picked {method.name} {select._fmt(best['hparams'])}: validation average=" \
+         f"{best['validation']['average']:.4f}"
+  if best["test"]:
+    line += f", test average={best['test']['average']:.4f} " + " ".join(
+        f"{t}={r['headline']:.3f}" for t, r in best["test"]["tasks"].items())
+  print(line, flush=True)
+  print(f"mtl-merge: wrote {target.out_dir} (predict: python -m mtl_jax.predict --model_dir={target.out_dir} "
+        "--input=texts.txt)", flush=True)
+  return record
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="mtl-merge", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--runs", nargs="+", required=True, help="the single-task MODEL_DIRs to merge")
+  parser.add_argument("--out", required=True, help="the new MODEL_DIR (must not exist, or be empty)")
+  parser.add_argument("--method", required=True, help="average | task_arithmetic | ties | dare_linear | dare_ties | "
+                      "fisher | regmean")
+  parser.add_argument("--grid", action="append", help="NAME=V1,V2: replace one hyperparameter axis of the grid")
+  parser.add_argument("--examples", type=int, default=256, help="training examples per task (Fisher / RegMean)")
+  parser.add_argument("--seed", type=int, default=0, help="DARE's drop draws")
+  parser.add_argument("--no_test", action="store_true", help="do not score the pick on the test split")
+  args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
+  except RuntimeError:
+    pass
+  from mtl_jax import train
+  return train.report_errors("mtl-merge", lambda: run(args))
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,128 @@
+"""Which hyperparameters: every point of a small grid merged and scored on validation; test for the pick.
+
+Why a grid on validation: lambda, density and drop rate decide a merge (FusionBench: task arithmetic 70.0
+at lambda 0.5 on GLUE) and the papers tune them on held-out data. Each candidate is merged leaf by leaf
+from the runs' checkpoints (nothing but the merged model and one layer per run in memory) and scored by
+the trainer's own Evaluator through the same jitted predict step. The pick is then scored once on the
+tasks' test split (those that have one); its record is reported beside the validation one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Sequence
+
+from mtl_jax.merge import base, fisher, gram
+
+
+def candidates(method: base.Method, grid: Mapping[str, Sequence] | None = None) -> list[dict]:
+  """Every combination of the method's grid, with `grid` (e.g. {'scaling': [0.3, 0.5]}) replacing axes."""
+  grid = dict(grid or {})
+  unknown = sorted(set(grid) - set(method.grid))
+  if unknown:
+    raise ValueError(f"--grid {unknown[0]}: merge method {method.name!r} takes {', '.join(method.grid) or 'none'}")
+  axes = {**method.grid, **grid}
+  names = sorted(axes)
+  return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
+
+
+def train_batches(task_names: Sequence[str], task: str, lengths, batch_size: int, examples: int) -> list[dict]:
+  """The first `examples` training examples of `task` as padded batches, task ids of `task_names`."""
+  import seqio
+  from mtl_jax.input.features import EncoderFeatureConverter, pad_batch
+  ds = seqio.get_mixture_or_task(task).get_dataset(sequence_length=dict(lengths), split="train", shuffle=False,
+                                                    num_epochs=1, try_in_mem_cache=False).take(examples)
+  ds = EncoderFeatureConverter(list(task_names))(ds, dict(lengths)).batch(batch_size)
+  return [pad_batch(b, batch_size) for b in ds.as_numpy_iterator()]
+
+
+def statistics(target, method: base.Method, examples: int = 256, batch_size: int = 16) -> list[dict] | None:
+  """Per run: its diagonal Fisher or its linear layers' Grams, through its own model on its own tasks."""
+  if not method.needs:
+    return None
+  from mtl_jax.input import task_info
+  from mtl_jax.models.multitask import build_model
+  from mtl_jax.transfer import init_from
+  out = []
+  for run in target.runs:
+    model = build_model(init_from.encoder_config(run.spec), "hard", run.spec["num_classes"])
+    params = run.params()
+    kinds = [task_info.get(t).kind for t in run.tasks]
+    stats = {}
+    for index, task in enumerate(run.tasks):
+      batches = train_batches(run.tasks, task, target.settings["lengths"], batch_size, examples)
+      if method.needs == "fisher":
+        one = fisher.statistics(model, kinds, index, params, batches)
+      else:
+        one = gram.statistics(model, params, batches)
+      for path, value in one.items():  # a multi-task run: its tasks' statistics summed
+        stats[path] = stats.get(path, 0.0) + value
+    out.append(stats)
+    del params
+  return out
+
+
+def split_evaluator(target, split: str):
+  """The trainer's Evaluator over `split` of the tasks that have it (None if none has)."""
+  import seqio
+  from mtl_jax.input import input_pipeline
+  from mtl_jax.step import evaluation
+  if split == "validation":
+    return evaluation.Evaluator(target.names, target.settings["lengths"], target.settings["eval_batch_size"])
+  evaluator = evaluation.Evaluator.__new__(evaluation.Evaluator)
+  evaluator.task_names, evaluator.batch_size, evaluator.packed = tuple(target.names), target.settings[
+      "eval_batch_size"], False
+  evaluator.batches = {}
+  for name in target.names:
+    task = seqio.get_mixture_or_task(name)
+    if split in task.splits:
+      batches = input_pipeline.eval_batches(task, target.names, target.settings["lengths"],
+                                            target.settings["eval_batch_size"], split)
+      if batches:
+        evaluator.batches[name, "validation"] = batches  # scored as the headline split
+  return evaluator if evaluator.batches else None
+
+
+def score(target, evaluator, flat: dict) -> dict:
+  params = target.device_params(flat)
+  return evaluator.evaluate(lambda batch: target.steps.run_predict(params, batch))
+
+
+def merged(target, method: base.Method, hparams: dict, base_flat: dict | None, stats, seed: int) -> dict:
+  keys = [p for p in _shapes(target) if not p.startswith("heads/")]
+  trunk = base.merge(method, base_flat, [run.leaves() for run in target.runs], stats, seed, keys=keys, **hparams)
+  return {**trunk, **target.heads()}
+
+
+def pick(target, method: base.Method, grid=None, seed: int = 0, examples: int = 256, test: bool = True,
+         log=print) -> dict:
+  """{'hparams', 'params' (flat), 'validation', 'test' (or None), 'grid': [(hparams, average)]}."""
+  base_flat = target.base_params() if method.uses_base else None
+  stats = statistics(target, method, examples)
+  evaluator = split_evaluator(target, "validation")
+  best, table = None, []
+  for hparams in candidates(method, grid):
+    flat = merged(target, method, hparams, base_flat, stats, seed)
+    record = score(target, evaluator, flat)
+    table.append({"hparams": hparams, "validation_average": record["average"]})
+    log(f"mtl-merge: {method.name} {_fmt(hparams)} validation average={record['average']:.4f} " +
+        " ".join(f"{t}={r['headline']:.3f}" for t, r in record["tasks"].items()))
+    if best is None or record["average"] > best["validation"]["average"]:
+      best = {"hparams": hparams, "params": flat, "validation": record}
+  del base_flat
+  best["grid"] = table
+  best["test"] = None
+  if test:
+    test_eval = split_evaluator(target, "test")
+    best["test"] = score(target, test_eval, best["params"]) if test_eval else None
+  return best
+
+
+def _shapes(target) -> dict:
+  import ast
+  return {"/".join(ast.literal_eval("[" + p[1:-1].replace("][", ", ") + "]")): tuple(s)
+          for p, s in target.spec["param_shapes"].items()}
+
+
+def _fmt(hparams: dict) -> str:
+  return " ".join(f"{k}={v}" for k, v in hparams.items()) or "(no hyperparameters)"
