@@ -135,7 +135,7 @@ def explain(error: BaseException) -> str | None:
     try:
       import inspect
       configurable = gin_config._REGISTRY.get_match(selector)  # gin has no public lookup
-      params = list(inspect.signature(configurable.wrapped).parameters)
+      params = [p for p in inspect.signature(configurable.wrapped).parameters if p not in (configurable.denylist or ())]
     except Exception:  # pylint: disable=broad-except
       return None
     guess = close_match(name, params)

@@ -54,6 +54,7 @@ class _QuietLoader(importlib.abc.Loader):
 
   def exec_module(self, module):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no "oneDNN supports DT_INT64 only ... AVX-512" E0000
     with filtered_stderr():
       self.inner.exec_module(module)
       module.config.set_visible_devices([], "GPU")  # the cuInit probe happens here, inside the filter

@@ -30,7 +30,7 @@ def test_gin_values_keep_literals_and_references():
 
 
 def test_unknown_binding_is_an_error():
-  with pytest.raises(ValueError, match="Configurable 'trainer.train' doesn't have a parameter named 'no_such_knob'"):
+  with pytest.raises(ValueError, match="trainer.train has no parameter 'no_such_knob'; its parameters: model_dir, "):
     train.parse_gin(["gin/runs/quickstart.gin"], ["trainer.train.no_such_knob = 3"])
 
 

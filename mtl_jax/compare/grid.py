@@ -36,6 +36,8 @@ from typing import Any, Mapping, Sequence
 
 import gin
 
+from mtl_jax import gin_check
+from mtl_jax.compare import declared
 from mtl_jax.compare import tune as tune_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -161,6 +163,7 @@ class Experiment:
       files.append(self.strategy_gin(self.baseline_strategy))
     files += [v for values in self.axes.values() for v in values if _is_gin_path(v)]
     check_gin_files(files)
+    check_macros(self.gin_files, [*self.bindings, *(n for n, vs in self.axes.items() if not _is_gin_path(vs[0]))])
     tune_lib.validate(self.tune, self.axes, self.bindings, self.gin_files)
 
   @property
@@ -190,7 +193,7 @@ class Experiment:
   def make_cell(self, kind: str, strategy: str, mixture: str, seed: int, axes: tuple) -> Cell:
     files, axis_bindings = self._axis_contribution(axes)
     sharing = self.strategy_gin(self.baseline_strategy if kind == "single" else strategy)
-    bindings = [("MIXTURE_OR_TASK_NAME", mixture), (self.seed_binding, seed),
+    bindings = [("MIXTURE_OR_TASK_NAME", task_binding(mixture, self.gin_files)), (self.seed_binding, seed),
                 *self.bindings.items(), *axis_bindings]
     label = pathlib.Path(strategy).stem if _is_gin_path(strategy) else strategy
     cell_id = "__".join([slug(label), slug(mixture), *(slug(f"{n.split('.')[-1]}={v}") for n, v in axes),
@@ -260,6 +263,8 @@ def tasks_of_mixture(mixture: str, gin_files: Sequence[str] = ()) -> list[str]:
   for module in task_modules(gin_files):
     importlib.import_module(module)
   import seqio
+  if mixture not in seqio.MixtureRegistry.names() and mixture not in seqio.TaskRegistry.names():
+    declared.register(gin_files, mixture)  # a mixture of your own files (tasks/from_files.py)
   try:
     provider = seqio.get_mixture_or_task(mixture)
   except (ValueError, KeyError) as e:
@@ -291,10 +296,23 @@ def task_modules(gin_files: Sequence[str]) -> list[str]:
 
 
 def check_gin_files(paths: Sequence[str]) -> None:
-  """One clear error for the first gin file the binary would not find."""
+  """One clear error (with a "did you mean") for the first gin file the binary would not find."""
   for path in paths:
     if resolve_gin_path(path) is None:
-      raise ValueError(f"gin file {path!r} not found (looked in {os.getcwd()} and {REPO_ROOT})")
+      raise ValueError(gin_check.missing_file_message(path))
+
+
+def check_macros(gin_files: Sequence[str], keys: Sequence[str]) -> None:
+  """One clear error for a macro every cell binds (`--binding=KEY=V`) that no gin file of the cells uses."""
+  message = gin_check.unknown_macro_message([f"{k} = 0" for k in keys], gin_check.loaded_texts(gin_files))
+  if message:
+    raise ValueError(message)
+
+
+def task_binding(name: str, gin_files: Sequence[str]) -> str:
+  """MIXTURE_OR_TASK_NAME of a cell: the name, or the gin call that registers a task / mixture the gin
+  files declare from your own files (mtl_jax/compare/declared.py)."""
+  return declared.references(gin_files).get(name, name)
 
 
 def spec_from_fields(cls, label: str, fields: Mapping[str, Any]):

@@ -133,11 +133,10 @@ def bar_chart(groups: Sequence[dict], mixture: str, axes: Mapping[str, str], str
   if not order:
     return None
   tasks = sorted({t for s in order for t in members[s]["tasks"]})
-  names = short_names(tasks)
-  xs = [*tasks, "average"]
+  xs = [*tasks, "average"]  # full task names, as report.md's table has them
   color = colors(strategies)
   width = 0.8 / len(order)
-  fig = Figure(figsize=(max(6.0, 1.1 * len(xs) * max(1, len(order)) * 0.45 + 2), 4.2))
+  fig = Figure(figsize=(max(6.0, 1.1 * len(xs) * max(1, len(order)) * 0.45 + 2) + 1.5, 4.2))  # + the legend
   ax = fig.add_subplot(1, 1, 1)
   for j, s in enumerate(order):
     g = members[s]
@@ -148,14 +147,13 @@ def bar_chart(groups: Sequence[dict], mixture: str, axes: Mapping[str, str], str
     ax.bar(pos, means, width, yerr=errs, capsize=3, color=color[s], ecolor="black",
            label=f"{label(s)} (n={len(g['seeds'])})")
   ax.set_xticks(np.arange(len(xs)))
-  crowded = len(xs) > 5
-  ax.set_xticklabels([names.get(x, x) for x in xs], rotation=30 if crowded else 0,
-                     ha="right" if crowded else "center")
+  crowded = len(xs) > 5 or sum(map(len, xs)) > 60
+  ax.set_xticklabels(xs, rotation=30 if crowded else 0, ha="right" if crowded else "center")
   ax.set_ylabel("headline metric (validation)")
   ax.set_title(f"{_title(mixture, axes)}: mean ± std over seeds")
   ax.axhline(0, color="grey", linewidth=0.5)
   ax.grid(axis="y", alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside, never on bars
   return _save(fig, os.path.join(out_dir, f"bars__{_suffix(mixture, axes)}.png"))
 
 

@@ -43,6 +43,8 @@ def main(argv=None) -> int:
   parser.add_argument("--input_format", default="auto", choices=("auto", "text", "jsonl"))
   parser.add_argument("--checkpoint", default="auto", choices=("auto", "best", "latest"))
   parser.add_argument("--batch_size", type=int, default=32)
+  parser.add_argument("--trust_config", action="store_true",
+                      help="read a MODEL_DIR whose config.gin imports modules outside mtl_jax / tasks (runs their code)")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   if args.batch_size < 1:
     parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
@@ -50,9 +52,9 @@ def main(argv=None) -> int:
   from mtl_jax.train import one_line
   try:
     records = inputs.read_records(args.input, args.input_format)
-    predictor = load(args.model_dir, args.checkpoint, args.batch_size)
+    predictor = load(args.model_dir, args.checkpoint, args.batch_size, trust_config=args.trust_config)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
-    results = predictor.predict(records, tasks)
+    results = predictor.predict(records, tasks, source="stdin" if args.input == "-" else args.input)
   except (ValueError, KeyError, OSError, RuntimeError) as e:
     print(f"mtl-predict: error: {one_line(e)}", file=sys.stderr, flush=True)
     return 2

@@ -20,12 +20,26 @@ from mtl_jax.input import task_info
 _PLACEHOLDER = {"classification": {"label": 0}, "regression": {"score": 0.0}, "tagging": {}}
 
 
-def example_for(task: str, record: str | Mapping[str, Any], line: int) -> dict:
-  """The example of `task` for one input (a plain text or a JSON object), numbered `line` in errors."""
-  return {**_example(task, record, line), **_PLACEHOLDER[task_info.get(task).kind]}
+def example_for(task: str, record: str | Mapping[str, Any], line: int, source: str = "input") -> dict:
+  """The example of `task` for one input (a plain text or a JSON object), `source`:`line` in errors."""
+  return {**_example(task, record, line, source), **_PLACEHOLDER[task_info.get(task).kind]}
 
 
-def _example(task: str, record, line: int) -> dict:
+def examples_for(task: str, records, source: str = "input", run_tasks=()) -> list[dict]:
+  """Every record's example of `task`; a record that does not fit the task is one error naming the
+  input file and line, and how to leave the task out (--tasks) when the run has other tasks."""
+  try:
+    return [example_for(task, r, i + 1, source) for i, r in enumerate(records)]
+  except ValueError as e:
+    message = str(e)
+    others = [t for t in run_tasks if t != task]
+    if others and "--tasks" not in message:
+      message += (f"; if this input is not for {task!r}, choose its tasks with --tasks "
+                  f"(this run's other tasks: {', '.join(others)})")
+    raise ValueError(message) from None
+
+
+def _example(task: str, record, line: int, source: str = "input") -> dict:
   from tasks import from_files  # registered file tasks, if the run has any
   spec = from_files.SPECS.get(task)
   kind = task_info.get(task).kind
@@ -46,7 +60,7 @@ def _example(task: str, record, line: int) -> dict:
     raise ValueError(f"input line {line}: expected a text or a JSON object, got {type(record).__name__}")
   if spec is not None:
     try:
-      return spec.input_example(record, "input", line)
+      return spec.input_example(record, source, line)
     except ValueError as e:
       raise ValueError(str(e)) from None
   if kind == "tagging":
@@ -58,7 +72,7 @@ def _example(task: str, record, line: int) -> dict:
     return {"tokens": [t.strip() for t in tokens], "tags": [0] * len(tokens)}
   text = record.get("text")
   if not isinstance(text, str) or not text.strip():
-    raise ValueError(f"input line {line}: task {task!r} needs a non-empty 'text' field")
+    raise ValueError(f"{source}:{line}: no field 'text' (task {task!r} reads text)")
   return {"text": text}
 
 

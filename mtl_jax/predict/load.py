@@ -28,7 +28,8 @@ import numpy as np
 from mtl_jax import heads as heads_lib
 from mtl_jax.scale import partitioning
 from mtl_jax.input import task_info
-from mtl_jax.predict import inputs as inputs_lib
+from mtl_jax.predict import compile_cache, config_trust, inputs as inputs_lib
+from mtl_jax.run import quiet_orbax
 
 CHECKPOINTS = ("auto", "best", "latest")
 
@@ -101,19 +102,20 @@ class Predictor:
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
   # ------------------------------------------------------------------ predictions
-  def predict(self, texts: Sequence[str | Mapping[str, Any]], tasks: Sequence[str] | None = None) -> list[dict]:
+  def predict(self, texts: Sequence[str | Mapping[str, Any]], tasks: Sequence[str] | None = None,
+              source: str = "input") -> list[dict]:
     """One dict per input: {task: {'label', 'probability'} | {'score'} | {'tags', 'words'}}.
 
     An input is a text, or a dict of the task's fields (a file task's text_fields, 'text', or
     'tokens' for tagging). Tagging texts are split into words on whitespace; a word cut off by
-    TASK_FEATURE_LENGTHS gets the tag None."""
+    TASK_FEATURE_LENGTHS gets the tag None. `source` names the inputs in errors (the --input file)."""
     tasks = self._tasks(tasks)
     texts = list(texts)
     if not texts:
       raise ValueError("no inputs to predict")
     results = [{} for _ in texts]
     for task in tasks:
-      examples = [inputs_lib.example_for(task, r, i + 1) for i, r in enumerate(texts)]
+      examples = inputs_lib.examples_for(task, texts, source, self.task_names if len(tasks) > 1 else ())
       feats = self.features(task, examples)
       out = self.run(feats)
       for i, example in enumerate(examples):
@@ -152,8 +154,10 @@ def _checkpoint_step(model_dir: pathlib.Path, which: str) -> str:
   return "best" if best.is_dir() and any(p.name.isdigit() for p in best.iterdir()) else "latest"
 
 
-def load(model_dir: str | os.PathLike, checkpoint: str = "auto", batch_size: int = 32) -> Predictor:
-  """The run in `model_dir` from its best checkpoint ('auto': best if saved, else latest)."""
+def load(model_dir: str | os.PathLike, checkpoint: str = "auto", batch_size: int = 32,
+         trust_config: bool = False) -> Predictor:
+  """The run in `model_dir` from its best checkpoint ('auto': best if saved, else latest). Its config.gin
+  may import only this project's modules unless `trust_config` (mtl_jax/predict/config_trust.py)."""
   from mtl_jax.input import input_pipeline
   from mtl_jax import train
   from mtl_jax.models.multitask import build_model
@@ -163,6 +167,9 @@ def load(model_dir: str | os.PathLike, checkpoint: str = "auto", batch_size: int
   if not spec_path.is_file() or not config_path.is_file():
     raise ValueError(f"--model_dir {str(model_dir)!r} has no run_spec.json / config.gin; point it at an mtl-train "
                      "MODEL_DIR")
+  config_trust.check(config_path, trust_config)  # before gin runs its imports
+  quiet_orbax.install()  # no "Metadata file does not exist" warning for checkpoints_best
+  compile_cache.enable()  # the next process reads the compiled forward pass
   which = _checkpoint_step(model_dir, checkpoint)
   spec = json.loads(spec_path.read_text())
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -31,6 +31,8 @@ import numpy as np
 from flax import traverse_util
 
 from mtl_jax.models.encoder import EncoderConfig
+from mtl_jax import file_modes
+from mtl_jax.run import quiet_orbax
 from mtl_jax.pretrained import load, names
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -137,6 +139,7 @@ def write(output: str | os.PathLike, flat: dict[str, np.ndarray], config: Encode
                      pooling_mode_mean_tokens=config.pooling == "mean")
       (tmp / "1_Pooling").mkdir()
       (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
+    file_modes.as_usual(tmp)  # model.safetensors (0600) and the temporary directory (0700) as readable as the rest
     if output.exists():
       output.rmdir()  # empty (checked above)
     os.replace(tmp, output)
@@ -172,6 +175,7 @@ def export_model_dir(model_dir, output, task: str | None = None, expert: int | N
     raise ValueError(f"a {sharing} run has one trunk per task; pick one with --task ({', '.join(tasks)})")
   if sharing == "mmoe" and expert is None:
     raise ValueError("an mmoe run has several experts; pick one with --expert=0..E-1")
+  quiet_orbax.install()  # no "Metadata file does not exist" warning
   params, step = init_from.restore_params(model_dir)
   source = (spec.get("pretrained") or {}).get("checkpoint")
   extra = {"model_dir": str(model_dir), "step": int(step), "sharing": sharing, "task": task, "expert": expert,

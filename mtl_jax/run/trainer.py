@@ -27,7 +27,7 @@ from mtl_jax.run import checkpoints
 from mtl_jax.step import evaluation, optim
 from mtl_jax.input import features, input_pipeline, mixing_monitor
 from mtl_jax.scale import partitioning
-from mtl_jax.run import lock, run_spec, starting_point
+from mtl_jax.run import eval_schedule, lock, run_spec, starting_point
 from mtl_jax.step import step_hooks, steps as steps_lib
 from mtl_jax.input import task_info
 from mtl_jax.models.multitask import build_model
@@ -161,6 +161,7 @@ def train(
   length = features.check_feature_lengths(task_feature_lengths)
   for name in ("eval_period", "checkpoint_period", "keep_checkpoints", "log_period"):
     _positive_int(f"train.{name}", locals()[name])
+  eval_period = eval_schedule.period(eval_period, train_steps)  # a run shorter than it still draws curves
   if eval_batch_size is not None:
     _positive_int("train.eval_batch_size", eval_batch_size)
   if not isinstance(seed, int) or seed < 0:

@@ -109,6 +109,7 @@ class TransferExperiment:
                        "(a task name, an expert index, or 'mean')")
     compare_grid.check_gin_files([*self.gin_files, self.sharing_gin(self.source_sharing),
                                   self.sharing_gin(self.target_sharing)])
+    compare_grid.check_macros(self.gin_files, [*self.bindings, *self.source_bindings, *self.target_bindings])
 
   @staticmethod
   def sharing_gin(strategy: str) -> str:
@@ -123,7 +124,7 @@ class TransferExperiment:
 
   def _cell(self, cell_id, kind, sharing, mixture, seed, axes, extra) -> Cell:
     stage = self.source_bindings if kind == "source" else self.target_bindings
-    bindings = [("MIXTURE_OR_TASK_NAME", mixture), (SEED_BINDING, seed), *self.bindings.items(),
+    bindings = [("MIXTURE_OR_TASK_NAME", compare_grid.task_binding(mixture, self.gin_files)), (SEED_BINDING, seed), *self.bindings.items(),
                 *stage.items(), *extra]
     return Cell(cell_id=cell_id, kind=kind, strategy=sharing, mixture=mixture, seed=int(seed), axes=tuple(axes),
                 gin_files=(*self.gin_files, self.sharing_gin(sharing)), bindings=tuple(bindings))
