@@ -69,7 +69,7 @@ def test_dry_run_and_bad_config(tmp_path, capsys):
   binary, counter = fake_binary(tmp_path)
   lines = []
   assert cli.main(_argv(tmp_path, binary, "--dry_run"), echo=lines.append) == 0
-  assert len(lines) == 17 and lines[-1] == "mtl-compare: 16 cells" and not counter.exists()
+  assert len(lines) == 17 and lines[-1] == "mtl-compare: 16 cells, 16 to run" and not counter.exists()
   assert cli.main(["--gin_file=gin/base.gin", "--mixtures=quickstart", "--strategies=hard",
                    f"--exp_dir={tmp_path}", "--seeds=0,0"]) == 2
   assert "mtl-compare: error: experiment.seeds has duplicates: [0, 0]" in capsys.readouterr().err

@@ -65,6 +65,8 @@ def write_cell(model_dir: pathlib.Path, strategy: str, mixture: str, seed: int, 
                         for t, v in per_task.items()}}
     history.append(json.dumps(record, sort_keys=True))
   (model_dir / "eval_history.jsonl").write_text("\n".join(history) + "\n")
+  for item in ("state", "meta"):  # the final checkpoint, committed (as orbax leaves it): a finished run
+    (model_dir / "checkpoints" / str(steps) / item).mkdir(parents=True, exist_ok=True)
   (model_dir / "results.json").write_text(json.dumps(record))
   with open(model_dir / "train.log", "a") as f:
     f.write(f"mtl_jax: sharing={strategy} tasks={len(tasks)} layout=mixed parameters embedder=1,000 heads=20 "

@@ -95,6 +95,9 @@ def test_done_means_final_step_and_same_arguments(tmp_path):
   (model_dir / "results.json").write_text(json.dumps({"step": 5, "tasks": {}, "average": 0}))
   assert not runner.is_done(cell, model_dir)  # an unfinished run: resume it
   (model_dir / "results.json").write_text(json.dumps({"step": 10, "tasks": {}, "average": 0}))
+  assert not runner.is_done(cell, model_dir)  # its final checkpoint is not committed
+  for item in ("state", "meta"):
+    (model_dir / "checkpoints" / "10" / item).mkdir(parents=True)
   assert runner.is_done(cell, model_dir)
   (model_dir / runner.RUN_RECORD).write_text(json.dumps({"args": ["--gin.TRAIN_STEPS=9"]}))
   assert not runner.is_done(cell, model_dir)  # launched with other arguments
@@ -104,4 +107,6 @@ def test_done_means_final_step_and_same_arguments(tmp_path):
   (other / "results.json").write_text(json.dumps({"step": 10, "tasks": {}, "average": 0}))
   assert not runner.is_done(no_budget, other)
   (other / "config.gin").write_text("# Macros:\nBATCH_SIZE = 32\nTRAIN_STEPS = 10\n")
+  for item in ("state", "meta"):
+    (other / "checkpoints" / "10" / item).mkdir(parents=True)
   assert runner.is_done(no_budget, other)

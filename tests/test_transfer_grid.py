@@ -63,7 +63,8 @@ def test_tiny_grid_end_to_end_writes_every_file_and_rerun_skips(tmp_path):
 
 def _fake_cell(exp_dir, cell: Cell, value: float):
   model_dir = exp_dir / "runs" / cell.cell_id
-  model_dir.mkdir(parents=True)
+  for item in ("state", "meta"):  # its final checkpoint, committed: a finished cell
+    (model_dir / "checkpoints" / str(cell.train_steps()) / item).mkdir(parents=True)
   (model_dir / "results.json").write_text(json.dumps(
       {"step": cell.train_steps(), "tasks": {cell.mixture: {"mse": value, "headline": value}}}))
 

@@ -24,7 +24,7 @@ import pathlib
 import sys
 
 from mtl_jax import gin_args
-from mtl_jax.compare import collect, grid, jobs, report, runner
+from mtl_jax.compare import collect, early_stop, grid, jobs, report, runner
 
 
 def _value(text: str):
@@ -64,6 +64,8 @@ def parse_args(argv):
   p.add_argument("--parallel", type=int, help="cells run at once (default: experiment.parallel, 1)")
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
   p.add_argument("--report_only", action="store_true", help="only aggregate what is in EXP_DIR")
+  p.add_argument("--wait", action="store_true",
+                 help="wait for cells another runner's trainer holds, then run what it left unfinished")
   jobs.add_flags(p)
   args, rest = p.parse_known_args(argv)
   bindings = gin_args.bindings(rest, p.error, example="--gin.experiment.seeds=[0,1]")
@@ -94,6 +96,18 @@ def _print_summary(result, echo) -> None:
          f"delta_m={dm_text} seeds={len(g['seeds'])}")
 
 
+def dry_run(cells, exp_dir: pathlib.Path, command, prog: str, echo=print) -> str:
+  """Echoes 'done|todo ARGV' per cell (with any damaged file's line); returns the count line."""
+  todo = 0
+  for cell in cells:
+    state = runner.check(cell, runner.cell_dir(exp_dir, cell))
+    todo += not state.finished
+    echo(("done " if state.finished else "todo ") + " ".join(cell.argv(command, runner.cell_dir(exp_dir, cell))))
+    if state.problem:
+      echo(f"  damaged: {state.problem}")
+  return f"{prog}: {len(cells)} cells, {todo} to run"
+
+
 def main(argv=None, launcher=None, env=None, echo=print) -> int:
   """The CLI; `launcher` / `env` are for tests (see runner.run_cells)."""
   parser, args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
@@ -108,10 +122,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     return 2
   exp_dir = pathlib.Path(exp.exp_dir).absolute()  # MODEL_DIRs (and the skip check) independent of cwd
   if args.dry_run:
-    for cell in cells:
-      done = "done " if runner.is_done(cell, runner.cell_dir(exp_dir, cell)) else "todo "
-      echo(done + " ".join(cell.argv(exp.command(), runner.cell_dir(exp_dir, cell))))
-    echo(f"mtl-compare: {len(cells)} cells")
+    echo(dry_run(cells, exp_dir, exp.command(), "mtl-compare", echo))
     return 0
   exp_dir.mkdir(parents=True, exist_ok=True)
   spec = exp.to_json()
@@ -120,13 +131,17 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
   if not args.report_only:
     run_env = dict(os.environ if env is None else env)
     run_env.update({str(k): str(v) for k, v in exp.env.items()})
+    launcher = guard = early_stop.Guard(launcher or jobs.launcher_from_args(args, exp_dir))  # one config error: stop
     try:
       runner.run_cells(cells, exp_dir, exp.command(), exp.parallel, env=run_env,
-                       launcher=launcher or jobs.launcher_from_args(args, exp_dir), echo=echo)
-    except KeyboardInterrupt:
+                       launcher=launcher or jobs.launcher_from_args(args, exp_dir), echo=echo, wait=args.wait)
+    except KeyboardInterrupt as e:
       echo("mtl-compare: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")
-      return 130
+      return getattr(e, "returncode", 130)
+  if not args.report_only and (error := guard.error()):  # not "rerun to resume": it would fail the same way
+    print(f"mtl-compare: error: {error}", file=sys.stderr, flush=True)
+    return 2
   collected = collect.collect(cells, exp_dir)
   out = report.write_all(exp_dir, spec, collected, exp.strategies, exp.mtl_only_axes)
   _print_summary(out["result"], echo)

@@ -16,6 +16,7 @@ import statistics
 
 from mtl_jax.step import metrics
 from mtl_jax.compare import runner
+from mtl_jax.run import finished
 from mtl_jax.compare.grid import Cell
 
 MIXING_WEIGHTS_FILE = "mixing_weights.json"
@@ -120,7 +121,7 @@ def collect_cell(cell: Cell, model_dir: pathlib.Path) -> dict:
   attempts = record.get("attempts", [])
   target = runner.target_steps(cell, model_dir)
   step = int(results["step"]) if results else None
-  if results and target is not None and step >= target:
+  if results and finished.state(model_dir, target).finished:  # final step AND its checkpoint committed
     status = "done"
   elif attempts and attempts[-1].get("returncode") not in (0, None):
     status = "failed"

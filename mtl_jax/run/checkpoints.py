@@ -24,6 +24,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from mtl_jax.run import finished
+
 log = logging.getLogger("mtl_jax")
 
 
@@ -52,6 +54,7 @@ class Checkpoints:
     self.best = ocp.CheckpointManager(
         self.model_dir / "checkpoints_best", item_names=("state", "meta"),
         options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True, cleanup_tmp_directories=True))
+    self._pending_results = None  # (step, record): the final results.json, written once its checkpoint is committed
     path = self.model_dir / "best.json"  # read once: every process decides from the same record
     self._best = json.loads(path.read_text()) if path.exists() else None
 
@@ -136,10 +139,25 @@ class Checkpoints:
       os.replace(tmp, self.model_dir / "best.json")
     return True
 
+  def results_after_save(self, model_dir, step: int, record: dict) -> dict:
+    """evaluation.write_results for the final step: held until `close()` has committed this step's
+    checkpoint (run/finished.py: a finished run is results.json AND its checkpoint); returns what it writes."""
+    assert pathlib.Path(model_dir).absolute() == self.model_dir, (model_dir, self.model_dir)
+    self._pending_results = (int(step), record)
+    return {"step": int(step), "tasks": record["tasks"], "average": record["average"]}
+
   def close(self):
     for manager in (self.manager, self.best):
       manager.wait_until_finished()
       manager.close()
+    if self._pending_results is not None:
+      step, record = self._pending_results
+      self._pending_results = None
+      if step not in finished.committed_steps(self.model_dir):
+        raise RuntimeError(f"the final checkpoint {self.model_dir / 'checkpoints' / str(step)} was not committed; "
+                           "results.json was not written. Run the same command again to finish the run")
+      from mtl_jax.step import evaluation  # at call time: the fault-injection hook patches it
+      evaluation.write_results(self.model_dir, step, record)
 
 
 # --- after a failed write (mtl_jax/run/write_errors.py) -----------------------------------
@@ -165,7 +183,4 @@ def remove_partial(model_dir) -> int:
 
 def last_complete_step(model_dir) -> int | None:
   """The newest finished periodic checkpoint on disk (what a rerun resumes from), or None."""
-  folder = pathlib.Path(model_dir) / "checkpoints"
-  steps = [int(p.name) for p in (folder.iterdir() if folder.is_dir() else ())
-           if p.name.isdigit() and (p / "state").is_dir() and (p / "meta").is_dir()]
-  return max(steps, default=None)
+  return max(finished.committed_steps(model_dir), default=None)

@@ -12,6 +12,9 @@ patched. Used by train.main as `with faults.from_env(): ...`; patches are undone
   sigterm_eval@K        SIGTERM in the middle of the K-th evaluation of this process
   sigterm_save@N        SIGTERM while the checkpoint of step N is being written
   sigterm_twice_save@N  the same, and a second SIGTERM while the preemption save is closing
+  kill_after_results@N  SIGKILL right after results.json of step N is written (the final one: the moment a
+                        run looks finished; its checkpoint must already be committed, run/finished.py)
+  slow_steps@N          every train step from step N on takes 0.25 s longer (time to signal a running cell)
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import signal
 
 ENV = "MTL_JAX_FAULTS"
 KINDS = ("enospc_checkpoint", "enospc_results", "enospc_tensorboard", "oom_train_step", "sigterm_eval",
-         "sigterm_save", "sigterm_twice_save")
+         "sigterm_save", "sigterm_twice_save", "kill_after_results", "slow_steps")
 
 
 def parse(text: str) -> dict[str, int]:
@@ -85,12 +88,15 @@ def from_env():
         return original(self)
       return wrapped
     patch(checkpoints.Checkpoints, "close", close)
-  if "enospc_results" in faults:
+  if "enospc_results" in faults or "kill_after_results" in faults:
     def write_results(original):
       def wrapped(model_dir, step, record):
-        if step == faults["enospc_results"]:
+        if step == faults.get("enospc_results"):
           raise _enospc(os.path.join(str(model_dir), "results.json.tmp"))
-        return original(model_dir, step, record)
+        written = original(model_dir, step, record)
+        if step == faults.get("kill_after_results"):
+          os.kill(os.getpid(), signal.SIGKILL)
+        return written
       return wrapped
     patch(evaluation, "write_results", write_results)
   if "enospc_tensorboard" in faults:
@@ -101,6 +107,16 @@ def from_env():
         return original(self, step, scalars)
       return wrapped
     patch(metric_writers.AsyncMultiWriter, "write_scalars", write_scalars)
+  if "slow_steps" in faults:
+    import time
+
+    def slow_step(original):
+      def run_train_step(self, state, batch):
+        if int(state.step) + 1 >= faults["slow_steps"]:
+          time.sleep(0.25)
+        return original(self, state, batch)
+      return run_train_step
+    patch(steps.Steps, "run_train_step", slow_step)
   if "oom_train_step" in faults:
     def run_train_step(original):
       def run_train_step(self, state, batch):  # named as the real one: the OOM message says where

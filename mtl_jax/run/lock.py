@@ -10,6 +10,11 @@ heartbeat is older than `lock.stale_after_s`. Multi-host runs hold it once: proc
 takes it, the others agree on the outcome. In-process reruns (tests, notebooks) re-take
 their own lock. Released by `release_all()` (train.py) or at exit.
 
+mtl-compare / mtl-transfer take a cell's lock themselves right before launching it (`hold_for_launch`), so
+two grids on one experiment never launch the same cell, and hand it to the trainer they start: the child
+finds its token in MTL_JAX_LOCK_TOKEN and adopts the lock (`hold`). A lock whose MODEL_DIR `hold` created is
+removed with the directory (when still empty) on release: a run refused by a bad setting leaves nothing.
+
     lock.stale_after_s = 300    # gin: no heartbeat for this long -> another host's lock is stale
     lock.heartbeat_s = 30
 """
@@ -31,7 +36,9 @@ import gin
 
 log = logging.getLogger("mtl_jax")
 FILENAME = "trainer.lock"
-_HELD: dict[pathlib.Path, "_Held"] = {}
+TOKEN_ENV = "MTL_JAX_LOCK_TOKEN"  # a launcher's lock that the trainer it starts adopts
+_HELD: dict[pathlib.Path, "_Held"] = {}    # trainers' locks (released by release_all)
+_LAUNCH: dict[pathlib.Path, "_Held"] = {}  # grid runners' locks, handed to the cell they launch
 
 
 class LockedError(RuntimeError):
@@ -147,8 +154,10 @@ def _take_over(path: pathlib.Path, seen: dict, record: dict) -> bool:
 class _Held:
   """A lock this process owns, kept fresh by a daemon thread."""
 
-  def __init__(self, path: pathlib.Path, record: dict, heartbeat_s: float):
+  def __init__(self, path: pathlib.Path, record: dict, heartbeat_s: float, created: bool = False,
+               handed_over: bool = False):
     self.path, self.record, self._stop = path, record, threading.Event()
+    self.created, self.handed_over = created, handed_over  # handed_over: a launcher's lock a child adopts
     self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True, name="mtl_jax-lock")
     self._thread.start()
 
@@ -164,7 +173,7 @@ class _Held:
           os.utime(self.path)
         except OSError:
           pass
-      elif not warned:
+      elif not warned and not self.handed_over:
         warned = True
         log.warning("mtl_jax: WARNING: another trainer took over the lock %s", self.path)
 
@@ -172,20 +181,39 @@ class _Held:
     self._stop.set()
     if self.ours():
       self.path.unlink(missing_ok=True)
+      if self.created:  # nothing but the lock was written: leave no trace
+        try:
+          self.path.parent.rmdir()
+        except OSError:
+          pass
 
 
-def _acquire(model_dir: pathlib.Path) -> None:
+def _adopt(path: pathlib.Path, seen: dict, record: dict) -> bool:
+  """Replaces the lock our launcher took for us (its token is in our environment) with our own record."""
+  if not seen.get("token") or seen.get("token") != os.environ.get(TOKEN_ENV):
+    return False
+  tmp = path.with_name(f".{FILENAME}.{record['token']}")
+  tmp.write_text(json.dumps({**record, "from_launcher": seen.get("pid")}))
+  os.replace(tmp, path)
+  return True
+
+
+def _acquire(model_dir: pathlib.Path, created: bool = False, into=None, handed_over: bool = False) -> str:
+  into = _HELD if into is None else into
   stale_after_s, heartbeat_s = settings()
   path = model_dir / FILENAME
   record = _record()
   for _ in range(20):  # a few rounds of races with other takers
     if _write_new(path, record):
-      _HELD[model_dir] = _Held(path, record, heartbeat_s)
-      return
+      into[model_dir] = _Held(path, record, heartbeat_s, created, handed_over)
+      return record["token"]
     found = read(model_dir)
     if found is None:
       continue
     owner, age = found
+    if _adopt(path, owner, record):
+      into[model_dir] = _Held(path, record, heartbeat_s, created, handed_over)
+      return record["token"]
     reason = stale_reason(owner, age, stale_after_s)
     if reason is None:
       raise LockedError(
@@ -197,8 +225,8 @@ def _acquire(model_dir: pathlib.Path) -> None:
       if owner.get("pid") != os.getpid():
         log.warning(message)
         print(message, flush=True)
-      _HELD[model_dir] = _Held(path, record, heartbeat_s)
-      return
+      into[model_dir] = _Held(path, record, heartbeat_s, created, handed_over)
+      return record["token"]
     time.sleep(0.05)
   raise LockedError(f"MODEL_DIR {model_dir}: could not take {path} (other trainers keep racing for it); "
                     "run one trainer per MODEL_DIR")
@@ -212,12 +240,13 @@ def hold(model_dir) -> pathlib.Path:
   model_dir = pathlib.Path(model_dir).absolute()
   error = None
   if jax.process_index() == 0:
-    model_dir.mkdir(parents=True, exist_ok=True)
     held = _HELD.pop(model_dir, None)
     if held is not None:  # an earlier in-process run's lock: re-taken below
       held.release()
+    created = not model_dir.exists()
+    model_dir.mkdir(parents=True, exist_ok=True)
     try:
-      _acquire(model_dir)
+      _acquire(model_dir, created)
     except (LockedError, OSError) as e:  # raised after the others heard of it
       error = e
   ok = error is None
@@ -229,6 +258,21 @@ def hold(model_dir) -> pathlib.Path:
   if not ok:
     raise LockedError(f"MODEL_DIR {model_dir} is in use by another trainer (process 0 says who)")
   return model_dir
+
+
+def hold_for_launch(model_dir) -> str:
+  """A grid runner takes a cell's lock before launching it (LockedError: a live trainer or runner has it);
+  returns the token to pass to the child as MTL_JAX_LOCK_TOKEN. No JAX import (mtl-compare)."""
+  model_dir = pathlib.Path(model_dir).absolute()
+  model_dir.mkdir(parents=True, exist_ok=True)
+  return _acquire(model_dir, into=_LAUNCH, handed_over=True)
+
+
+def release_launch(model_dir) -> None:
+  """The runner's lock after its child exited: removed unless the child (or anyone) holds it now."""
+  held = _LAUNCH.pop(pathlib.Path(model_dir).absolute(), None)
+  if held is not None:
+    held.release()
 
 
 def release_all() -> None:

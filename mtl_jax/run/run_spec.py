@@ -88,7 +88,12 @@ def check_compatible(model_dir: pathlib.Path, current: dict) -> None:
   path = model_dir / FILENAME
   if not path.exists():
     return
-  saved = json.loads(path.read_text())
+  try:
+    saved = json.loads(path.read_text())
+  except ValueError as e:  # truncated or overwritten: name the file (json's own message names none)
+    raise ValueError(f"{path} is damaged (not valid JSON: {str(e).splitlines()[0]}); restore it, or move it "
+                     "away to resume without the settings check (it is written again), or use a new "
+                     "--gin.MODEL_DIR") from None
   diffs = differences(saved, current)
   if diffs:
     raise ValueError(f"MODEL_DIR {model_dir} holds a run with a different model: " + "; ".join(diffs)

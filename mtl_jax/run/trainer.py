@@ -27,7 +27,7 @@ from mtl_jax.run import checkpoints
 from mtl_jax.step import evaluation, optim
 from mtl_jax.input import features, input_pipeline, mixing_monitor
 from mtl_jax.scale import partitioning
-from mtl_jax.run import eval_schedule, lock, run_spec, starting_point
+from mtl_jax.run import lock, run_spec, starting_point
 from mtl_jax.step import step_hooks, steps as steps_lib
 from mtl_jax.input import task_info
 from mtl_jax.models.multitask import build_model
@@ -161,7 +161,6 @@ def train(
   length = features.check_feature_lengths(task_feature_lengths)
   for name in ("eval_period", "checkpoint_period", "keep_checkpoints", "log_period"):
     _positive_int(f"train.{name}", locals()[name])
-  eval_period = eval_schedule.period(eval_period, train_steps)  # a run shorter than it still draws curves
   if eval_batch_size is not None:
     _positive_int("train.eval_batch_size", eval_batch_size)
   if not isinstance(seed, int) or seed < 0:
@@ -169,6 +168,7 @@ def train(
   if on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"train.on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
   model_dir = check_model_dir(model_dir)
+  lock.hold(model_dir)  # before any costly build; refuses a second trainer (run/lock.py); none left if we fail
   provider = input_pipeline.get_provider(mixture_or_task_name)
   names = input_pipeline.task_names(provider)
   _check_best_metric(best_metric, best_mode, names)
@@ -208,7 +208,6 @@ def train(
 
   # ---- 3. state: resume from the newest readable checkpoint, else initialise ----
   lead = jax.process_index() == 0
-  lock.hold(model_dir)  # creates it; refuses a second trainer on it (mtl_jax/run/lock.py)
   ckpt = checkpoints.Checkpoints(model_dir, keep=keep_checkpoints, period=checkpoint_period)
   restored = ckpt.restore_latest_good(steps.abstract_state)
   if restored is not None:
@@ -240,8 +239,8 @@ def train(
     record = evaluator.evaluate(lambda b: steps.run_predict(state.params, b))
     scalars = {f"{t}/{k}": v for t, r in record["tasks"].items() for k, v in r.items()}
     eval_writer.write_scalars(step, {**scalars, "average": record["average"]})
-    if lead:
-      record = evaluation.write_results(model_dir, step, record)
+    if lead:  # the final results.json only once its checkpoint is committed (run/finished.py)
+      record = (ckpt.results_after_save if step >= train_steps else evaluation.write_results)(model_dir, step, record)
       weights = sharing_inspect.mixing_weights(state.params, steps, evaluator)
       if weights:
         evaluation.write_mixing_weights(model_dir, step, weights)

@@ -29,7 +29,8 @@ _TEXT = re.compile(r"No space left on device|Disk quota exceeded|Read-only file 
 _REASONS = {"enospc": "No space left on device", "os error 28": "No space left on device",
             "errno 28": "No space left on device", "edquot": "Disk quota exceeded"}
 _PARTIAL = re.compile(r"(checkpoints(?:_best)?)/(\d+)\.orbax-checkpoint-tmp")
-_WHAT = (("orbax", "saving a checkpoint"), ("checkpoints", "saving a checkpoint"), ("results.json", "writing results"),
+_WHAT = (("results.json", "writing results"),  # first: the final results.json is written from Checkpoints.close
+         ("orbax", "saving a checkpoint"), ("checkpoints", "saving a checkpoint"),
          ("tfevents", "writing TensorBoard summaries"),
          ("evaluation.py", "writing results"), ("metric_writers", "writing TensorBoard summaries"),
          ("tensorboard", "writing TensorBoard summaries"), ("run_spec.py", "writing run_spec.json"),

@@ -21,7 +21,8 @@ import pathlib
 import sys
 
 from mtl_jax import gin_args
-from mtl_jax.compare import jobs, runner
+from mtl_jax.compare import early_stop
+from mtl_jax.compare import cli as compare_cli, jobs, runner
 from mtl_jax.transfer import grid, matrix, report
 
 
@@ -33,6 +34,8 @@ def parse_args(argv):
   p.add_argument("--parallel", type=int, help="cells run at once (default: transfer.parallel, 1)")
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
   p.add_argument("--report_only", action="store_true", help="only aggregate what is in EXP_DIR")
+  p.add_argument("--wait", action="store_true",
+                 help="wait for cells another runner's trainer holds, then run what it left unfinished")
   jobs.add_flags(p)
   args, rest = p.parse_known_args(argv)
   bindings = gin_args.bindings(rest, p.error, example="--gin.transfer.seeds=[0,1]")
@@ -79,10 +82,8 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
   source_of = {c.cell_id: exp.source_cell(c.axes_dict["source"], c.seed) for c in targets
                if c.axes_dict["source"] != grid.NONE}
   if args.dry_run:
-    for cell in [*sources, *targets]:
-      done = "done " if runner.is_done(cell, runner.cell_dir(exp_dir, cell)) else "todo "
-      echo(done + " ".join(cell.argv(exp.command(), runner.cell_dir(exp_dir, cell))))
-    echo(f"mtl-transfer: {len(sources)} source cells, {len(targets)} target cells")
+    echo(compare_cli.dry_run([*sources, *targets], exp_dir, exp.command(), "mtl-transfer", echo)
+         + f" ({len(sources)} source cells, {len(targets)} target cells)")
     return 0
   exp_dir.mkdir(parents=True, exist_ok=True)
   (exp_dir / "experiment.json").write_text(json.dumps(
@@ -91,19 +92,30 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     run_env = dict(os.environ if env is None else env)
     run_env.update({str(k): str(v) for k, v in exp.env.items()})
     launch = launcher or jobs.launcher_from_args(args, exp_dir)
+    launch = guard = early_stop.Guard(launch)  # the first cells fail with one config error: stop
     try:
       echo("mtl-transfer: stage 1 (intermediate training)")
-      runner.run_cells(sources, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch, echo=echo)
-      ready = [c for c in targets if c.cell_id not in source_of or
-               runner.is_done(source_of[c.cell_id], runner.cell_dir(exp_dir, source_of[c.cell_id]))]
+      runner.run_cells(sources, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch, echo=echo,
+                       wait=args.wait)
+      # a source counts only when finished: its final checkpoint committed (never an older one)
+      unfinished_source = {c.cell_id: runner.check(c, runner.cell_dir(exp_dir, c)) for c in sources}
+      unfinished_source = {k: v for k, v in unfinished_source.items() if not v.finished}
+      ready = [c for c in targets if c.cell_id not in source_of or source_of[c.cell_id].cell_id not in unfinished_source]
+      for cell_id, state in unfinished_source.items():
+        echo(f"mtl-transfer: source {cell_id} is not finished"
+             + (f" ({state.problem})" if state.problem else "") + "; its targets wait: rerun the same command")
       if len(ready) < len(targets):
         echo(f"mtl-transfer: {len(targets) - len(ready)} target cells wait for a source that did not finish")
       echo("mtl-transfer: stage 2 (targets, from each source and from none)")
-      runner.run_cells(ready, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch, echo=echo)
-    except KeyboardInterrupt:
+      runner.run_cells(ready, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch, echo=echo,
+                       wait=args.wait)
+    except KeyboardInterrupt as e:
       echo("mtl-transfer: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")
-      return 130
+      return getattr(e, "returncode", 130)
+  if not args.report_only and (error := guard.error()):  # not "rerun to resume": it would fail the same way
+    print(f"mtl-transfer: error: {error}", file=sys.stderr, flush=True)
+    return 2
   unfinished = write_outputs(exp, exp_dir, targets, echo)
   unfinished_sources = [c.cell_id for c in sources if not runner.is_done(c, runner.cell_dir(exp_dir, c))]
   if unfinished or unfinished_sources:

@@ -30,6 +30,7 @@ from flax import traverse_util
 
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.pretrained import load
+from mtl_jax.run import finished
 
 PER_TASK = ("soft", "sluice", "cross_stitch")
 _LN_FINAL = re.compile(r"(?:^|/)ln_final/(?:LayerNorm_0/)?(scale|bias)$")
@@ -66,7 +67,10 @@ def read_spec(model_dir: pathlib.Path) -> dict:
   spec_file = model_dir / "run_spec.json"
   if not spec_file.is_file():
     raise ValueError(f"init_from.model_dir {str(model_dir)!r} has no run_spec.json; point it at an mtl-train MODEL_DIR")
-  return json.loads(spec_file.read_text())
+  spec, damage = finished.read_json(spec_file)
+  if damage:
+    raise ValueError(f"init_from.model_dir: {spec_file} is {damage}; rerun the source (it writes the file again)")
+  return spec
 
 
 def encoder_config(spec: dict) -> EncoderConfig:
@@ -75,8 +79,11 @@ def encoder_config(spec: dict) -> EncoderConfig:
 
 
 def restore_params(model_dir: pathlib.Path, step: str | int = "latest"):
-  """(params, step) of a run's checkpoint, restored onto one device whatever mesh saved it."""
+  """(params, step) of a run's checkpoint, restored onto one device whatever mesh saved it. 'latest' of a
+  source whose results.json claims the final step is that step's checkpoint or a refusal, never an older one."""
   import orbax.checkpoint as ocp
+  if step == "latest":
+    finished.require_final_checkpoint(model_dir, finished.configured_steps(model_dir), "init_from.model_dir")
   folder = model_dir / ("checkpoints_best" if step == "best" else "checkpoints")
   manager = ocp.CheckpointManager(folder, item_names=("state", "meta")) if folder.is_dir() else None
   try:
