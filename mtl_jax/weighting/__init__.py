@@ -13,7 +13,7 @@ import jax
 from mtl_jax.weighting.base import Context, Method, build, names, register  # noqa: F401
 from mtl_jax.weighting import equal, examples, static, uw, dwa, rlw, gls, famo, stch  # noqa: F401  (loss)
 from mtl_jax.weighting import gradnorm, mgda, pcgrad, gradvac, cagrad, imtl, nash_mtl, aligned_mtl, upgrad  # noqa: F401
-from mtl_jax.weighting import dualproj, config, fairgrad  # noqa: F401
+from mtl_jax.weighting import dualproj, config, fairgrad, sdmgrad  # noqa: F401
 
 DEFAULT = "equal"
 
