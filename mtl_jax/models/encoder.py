@@ -42,12 +42,20 @@ class EncoderConfig:
   vocab_size: int = 0
   # Architecture switches for pretrained checkpoints (defaults: the from-scratch encoder).
   norm: str = "pre"              # 'pre': x + f(LN(x)), final LN; 'post' (BERT): LN(x + f(x)), no final LN
+                                 # (other model_types: 'post', their layers carry their own norms, the last the final one)
   gelu_exact: bool = False       # erf GELU (BERT) instead of the tanh approximation
   layer_norm_eps: float = 1e-6
   type_vocab_size: int = 0       # > 0: token-type (segment) embeddings, every token type 0
   embed_norm: bool = False       # LayerNorm + dropout after the embedding sum (BERT)
   position_offset: int = 0       # first position id (RoBERTa: padding_idx + 1 = 2)
   pooling: str = "mean"          # sequence heads read the masked 'mean' or the first ('cls') token
+  model_type: str = "bert"       # the layout: picks the embedder and layer (mtl_jax/models/families.py; RoBERTa is 'bert')
+  embed_dim: int = 0             # > 0: embeddings of this width projected to d_model (ELECTRA's embedding_size)
+  kv_dim: int = 0                # > 0: per-head width when not d_model / num_heads (T5's d_kv)
+  mlp_activation: str = "gelu"   # 'gelu' (erf or tanh per gelu_exact) or 'relu' (T5 v1.0)
+  mlp_gated: bool = False        # act(x W0) * (x W1) feed-forward (T5 v1.1 / Flan gated-GELU)
+  relative_buckets: int = 0      # relative-position buckets (T5); 0: none
+  relative_max_distance: int = 0 # distance from which buckets are logarithmic (T5's relative_attention_max_distance)
   # Memory / precision / compile time at scale (README "Precision, memory and speed").
   dtype: str = "float32"         # activations + matmuls: 'float32' or 'bfloat16' (softmax, LayerNorm, losses stay f32)
   param_dtype: str = "float32"   # parameters, gradients, optimizer state
@@ -59,7 +67,7 @@ class EncoderConfig:
       value = getattr(self, field)
       if not isinstance(value, int) or value <= 0:
         raise ValueError(f"EncoderConfig.{field} must be a positive int, got {value!r}")
-    if self.d_model % self.num_heads:
+    if self.d_model % self.num_heads and not self.kv_dim:
       raise ValueError(
           f"EncoderConfig.d_model={self.d_model} is not divisible by num_heads={self.num_heads}; "
           "pick num_heads dividing d_model")
@@ -70,6 +78,8 @@ class EncoderConfig:
         raise ValueError(f"EncoderConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
     if not self.layer_norm_eps > 0:
       raise ValueError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+    from mtl_jax.models import families
+    families.check(self)
     precision.check("dtype", self.dtype)
     precision.check("param_dtype", self.param_dtype)
     remat.check(self.remat_policy)
@@ -78,7 +88,7 @@ class EncoderConfig:
 
   @property
   def head_dim(self) -> int:
-    return self.d_model // self.num_heads
+    return self.kv_dim or self.d_model // self.num_heads
 
   @property
   def compute_dtype(self):
@@ -94,24 +104,36 @@ def param_init(init, axes):
 
 
 class Embedder(nn.Module):
-  """Token + learned position (+ token-type, then LayerNorm and dropout: BERT) embeddings."""
+  """Token + learned position (+ token-type, then LayerNorm and dropout: BERT) embeddings; ELECTRA's
+  narrower embeddings (embed_dim) then a projection to d_model. Other layouts embed by their own
+  function (families.embed_fn), under the same 'embedder' name so every strategy shares them."""
 
   config: EncoderConfig
 
   @nn.compact
   def __call__(self, input_ids, deterministic: bool = True):
     cfg = self.config
+    from mtl_jax.models import families
+    custom = families.embed_fn(cfg)
+    if custom is not None:
+      return nn.with_logical_constraint(custom(self, input_ids, deterministic).astype(cfg.compute_dtype),
+                                        ("batch", "length", "embed"))
     init = nn.initializers.normal(0.02)
-    tok = nn.Embed(cfg.vocab_size, cfg.d_model, name="token", embedding_init=param_init(init, ("vocab", "embed")),
+    width = cfg.embed_dim or cfg.d_model
+    tok = nn.Embed(cfg.vocab_size, width, name="token", embedding_init=param_init(init, ("vocab", "embed")),
                    param_dtype=cfg.params_dtype)
-    pos = self.param("position", param_init(init, ("length", "embed")), (cfg.max_len + cfg.position_offset, cfg.d_model),
+    pos = self.param("position", param_init(init, ("length", "embed")), (cfg.max_len + cfg.position_offset, width),
                      cfg.params_dtype)
     x = tok(input_ids) + pos[None, cfg.position_offset: cfg.position_offset + input_ids.shape[1]]
     if cfg.type_vocab_size:
-      x = x + self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, cfg.d_model),
+      x = x + self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, width),
                          cfg.params_dtype)[0]
     if cfg.embed_norm:
       x = nn.Dropout(cfg.dropout_rate)(LayerNorm(cfg.layer_norm_eps, cfg.param_dtype, name="ln")(x), deterministic=deterministic)
+    if cfg.embed_dim:  # ELECTRA: embeddings_project (embedding_size -> hidden_size)
+      x = nn.Dense(cfg.d_model, name="projection", dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
+                   kernel_init=param_init(_DENSE_INIT, (None, "embed")),
+                   bias_init=param_init(nn.initializers.zeros, ("embed",)))(x)
     return nn.with_logical_constraint(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
 
 
@@ -211,8 +233,10 @@ class TransformerLayer(nn.Module):
 
 
 def layer_module(config: EncoderConfig, in_scan: bool = False):
-  """TransformerLayer, rematerialised per `config.remat_policy` (call it as layer(x, mask, deterministic))."""
-  return remat.wrap(TransformerLayer, config.remat_policy, prevent_cse=not in_scan)
+  """The layout's layer class (TransformerLayer for the BERT family; families.layer_class picks it by
+  `config.model_type`), rematerialised per `config.remat_policy` (call it as layer(x, mask, deterministic))."""
+  from mtl_jax.models import families
+  return remat.wrap(families.layer_class(config), config.remat_policy, prevent_cse=not in_scan)
 
 
 class _ScannedLayer(nn.Module):
@@ -245,7 +269,9 @@ class LayerStack(nn.Module):
       return outs_KBLD
     outs = []
     layer = layer_module(cfg)
+    from mtl_jax.models import families
+    layer_mask = families.layer_inputs(cfg, mask, x.shape[1])  # the mask (+ shared positions: T5's bias)
     for k in range(cfg.num_layers):
-      x = layer(cfg, name=f"layer_{k}")(x, mask, deterministic)
+      x = layer(cfg, name=f"layer_{k}")(x, layer_mask, deterministic)
       outs.append(x)
     return jnp.stack(outs)

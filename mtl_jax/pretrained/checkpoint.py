@@ -1,7 +1,9 @@
 """Read an HF-layout checkpoint directory (config.json + *.safetensors) without torch.
 
 Supported model_type: 'bert' (BERT, MiniLM and other BERT-layout models), 'roberta',
-'xlm-roberta' (RoBERTa layout: positions start at padding_idx + 1, one token type).
+'xlm-roberta' (RoBERTa layout: positions start at padding_idx + 1, one token type), 'electra'
+(the discriminator or generator encoder; embeddings_project when embedding_size != hidden_size),
+'t5' (the encoder of T5 v1.0 / v1.1 / Flan, mt5-style checkpoints of model_type t5).
 `Checkpoint.encoder_config()` is the EncoderConfig that runs the weights exactly as
 published (post-LN, erf GELU, token types, the config's LayerNorm eps);
 `Checkpoint.params()` maps the tensors to our flat names (mtl_jax.pretrained.names).
@@ -23,9 +25,12 @@ import numpy as np
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.pretrained import names
 
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "t5")
+_T5_FF = {"relu": ("relu", False, True), "gated-gelu": ("gelu", True, False), "gelu": ("gelu", False, True),
+          "gated-relu": ("relu", True, True)}  # feed_forward_proj -> (activation, gated, erf GELU)
+_ROBERTA = ("roberta", "xlm-roberta")  # positions start at pad_token_id + 1
 _GELU = {"gelu": True, "gelu_new": False, "gelu_pytorch_tanh": False}  # -> erf (exact) GELU?
-_PREFIXES = ("", "bert.", "roberta.", "model.")
+_PREFIXES = ("", "bert.", "roberta.", "electra.", "model.")
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 
@@ -50,24 +55,45 @@ class Checkpoint:
     return _sha256(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self.weight_files()))
 
   def pooling(self) -> str:
-    """sentence-transformers models say how they pool (1_Pooling/config.json); BERT's own is [CLS]."""
+    """sentence-transformers models say how they pool (1_Pooling/config.json); BERT's own is [CLS],
+    T5's encoder has no [CLS]: the mean (as sentence-T5)."""
     pooling_file = self.path / "1_Pooling" / "config.json"
     if pooling_file.is_file():
       mode = json.loads(pooling_file.read_text())
       if mode.get("pooling_mode_mean_tokens"):
         return "mean"
-    return "cls"
+      if mode.get("pooling_mode_cls_token"):
+        return "cls"
+    return "mean" if self.model_type == "t5" else "cls"
 
   def encoder_config(self, dropout_rate: float | None = None, pooling: str | None = None) -> EncoderConfig:
     c = self.config
-    offset = c.get("pad_token_id", 1) + 1 if self.model_type != "bert" else 0
+    if self.model_type == "t5":
+      return self._t5_config(dropout_rate, pooling)
+    offset = c.get("pad_token_id", 1) + 1 if self.model_type in _ROBERTA else 0
+    embed_dim = int(c.get("embedding_size", c["hidden_size"]))
     return EncoderConfig(
+        model_type="electra" if self.model_type == "electra" else "bert",
+        embed_dim=embed_dim if embed_dim != c["hidden_size"] else 0,
         d_model=c["hidden_size"], num_heads=c["num_attention_heads"], mlp_dim=c["intermediate_size"],
         num_layers=c["num_hidden_layers"], max_len=c["max_position_embeddings"] - offset,
         dropout_rate=float(c.get("hidden_dropout_prob", 0.1) if dropout_rate is None else dropout_rate),
         vocab_size=c["vocab_size"], norm="post", gelu_exact=_GELU[c.get("hidden_act", "gelu")],
         layer_norm_eps=float(c.get("layer_norm_eps", 1e-12)), type_vocab_size=int(c.get("type_vocab_size", 0)),
         embed_norm=True, position_offset=offset, pooling=pooling or self.pooling())
+
+  def _t5_config(self, dropout_rate, pooling) -> EncoderConfig:
+    c = self.config
+    act, gated, exact = _T5_FF[c.get("feed_forward_proj", "relu")]
+    d, heads, d_kv = c["d_model"], c["num_heads"], c["d_kv"]
+    return EncoderConfig(
+        model_type="t5", d_model=d, num_heads=heads, kv_dim=0 if d_kv * heads == d else d_kv, mlp_dim=c["d_ff"],
+        num_layers=c["num_layers"], max_len=int(c.get("n_positions", 512)),
+        dropout_rate=float(c.get("dropout_rate", 0.1) if dropout_rate is None else dropout_rate),
+        vocab_size=c["vocab_size"], norm="post", gelu_exact=exact, mlp_activation=act, mlp_gated=gated,
+        layer_norm_eps=float(c.get("layer_norm_epsilon", 1e-6)),
+        relative_buckets=int(c.get("relative_attention_num_buckets", 32)),
+        relative_max_distance=int(c.get("relative_attention_max_distance", 128)), pooling=pooling or self.pooling())
 
   def tensors(self) -> dict[str, np.ndarray]:
     """The raw tensors, names as stored."""
@@ -80,7 +106,13 @@ class Checkpoint:
   def params(self) -> dict[str, np.ndarray]:
     """Our flat name -> float32 array for every encoder tensor (pooler / LM head ignored)."""
     raw = {names.normalise_hf_name(k): v for k, v in self.tensors().items()}
-    prefix = next((p for p in _PREFIXES if f"{p}embeddings.word_embeddings.weight" in raw), None)
+    if self.model_type == "t5" and "shared.weight" not in raw and "encoder.embed_tokens.weight" in raw:
+      raw["shared.weight"] = raw["encoder.embed_tokens.weight"]  # the tied copy a save may keep instead
+    first = "shared.weight" if self.model_type == "t5" else "embeddings.word_embeddings.weight"
+    prefix = next((p for p in _PREFIXES if f"{p}{first}" in raw), None)
+    if prefix is None and self.model_type == "t5":
+      raise ValueError(f"checkpoint {self.path}: no 'shared.weight' (or 'encoder.embed_tokens.weight') tensor; "
+                       "is it a T5 checkpoint?")
     if prefix is None:
       raise ValueError(f"checkpoint {self.path}: no 'embeddings.word_embeddings.weight' tensor (with or "
                        f"without a {'/'.join(p for p in _PREFIXES if p)} prefix); is it a BERT/RoBERTa encoder?")
@@ -94,6 +126,22 @@ class Checkpoint:
                          f"config.json implies {e.shape}")
       out[e.ours] = np.ascontiguousarray(e.to_ours(np.asarray(value, np.float32)))
     return out
+
+
+def hf_fields(config: EncoderConfig) -> dict:
+  """The config.json fields that describe the trunk, for the layouts other than BERT / ELECTRA
+  (export.hf_config writes them over the source's config.json): the inverse of encoder_config."""
+  if config.model_type != "t5":
+    raise ValueError(f"no HF config fields for model_type {config.model_type!r}")
+  ff = next(k for k, v in _T5_FF.items() if v == (config.mlp_activation, config.mlp_gated, config.gelu_exact)
+            or (config.mlp_activation == "relu" and v[:2] == ("relu", config.mlp_gated)))
+  return {"model_type": "t5", "architectures": ["T5EncoderModel"], "d_model": config.d_model,
+          "num_heads": config.num_heads, "d_kv": config.head_dim, "d_ff": config.mlp_dim,
+          "num_layers": config.num_layers, "vocab_size": config.vocab_size, "feed_forward_proj": ff,
+          "dropout_rate": config.dropout_rate, "layer_norm_epsilon": config.layer_norm_eps,
+          "relative_attention_num_buckets": config.relative_buckets,
+          "relative_attention_max_distance": config.relative_max_distance,
+          "is_encoder_decoder": False, "use_cache": False}
 
 
 def without_prefix(name: str) -> str:
@@ -123,11 +171,16 @@ def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
   if model_type not in MODEL_TYPES:
     raise ValueError(f"pretrained checkpoint {str(path)!r}: model_type {model_type!r} is not supported; "
                      f"supported: {', '.join(MODEL_TYPES)}")
+  if model_type == "t5":
+    ff = config.get("feed_forward_proj", "relu")
+    if ff not in _T5_FF:
+      raise ValueError(f"pretrained checkpoint {str(path)!r}: feed_forward_proj {ff!r} is not supported; "
+                       f"supported: {', '.join(_T5_FF)}")
   act = config.get("hidden_act", "gelu")
-  if act not in _GELU:
+  if model_type != "t5" and act not in _GELU:
     raise ValueError(f"pretrained checkpoint {str(path)!r}: hidden_act {act!r} is not supported; "
                      f"supported: {', '.join(_GELU)}")
-  if config.get("position_embedding_type", "absolute") != "absolute":
+  if model_type != "t5" and config.get("position_embedding_type", "absolute") != "absolute":
     raise ValueError(f"pretrained checkpoint {str(path)!r}: position_embedding_type "
                      f"{config['position_embedding_type']!r} is not supported; only 'absolute'")
   if not (path / WEIGHTS).is_file() and not (path / INDEX).is_file():

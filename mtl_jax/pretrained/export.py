@@ -40,6 +40,8 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "spec
 
 
 def check_exportable(config: EncoderConfig) -> None:
+  if config.model_type not in ("bert", "electra"):  # the other layouts exist only as checkpoint architectures
+    return
   if config.norm != "post" or not config.embed_norm or config.type_vocab_size < 1:
     raise ValueError(f"only checkpoint-architecture trunks export as BERT (norm='post', embed_norm=True, "
                      f"type_vocab_size >= 1); this model has norm={config.norm!r}, embed_norm={config.embed_norm}, "
@@ -87,11 +89,21 @@ def trunk_params(params, config: EncoderConfig, task: int | None = None,
 
 def hf_config(config: EncoderConfig, source: dict | None = None, extra: dict | None = None) -> dict:
   """The source's config.json with the trunk's architecture fields written over it."""
+  if config.model_type not in ("bert", "electra"):
+    from mtl_jax.pretrained import checkpoint as checkpoint_lib
+    out = dict(source or {})
+    out.update(checkpoint_lib.hf_fields(config))
+    if extra:
+      out["mtl_jax"] = extra
+    return out
   roberta = config.position_offset > 0
-  out = dict(source or {"model_type": "roberta" if roberta else "bert",
-                        "architectures": ["RobertaModel" if roberta else "BertModel"],
+  kind = "electra" if config.model_type == "electra" else "roberta" if roberta else "bert"
+  out = dict(source or {"model_type": kind,
+                        "architectures": [{"electra": "ElectraModel", "roberta": "RobertaModel"}.get(kind, "BertModel")],
                         "pad_token_id": config.position_offset - 1 if roberta else 0,
                         "position_embedding_type": "absolute"})
+  if config.model_type == "electra":
+    out["embedding_size"] = config.embed_dim or config.d_model
   tanh = "gelu_new" if out.get("hidden_act") not in ("gelu_new", "gelu_pytorch_tanh") else out["hidden_act"]
   out.update(hidden_size=config.d_model, num_attention_heads=config.num_heads, intermediate_size=config.mlp_dim,
              num_hidden_layers=config.num_layers, vocab_size=config.vocab_size,

@@ -20,13 +20,14 @@ import numpy as np
 from flax import traverse_util
 
 _LAYER = re.compile(r"(?:^|/)(layer_\d+/.*)$")
+_POSITIONS = re.compile(r"(?:^|/)(positions/.*)$")  # a table every layer of a stack shares (T5's relative bias)
 
 
 def checkpoint_key(path: str) -> str | None:
   """Our param path -> the checkpoint's flat name it loads from (None: not from the checkpoint)."""
   if path.startswith("embedder/"):
     return path
-  m = _LAYER.search(path)
+  m = _LAYER.search(path) or _POSITIONS.search(path)
   return m.group(1) if m else None
 
 

@@ -1,9 +1,10 @@
-"""The name map between HF BERT / RoBERTa / XLM-R tensors and mtl_jax's encoder params.
+"""The name map between HF BERT / RoBERTa / XLM-R / ELECTRA / T5-encoder tensors and mtl_jax's params.
 
 One table, used both ways (read a checkpoint, export a trained trunk). HF stores
 torch Linear weights as [out, in]; ours are [in, ...] with attention projections
 split per head ([D, H, K] / [H, K, D]). Our flat names:
-  embedder/token/embedding, embedder/position, embedder/token_type, embedder/ln/LayerNorm_0/{scale,bias}
+  embedder/token/embedding, embedder/position, embedder/token_type, embedder/ln/LayerNorm_0/{scale,bias},
+  embedder/projection/{kernel,bias} (ELECTRA's embeddings_project, when embedding_size != hidden_size)
   layer_{k}/attention/{query,key,value}_{kernel,bias}, attention/out_{kernel,bias}
   layer_{k}/ln_attention/LayerNorm_0/{scale,bias}, mlp/wi/{kernel,bias}, mlp/wo/{kernel,bias},
   layer_{k}/ln_mlp/LayerNorm_0/{scale,bias}
@@ -34,19 +35,25 @@ def _same(x):
 
 
 def table(cfg: EncoderConfig) -> list[Entry]:
-  """Every tensor an encoder of this config has, in HF order."""
+  """Every tensor an encoder of this config has, in HF order (one map per model_type)."""
+  if cfg.model_type == "t5":
+    return _t5_table(cfg)
   d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
-  ln = lambda hf, ours: [Entry(f"{hf}.weight", f"{ours}{_LN}scale", (d,), _same, _same),
-                         Entry(f"{hf}.bias", f"{ours}{_LN}bias", (d,), _same, _same)]
+  e = cfg.embed_dim or d
+  ln = lambda hf, ours, n=d: [Entry(f"{hf}.weight", f"{ours}{_LN}scale", (n,), _same, _same),
+                              Entry(f"{hf}.bias", f"{ours}{_LN}bias", (n,), _same, _same)]
   entries = [
-      Entry("embeddings.word_embeddings.weight", "embedder/token/embedding", (cfg.vocab_size, d), _same, _same),
-      Entry("embeddings.position_embeddings.weight", "embedder/position", (cfg.max_len + cfg.position_offset, d),
+      Entry("embeddings.word_embeddings.weight", "embedder/token/embedding", (cfg.vocab_size, e), _same, _same),
+      Entry("embeddings.position_embeddings.weight", "embedder/position", (cfg.max_len + cfg.position_offset, e),
             _same, _same),
   ]
   if cfg.type_vocab_size:
     entries.append(Entry("embeddings.token_type_embeddings.weight", "embedder/token_type",
-                         (cfg.type_vocab_size, d), _same, _same))
-  entries += ln("embeddings.LayerNorm", "embedder/ln")
+                         (cfg.type_vocab_size, e), _same, _same))
+  entries += ln("embeddings.LayerNorm", "embedder/ln", e)
+  if cfg.embed_dim:
+    entries += [Entry("embeddings_project.weight", "embedder/projection/kernel", (d, e), np.transpose, np.transpose),
+                Entry("embeddings_project.bias", "embedder/projection/bias", (d,), _same, _same)]
   for layer in range(cfg.num_layers):
     hf, ours = f"encoder.layer.{layer}.", f"layer_{layer}/"
     for proj in ("query", "key", "value"):
@@ -67,6 +74,35 @@ def table(cfg: EncoderConfig) -> list[Entry]:
         Entry(f"{hf}output.dense.bias", f"{ours}mlp/wo/bias", (d,), _same, _same),
         *ln(f"{hf}output.LayerNorm", f"{ours}ln_mlp"),
     ]
+  return entries
+
+
+def _t5_table(cfg: EncoderConfig) -> list[Entry]:
+  """T5EncoderModel's tensors (no biases; the relative bias table in block 0 only, shared by all layers:
+  ours is positions/embedding beside the layers; the final RMSNorm closes our last layer)."""
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
+  entries = [Entry("shared.weight", "embedder/token/embedding", (cfg.vocab_size, d), _same, _same),
+             Entry("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", "positions/embedding",
+                   (cfg.relative_buckets, h), _same, _same)]
+  for layer in range(cfg.num_layers):
+    hf, ours = f"encoder.block.{layer}.layer.", f"layer_{layer}/"
+    for short, proj in (("q", "query"), ("k", "key"), ("v", "value")):
+      entries.append(Entry(f"{hf}0.SelfAttention.{short}.weight", f"{ours}attention/{proj}_kernel", (h * k, d),
+                           lambda w: w.T.reshape(d, h, k), lambda w: w.reshape(d, h * k).T))
+    entries += [
+        Entry(f"{hf}0.SelfAttention.o.weight", f"{ours}attention/out_kernel", (d, h * k),
+              lambda w: w.T.reshape(h, k, d), lambda w: w.reshape(h * k, d).T),
+        Entry(f"{hf}0.layer_norm.weight", f"{ours}ln_attention/scale", (d,), _same, _same),
+    ]
+    for wi in (("wi_0", "wi_1") if cfg.mlp_gated else ("wi",)):
+      entries.append(Entry(f"{hf}1.DenseReluDense.{wi}.weight", f"{ours}mlp/{wi}/kernel", (f, d), np.transpose,
+                           np.transpose))
+    entries += [
+        Entry(f"{hf}1.DenseReluDense.wo.weight", f"{ours}mlp/wo/kernel", (d, f), np.transpose, np.transpose),
+        Entry(f"{hf}1.layer_norm.weight", f"{ours}ln_mlp/scale", (d,), _same, _same),
+    ]
+  entries.append(Entry("encoder.final_layer_norm.weight", f"layer_{cfg.num_layers - 1}/ln_final/scale", (d,),
+                       _same, _same))
   return entries
 
 

@@ -35,7 +35,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-_MODEL_TYPES = {"bert": "wordpiece", "roberta": "tokenizers", "xlm-roberta": "tokenizers"}
+_MODEL_TYPES = {"bert": "wordpiece", "electra": "wordpiece", "roberta": "tokenizers", "xlm-roberta": "tokenizers",
+                "t5": "sentencepiece"}
 
 # HF BertNormalizer / BertPreTokenizer as RE2 classes (tokenizers/src/normalizers/bert.rs)
 _CONTROL = r"[^\t\n\r\P{Cc}]|\p{Cf}|\p{Co}|\x{FFFD}"  # removed (clean_text)
@@ -409,4 +410,7 @@ def _vocabulary_for(directory: str) -> seqio.Vocabulary:
                      f"config.json; supported: {', '.join(sorted(_MODEL_TYPES))}")
   if kind == "wordpiece":
     return WordPieceVocabulary.from_dir(path)
+  if kind == "sentencepiece":  # tokenizer.json, else spiece.model (mtl_jax/pretrained/sentencepiece_vocab.py)
+    from mtl_jax.pretrained import sentencepiece_vocab
+    return sentencepiece_vocab.vocabulary(path)
   return TokenizersVocabulary(_require(path, "tokenizer.json"))

@@ -110,8 +110,10 @@ class MixedColumns(nn.Module):
     columns = stacked(layer_module(cfg), num_tasks, "tasks")  # rematerialised per cfg.remat_policy
     h_TBLD = jnp.broadcast_to(x, (num_tasks, *x.shape))
     outs, penalty = [], jnp.zeros((), jnp.float32)
+    from mtl_jax.models import families
+    layer_mask = families.layer_inputs(cfg, mask, x.shape[1])  # the mask (+ T5's shared bias, one for all columns)
     for k in range(cfg.num_layers):
-      h_TBLD = columns(cfg, name=f"layer_{k}")(h_TBLD, mask, deterministic)
+      h_TBLD = columns(cfg, name=f"layer_{k}")(h_TBLD, layer_mask, deterministic)
       self.sow("intermediates", f"columns_{k}", h_TBLD)
       if penalize:
         penalty = penalty + orthogonality(h_TBLD, mask, m, self.normalize_orthogonality)

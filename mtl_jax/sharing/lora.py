@@ -25,8 +25,8 @@ from mtl_jax.sharing.peft_layer import PROJECTIONS, Hooks, TaskParams, check_con
 
 def projection_dims(config, target: str) -> tuple[int, int]:
   """(D_in, D_out) of a projection, attention ones flattened over heads."""
-  d, f = config.d_model, config.mlp_dim
-  return {"query": (d, d), "key": (d, d), "value": (d, d), "out": (d, d), "wi": (d, f), "wo": (f, d)}[target]
+  d, f, a = config.d_model, config.mlp_dim, config.num_heads * config.head_dim  # a != d: T5's d_kv
+  return {"query": (d, a), "key": (d, a), "value": (d, a), "out": (a, d), "wi": (d, f), "wo": (f, d)}[target]
 
 
 def lora_specs(config, targets, rank: int) -> tuple:

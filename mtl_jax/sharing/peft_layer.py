@@ -156,8 +156,11 @@ def run_trunk(module, x, mask, task_id, deterministic: bool, grouped: bool, hook
     order = jnp.argsort(task_id, stable=True)  # task-major rows: the identity for one process's grouped batch
     x, mask, task_id = x[order], mask[order], task_id[order]
   router = Router(task_id, num_tasks, grouped)
+  from mtl_jax.models import families
+  layer = families.layer_class(cfg, peft=True)  # PeftLayer, or the model_type's layer with the same seams
+  layer_mask = families.layer_inputs(cfg, mask, x.shape[1])  # the mask (+ T5's shared relative bias)
   for k in range(cfg.num_layers):
-    x = PeftLayer(cfg, name=f"layer_{k}")(x, mask, deterministic, hooks_for(k, router))
+    x = layer(cfg, name=f"layer_{k}")(x, layer_mask, deterministic, hooks_for(k, router))
   x = final_norm(cfg)(x)
   return x if order is None else x[jnp.argsort(order)]
 

@@ -1,0 +1,120 @@
+"""Shared checks for the trunk layouts chosen by model_type (tests/test_pretrained_<type>.py):
+hidden states against HF transformers on a random-weight model saved with save_pretrained, the
+export round trip through AutoModel.from_pretrained, and one training step of every strategy."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from mtl_jax import sharing as sharing_lib
+from mtl_jax.pretrained import checkpoint as ckpt_lib
+from mtl_jax.pretrained import encode, export, load
+
+TOL = 1e-4
+STRATEGIES = ("hard", "soft", "sluice", "cross_stitch", "mmoe", "adapters", "lora", "adapter_fusion")
+# the default suite trains hard and lora (the two layer seams: encoder.layer_module, peft_layer.run_trunk);
+# the rest of the sweep (10-25 s each on the shared box) runs under the matrix marker
+STRATEGY_PARAMS = [s if s in ("hard", "lora") else pytest.param(s, marks=pytest.mark.matrix) for s in STRATEGIES]
+
+
+def save_random(model, path, seed=0):
+  """LayerNorm / RMSNorm scales away from 1 and biases away from 0, so every tensor matters; then
+  save_pretrained (safetensors)."""
+  import torch
+  torch.manual_seed(seed)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if "norm" in name.lower() or name.endswith("bias"):
+        p.add_(0.1 * torch.randn_like(p))
+  model.save_pretrained(str(path), safe_serialization=True)
+  return path
+
+
+def padded_batch(lengths, vocab, pad_id=0, first_id=None, seed=1):
+  rng = np.random.default_rng(seed)
+  length = max(lengths)
+  mask = (np.arange(length)[None] < np.array(lengths)[:, None]).astype(np.int32)
+  ids = np.where(mask, rng.integers(5, vocab, mask.shape), pad_id).astype(np.int32)
+  if first_id is not None:
+    ids[:, 0] = first_id
+  return ids, mask
+
+
+def hf_hidden(model, ids, mask, **extra):
+  import torch
+  with torch.no_grad():
+    kwargs = {k: torch.tensor(v, dtype=torch.long) for k, v in extra.items()}
+    return model.eval()(input_ids=torch.tensor(ids, dtype=torch.long),
+                        attention_mask=torch.tensor(mask, dtype=torch.long), **kwargs).last_hidden_state.numpy()
+
+
+def real_diff(a, b, mask):
+  return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))[mask.astype(bool)].max())
+
+
+def ours(path, ids, mask, params=None):
+  return encode.TextEncoder(path, params=params).hidden(ids, mask)
+
+
+def check_parity_and_export(path, ids, mask, tmp_path, what, model_class=None):
+  """Our hidden states == HF's for the saved checkpoint, and for its export read back by HF
+  (model_class: AutoModel, or the encoder class where AutoModel builds more: T5EncoderModel)."""
+  transformers = pytest.importorskip("transformers")
+  model_class = model_class or transformers.AutoModel
+  want = hf_hidden(model_class.from_pretrained(str(path)), ids, mask)
+  got = ours(path, ids, mask)
+  diff = real_diff(got, want, mask)
+  print(f"{what} vs transformers: max|diff| = {diff:.2e}")
+  assert diff <= TOL
+  assert np.abs(want[mask.astype(bool)]).max() > 0.1  # not a comparison of zeros
+  ckpt = ckpt_lib.open_checkpoint(path)
+  flat = ckpt.params()
+  rng = np.random.default_rng(3)  # a trained trunk: every tensor moved, so the export is not the source
+  moved = {k: v + 0.05 * (float(v.std()) or 1.0) * rng.standard_normal(v.shape).astype(np.float32)
+           for k, v in flat.items()}
+  out = export.write(tmp_path / f"{what}_export", moved, ckpt.encoder_config(), source=path)
+  model, info = model_class.from_pretrained(str(out), output_loading_info=True)
+  assert not info["missing_keys"] and not info["mismatched_keys"], info
+  exported = hf_hidden(model, ids, mask)
+  diff = real_diff(ours(path, ids, mask, params=moved), exported, mask)
+  print(f"{what} export vs transformers: max|diff| = {diff:.2e}")
+  assert diff <= TOL
+  assert real_diff(exported, want, mask) > 1e-3  # the moved weights were exported, not the source's
+  back = ckpt_lib.open_checkpoint(out).params()
+  assert set(back) == set(moved)
+  for k in moved:
+    np.testing.assert_array_equal(back[k], moved[k], err_msg=k)
+
+
+def train_one_step(path, strategy, vocab):
+  """One optimizer step of `strategy` started from the checkpoint: loss finite, trunk params moved
+  (frozen-trunk strategies: the per-task modules moved), every checkpoint tensor loaded."""
+  import optax
+  from mtl_jax.scale import partitioning
+  from mtl_jax.models.multitask import build_model
+  from mtl_jax.step.steps import Steps
+  from helpers import KINDS, NUM_CLASSES, fixed_batch
+  ckpt = ckpt_lib.open_checkpoint(path)
+  cfg = ckpt.encoder_config(dropout_rate=0.0)
+  flat = ckpt.params()
+  mesh = partitioning.make_mesh((1, 1), devices=jax.devices()[:1])
+  steps = Steps(build_model(cfg, strategy, NUM_CLASSES), optax.adam(1e-2), KINDS, mesh,
+                partitioning.logical_axis_rules(), 0, 12, 10)
+  state = steps.init_state()
+  state = state.replace(params=load.into_params(state.params, flat))
+  before = traverse_util.flatten_dict(jax.device_get(state.params), sep="/")
+  for path_, leaf in before.items():  # the checkpoint is in every trunk copy
+    key = load.checkpoint_key(path_)
+    if key in flat:
+      np.testing.assert_array_equal(np.asarray(leaf).reshape((-1,) + flat[key].shape)[-1], flat[key], err_msg=path_)
+  batch = fixed_batch(12, 10, seed=0)
+  batch["input_ids"] = (batch["input_ids"] % (vocab - 5) + 5) * batch["input_mask"]
+  state, metrics = steps.run_train_step(state, batch)
+  assert bool(metrics["finite"]), strategy
+  after = traverse_util.flatten_dict(jax.device_get(state.params), sep="/")
+  moved = [p for p in before if not np.array_equal(before[p], after[p]) and load.checkpoint_key(p) is not None]
+  assert moved, f"{strategy}: no trunk param moved"
+  assert strategy in sharing_lib.names()
