@@ -10,7 +10,7 @@ from mtl_jax.taskemb import cli
 TASKS = ["bbc_topic", "rotten_tomatoes", "vader_tweets"]
 
 
-def test_cli_end_to_end_on_tiny_shapes(tmp_path, capsys):
+def _matrix_and_affinity(tmp_path):
   matrix = {"matrix": [], "cells": []}
   truth = {"bbc_topic": {"rotten_tomatoes": 0.5, "vader_tweets": 0.4},
            "rotten_tomatoes": {"bbc_topic": 0.6, "vader_tweets": 0.7},
@@ -22,6 +22,11 @@ def test_cli_end_to_end_on_tiny_shapes(tmp_path, capsys):
   (tmp_path / "aff").mkdir()
   z = [[0.3, 0.1, -0.2], [0.05, 0.4, 0.2], [-0.1, 0.3, 0.5]]  # Z[source -> target]
   (tmp_path / "aff" / "affinity.json").write_text(json.dumps({"tasks": TASKS, "affinity": z}))
+  return matrix
+
+
+def test_cli_end_to_end_on_tiny_shapes(tmp_path, capsys):
+  _matrix_and_affinity(tmp_path)
   out = tmp_path / "out"
   argv = ["--tasks=" + ",".join(TASKS), "--methods=taskemb,textemb,affinity",
           f"--trunk=tiny=run:{out}/finetune/rotten_tomatoes__seed0", "--seeds=0",
@@ -37,15 +42,19 @@ def test_cli_end_to_end_on_tiny_shapes(tmp_path, capsys):
   assert set(index) == {"taskemb_seed0", "textemb", "affinity_seed0"}
   with np.load(out / "taskemb_seed0.npz") as e:
     assert e["params"].shape[0] == 3 and e["activations"].shape == (3, 2, 32) and (e["params"] >= 0).all()
+    # per component: 2 layer outputs, 2 attention outputs, the pooled vector, the classifiers, trunk tensors
+    assert e["component_cosines"].shape[1:] == (3, 3) and e["component_cosines"].shape[0] > 5
+  assert "pooled" in index["taskemb_seed0"]["components"] and index["taskemb_seed0"]["combine"] == "rrf"
   with np.load(out / "textemb.npz") as e:
     assert e["textemb"].shape == (3, 32) and list(e["tasks"]) == TASKS
-  for method in ("textemb", "taskemb", "taskemb_act", "affinity"):
+  for method in ("textemb", "textemb_layers", "taskemb", "taskemb_concat", "taskemb_act", "affinity"):
     assert (out / "plots" / f"similarity_{method}.png").stat().st_size > 1000
     lines = (out / f"similarity_{method}.csv").read_text().splitlines()
     assert lines[0] == "task," + ",".join(TASKS) and len(lines) == 4
   ranking_csv = (out / "ranking.csv").read_text().splitlines()
   methods = [line.split(",")[0] for line in ranking_csv[1:]]
-  assert methods == ["taskemb", "taskemb_act", "textemb", "affinity", "datasize", "random"]
+  assert methods == ["taskemb", "taskemb_concat", "taskemb_act", "textemb", "textemb_layers", "affinity", "datasize",
+                     "random"]
   assert ranking_csv[0].startswith("method,n,rank_of_best_mean")
   # affinity ranks by Z[source -> target]: bbc <- rt (0.05) over tweets (-0.1): the true best, for every target
   per_target = json.loads((out / "ranking_per_target.json").read_text())
@@ -58,5 +67,40 @@ def test_cli_end_to_end_on_tiny_shapes(tmp_path, capsys):
   assert {t for m in exp.mixtures for t in exp.tasks.get(m, [m])} == set(TASKS) and len(exp.mixtures) == 2  # every task served
   report = (out / "report.md").read_text()
   assert "| datasize | 1 |" in report and "ndcg@1" in report and "similarity_textemb.png" in report
+  assert "95% percentile bootstrap CI over targets" in report and "| affinity | random | ndcg@1 |" in report
+  assert "Random's closed-form expectation" in report and "rank_of_best 1.500" in report  # (2 + 1) / 2
+  ci = json.loads((out / "ranking_ci.json").read_text())
+  assert ci["targets"] == sorted(TASKS) and {c["baseline"] for c in ci["comparisons"]} == {"datasize", "random"}
+
   assert cli.main([*argv[:1], "--methods=textemb,fisherz", f"--out_dir={out}"]) == 2
   assert "unknown ['fisherz']" in capsys.readouterr().err
+
+
+def test_cli_closed_loop_experiment_and_bad_truth_are_one_line(tmp_path, capsys):
+  """Affinity only (no training): the top-K mixture experiment, then each bad input fails in one line."""
+  matrix = _matrix_and_affinity(tmp_path)
+  out = tmp_path / "out"
+  argv = ["--tasks=" + ",".join(TASKS), "--methods=affinity", f"--affinity_run={tmp_path / 'aff'}",
+          f"--transfer_matrix={tmp_path / 'transfer_matrix.json'}", "--random_seeds=2", "--k=1,2",
+          f"--out_dir={out}", "--groups_gin_file=gin/runs/quickstart.gin"]
+  # the closed loop: top-1 source of bbc_topic by affinity (rotten_tomatoes) vs all vs random (the other) vs none
+  assert cli.main([*argv, "--select_k=1", "--target=bbc_topic"]) == 0
+  from mtl_jax.transfer import grid as transfer_grid
+  exp = transfer_grid.load([str(out / "select_vs_all__bbc_topic__k1.gin")])
+  assert exp.targets == ("bbc_topic",) and exp.baseline
+  assert exp.sources == ("rotten_tomatoes", "taskemb_group.rotten_tomatoes.vader_tweets", "vader_tweets")
+  assert exp.env == {"MTL_JAX_TASKEMB_GROUPS": "taskemb_group.rotten_tomatoes.vader_tweets=rotten_tomatoes,vader_tweets"}
+  exp.validate()
+  assert cli.main([*argv, "--select_k=3", "--target=bbc_topic"]) == 2
+  assert "--select_k=3 is larger than the 2 candidate sources of target 'bbc_topic'" in capsys.readouterr().err
+  assert cli.main([*argv, "--select_k=1"]) == 2
+  assert "--select_k and --target go together" in capsys.readouterr().err
+  matrix["experiment"] = {"targets": TASKS, "sources": TASKS, "pairs": {}}
+  matrix["matrix"] = [r for r in matrix["matrix"] if (r["target"], r["source"]) != ("bbc_topic", "vader_tweets")]
+  (tmp_path / "transfer_matrix.json").write_text(json.dumps(matrix))
+  assert cli.main(argv) == 2
+  assert "target 'bbc_topic' has no finished score for source(s) ['vader_tweets']" in capsys.readouterr().err
+  matrix["experiment"] = {}
+  (tmp_path / "transfer_matrix.json").write_text(json.dumps(matrix))
+  assert cli.main([*argv[:-3], "--k=1", *argv[-2:]]) == 2
+  assert "target 'bbc_topic' has 1 candidate source(s) ['rotten_tomatoes']: ranking needs >= 2" in capsys.readouterr().err

@@ -7,16 +7,26 @@ measured transfer matrix, and task groups under a budget of k models.
       --affinity_run=/runs/affinity_seed0 --transfer_matrix=/tmp/mtl_transfer/X/transfer_matrix.json \\
       --regime=n200 --budget=2 --out_dir=/tmp/taskemb
 
-textemb   mean final-layer token state over each task's training text (--trunk: NAME=CHECKPOINT or
-          NAME=run:MODEL_DIR[:TASK], as mtl-probe; cached by the trunk's weights fingerprint)
-taskemb   diagonal Fisher of a model fine-tuned on each task: the runs named by --taskemb_runs (a
+textemb   each text's mean final-layer token state, averaged over the task's training texts (Vu et al.;
+          --textemb_pooling=token: one mean over all tokens) (--trunk: NAME=CHECKPOINT or
+          NAME=run:MODEL_DIR[:TASK], as mtl-probe; cached by the trunk's weights fingerprint);
+          'textemb_layers': every layer's mean compared on its own, fused by --combine
+taskemb   diagonal Fisher of a model fine-tuned on each task (the whole training split unless --max_examples;
+          --fisher_statistic sequence (the authors') | batch | token): the runs named by --taskemb_runs (a
           template with {task} and {seed}; e.g. mtl-transfer's stage-1 runs), or, without it, short
           runs trained here (--finetune_gin_file, --finetune_steps) under OUT_DIR/finetune/.
-          Two embeddings: 'taskemb' (trunk parameters) and 'taskemb_act' (per-layer activations).
+          'taskemb': every component (trunk tensor, layer output, attention output, pooled vector,
+          classifier) compared on its own and the rankings fused by --combine (rrf | mean | a component);
+          'taskemb_concat' / 'taskemb_act': the former single vectors (all parameters / all layer outputs).
+          Targets embedded from their own regime: --taskemb_target_runs (e.g. mtl-transfer's 'none' cells)
+          and --target_regime=N (the N-example subset those runs trained on).
 affinity  TAG Z[i -> j] read from runs trained with gin/taskemb/affinity.gin (--affinity_run, one per seed)
+oracle    a known [T, T] relation (--oracle=CSV, e.g. the synthetic catalogue's planted overlap)
 Writes OUT_DIR/{embeddings.json, <method>[_seed<s>].npz, similarity_<method>.csv, plots/similarity_<method>.png,
-ranking.csv, ranking_per_target.json, report.md, groups_<method>.gin}. Baselines DataSize and Random
-(--random_seeds of them) are ranked alongside. Exit status 0, or 2 on bad input (one line).
+ranking.csv, ranking_ci.json, ranking_per_target.json, report.md, groups_<method>.gin}. Baselines DataSize
+and Random (--random_seeds of them) are ranked alongside; report.md has bootstrap CIs over targets and
+paired tests against DataSize and Random (ranking_stats.py). --select_k K --target T writes the closed-loop
+experiment select_vs_all__T__kK.gin (select.py). Exit status 0, or 2 on bad input (one line).
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import sys
 
 import numpy as np
 
-METHODS = ("textemb", "taskemb", "affinity")
+METHODS = ("textemb", "taskemb", "affinity", "oracle")
 
 
 def _csv(text: str) -> list[str]:
@@ -60,7 +70,23 @@ def parse_args(argv):
   p.add_argument("--fisher_params", default="trunk", help="trunk | all (with the embedder) | none")
   p.add_argument("--no_activations", action="store_true", help="skip the per-layer activation Fisher")
   p.add_argument("--labels", default="labels", help="labels (empirical Fisher) | sampled (model's labels)")
-  p.add_argument("--max_examples", type=int, default=512, help="training examples per task for the Fisher")
+  p.add_argument("--max_examples", type=int, default=None, help="cap on training examples per task for the Fisher "
+                 "(default: the whole training split, as the paper)")
+  p.add_argument("--fisher_statistic", default="sequence", help="sequence (the authors': gradient summed over "
+                 "a text's tokens, squared) | batch (their code at --fisher_batch_size) | token (per-token squares)")
+  p.add_argument("--combine", default="rrf", help="how TaskEmb components make one ranking: rrf | mean | a "
+                 "component name (e.g. pooled, layer_1)")
+  p.add_argument("--per_component", action="store_true", help="also rank by every activation component alone")
+  p.add_argument("--textemb_pooling", default="example", help="example (each text's mean first, the paper) | token")
+  p.add_argument("--taskemb_target_runs", help="MODEL_DIR template with {task} and {seed} of the runs that "
+                 "embed the transfer matrix's targets (e.g. mtl-transfer's target__none__to__{task}__REGIME__seed{seed})")
+  p.add_argument("--target_regime", type=int, default=None, help="embed targets from their N-example subset")
+  p.add_argument("--oracle", help="CSV of a known task x task relation (similarity CSV format): method 'oracle'")
+  p.add_argument("--select_k", type=int, default=None, help="write the closed-loop experiment of the top-K sources")
+  p.add_argument("--target", type=_csv, default=[], help="target task(s) of --select_k")
+  p.add_argument("--select_method", default=None, help="method whose ranking --select_k uses (default: taskemb, "
+                 "else the first computed)")
+  p.add_argument("--select_seeds", type=_ints, default=[0, 1, 2], help="seeds of the closed-loop experiment")
   p.add_argument("--fisher_batch_size", type=int, default=8)
   p.add_argument("--affinity_run", action="append", default=[], help="a MODEL_DIR holding affinity.json (repeatable)")
   p.add_argument("--transfer_matrix", help="mtl-transfer's transfer_matrix.json to score the rankings against")
@@ -92,26 +118,31 @@ def _finetune(args, task: str, seed: int, out_dir: pathlib.Path) -> pathlib.Path
   return model_dir
 
 
-def _fisher_cached(out_dir: pathlib.Path, run: pathlib.Path, task: str, args, seed: int) -> dict:
+def _fisher_cached(out_dir: pathlib.Path, run: pathlib.Path, task: str, args, seed: int,
+                   limit: int | None = None) -> dict:
   """run_fisher, kept in OUT_DIR/fisher/ so a rerun (e.g. adding --methods=affinity) does not recompute it."""
   from mtl_jax.taskemb import fisher
   key = json.dumps([str(run), task, args.max_length, args.max_examples, args.fisher_params, args.no_activations,
-                    args.labels, seed])
+                    args.labels, seed, args.fisher_statistic, limit, args.fisher_batch_size])
   path = out_dir / "fisher" / f"{task}__seed{seed}.npz"
+  arrays = ("activations", "attention", "pooled")
   if path.is_file():
     with np.load(path, allow_pickle=False) as z:
       if str(z["key"]) == key:
-        names = [str(n) for n in z["names"]]
+        names, heads = [str(n) for n in z["names"]], [str(n) for n in z["heads"]]
         return {"params": {n: z[f"p{i}"] for i, n in enumerate(names)},
-                "activations": z["activations"] if z["activations"].size else None,
+                "classifier": {n: z[f"h{i}"] for i, n in enumerate(heads)},
+                **{a: z[a] if z[a].size else None for a in arrays},
                 "examples": float(z["examples"]), "step": int(z["step"])}
   f = fisher.run_fisher(run, task, args.max_length, args.fisher_batch_size, args.max_examples, args.fisher_params,
-                        not args.no_activations, args.labels, seed)
-  names = sorted(f["params"])
+                        not args.no_activations, args.labels, seed, statistic=args.fisher_statistic,
+                        example_limit=limit, subset_seed=seed)
+  names, heads = sorted(f["params"]), sorted(f["classifier"])
   path.parent.mkdir(parents=True, exist_ok=True)
-  acts = f["activations"] if f["activations"] is not None else np.zeros((0,), np.float32)
-  np.savez(path, key=key, names=np.array(names), activations=acts, examples=f["examples"], step=f["step"],
-           **{f"p{i}": f["params"][n] for i, n in enumerate(names)})
+  np.savez(path, key=key, names=np.array(names), heads=np.array(heads), examples=f["examples"], step=f["step"],
+           **{a: f[a] if f[a] is not None else np.zeros((0,), np.float32) for a in arrays},
+           **{f"p{i}": f["params"][n] for i, n in enumerate(names)},
+           **{f"h{i}": f["classifier"][n] for i, n in enumerate(heads)})
   return f
 
 
@@ -127,44 +158,84 @@ def _save(out_dir, index, method, seed, tasks, arrays: dict, describe: str, meta
                  "arrays": {k: list(v.shape) for k, v in arrays.items()}, "describe": describe, **(meta or {})}
 
 
-def embed(args, tasks, out_dir, echo) -> tuple[dict, dict]:
-  """{method: [per-seed [T, T] matrices]} (similarity, or affinity Z) and the embeddings index."""
-  from mtl_jax.taskemb import affinity, similarity
+def _matrix_predictor(tasks, m, transpose=False):
+  from mtl_jax.taskemb import ranking
+  return lambda sources_of: ranking.from_matrix(tasks, m, sources_of, transpose)
+
+
+def _component_predictor(tasks, per_component, how):
+  from mtl_jax.taskemb import components
+  return lambda sources_of: components.predicted(per_component, tasks, sources_of, how)
+
+
+def _add(store, method, matrix, predictor):
+  store.setdefault(method, []).append((matrix, predictor))
+
+
+def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
+  """({method: [per-seed (T x T matrix for heatmaps and groups, predictor(sources_of) -> predicted)]},
+  the embeddings index). Tasks in `targets` are embedded from --taskemb_target_runs / --target_regime."""
+  from mtl_jax.taskemb import affinity, components, similarity
   unknown = [m for m in args.methods if m not in METHODS]
   if unknown:
     raise ValueError(f"--methods: unknown {unknown}; use {', '.join(METHODS)}")
-  matrices, index = {}, {}
+  if args.target_regime is not None and args.target_regime < 1:
+    raise ValueError(f"--target_regime={args.target_regime}: use an int >= 1 examples")
+  methods, index = {}, {}
+  as_target = lambda t: t in targets and (args.taskemb_target_runs or args.target_regime)
   if "taskemb" in args.methods:
     from mtl_jax.taskemb import fisher
     for seed in args.seeds:
-      vectors, acts = [], []
+      vectors, acts, per_task = [], [], []
       for t in tasks:
-        run = pathlib.Path(args.taskemb_runs.format(task=t, seed=seed)) if args.taskemb_runs \
-            else _finetune(args, t, seed, out_dir)
-        f = _fisher_cached(out_dir, run, t, args, seed)
+        template = args.taskemb_target_runs if as_target(t) and args.taskemb_target_runs else args.taskemb_runs
+        run = pathlib.Path(template.format(task=t, seed=seed)) if template else _finetune(args, t, seed, out_dir)
+        f = _fisher_cached(out_dir, run, t, args, seed, args.target_regime if as_target(t) else None)
         vectors.append(fisher.flat_vector(f["params"]))
         acts.append(f["activations"])
+        per_task.append(components.of_fisher(f))
         echo(f"mtl-taskemb: taskemb {t} seed {seed}: {int(f['examples'])} examples, {vectors[-1].size:,} params, "
-             f"run {run} (step {f['step']})")
-      arrays = {}
+             f"{len(per_task[-1])} components, run {run} (step {f['step']})")
+      per_component, skipped = components.cosines(per_task)
+      if skipped:
+        echo(f"mtl-taskemb: taskemb seed {seed}: {len(skipped)} component(s) not comparable by cosine (shape differs "
+             f"or all zero for a task), left out: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}")
+      mean = np.mean(list(per_component.values()), axis=0) if per_component else np.eye(len(tasks))
+      _add(methods, "taskemb", mean, _component_predictor(tasks, per_component, args.combine))
+      arrays = {"component_cosines": np.stack(list(per_component.values())) if per_component
+                else np.zeros((0, len(tasks), len(tasks)))}
       if args.fisher_params != "none":
         arrays["params"] = np.stack(vectors)
-        matrices.setdefault("taskemb", []).append(similarity.cosine_matrix(arrays["params"]))
+        m = similarity.cosine_matrix(arrays["params"])
+        _add(methods, "taskemb_concat", m, _matrix_predictor(tasks, m))
       if not args.no_activations:
         arrays["activations"] = np.stack(acts)
-        matrices.setdefault("taskemb_act", []).append(similarity.cosine_matrix(arrays["activations"]))
+        m = similarity.cosine_matrix(arrays["activations"])
+        _add(methods, "taskemb_act", m, _matrix_predictor(tasks, m))
+        if args.per_component:
+          for name, cm in per_component.items():
+            if not name.startswith(("param:", "classifier:")):
+              _add(methods, f"taskemb:{name}", cm, _matrix_predictor(tasks, cm))
       _save(out_dir, index, "taskemb", seed, tasks, arrays,
-            f"diagonal Fisher ({args.labels}, params={args.fisher_params}) of runs fine-tuned per task")
+            f"diagonal Fisher ({args.labels}, statistic={args.fisher_statistic}, params={args.fisher_params}) of runs "
+            f"fine-tuned per task", {"components": list(per_component), "skipped": skipped, "combine": args.combine})
   if "textemb" in args.methods:
     from mtl_jax.probe import featurize
     from mtl_jax.taskemb import textemb
     trunk = featurize.parse(args.trunk)
     cache = pathlib.Path(args.cache_dir).absolute() if args.cache_dir else None
-    got = [textemb.task_textemb(trunk, t, args.max_length, cache=cache) for t in tasks]
+    got = [textemb.task_textemb(trunk, t, args.max_length, cache=cache, pooling=args.textemb_pooling,
+                                regime=(args.target_regime, args.seeds[0]) if as_target(t) and args.target_regime
+                                else None) for t in tasks]
     emb = np.stack([g["mean"] for g in got])  # [T, K+1, D]
     _save(out_dir, index, "textemb", None, tasks, {"layers": emb, "textemb": emb[:, -1]},
-          f"mean token state of {trunk.describe}", {"tokens": [g["tokens"] for g in got]})
-    matrices["textemb"] = [similarity.cosine_matrix(emb[:, -1])]
+          f"mean token state of {trunk.describe} (pooling {args.textemb_pooling})", {"tokens": [g["tokens"] for g in got]})
+    m = similarity.cosine_matrix(emb[:, -1])
+    _add(methods, "textemb", m, _matrix_predictor(tasks, m))
+    per_layer, _ = components.cosines([components.of_layers(e) for e in emb])
+    if per_layer:
+      _add(methods, "textemb_layers", np.mean(list(per_layer.values()), axis=0),
+           _component_predictor(tasks, per_layer, args.combine if args.combine in ("rrf", "mean") else "rrf"))
     echo(f"mtl-taskemb: textemb {emb.shape} from {trunk.describe}")
   if "affinity" in args.methods:
     if not args.affinity_run:
@@ -179,9 +250,58 @@ def embed(args, tasks, out_dir, echo) -> tuple[dict, dict]:
       z = z[np.ix_(idx, idx)]
       if np.isnan(z).any():
         raise ValueError(f"affinity run {run!r} never measured some pairs of {tasks}; measure more often")
-      matrices.setdefault("affinity", []).append(z)
+      _add(methods, "affinity", z, _matrix_predictor(tasks, z, transpose=True))  # Z[source, target]
       _save(out_dir, index, "affinity", seed, tasks, {"affinity": z}, f"TAG Z[i -> j] of {run}")
-  return matrices, index
+  if "oracle" in args.methods:
+    if not args.oracle:
+      raise ValueError("--methods includes oracle but no --oracle=CSV was given (a task x task matrix, e.g. "
+                       "python -m mtl_jax.taskemb.synthetic_study --write_oracle=oracle.csv)")
+    names, m = similarity.read_csv(pathlib.Path(args.oracle))
+    missing = [t for t in tasks if t not in names]
+    if missing:
+      raise ValueError(f"--oracle {args.oracle!r} has no row for task(s) {missing}; it has {names}")
+    idx = [names.index(t) for t in tasks]
+    m = m[np.ix_(idx, idx)]
+    _add(methods, "oracle", m, _matrix_predictor(tasks, m))
+    _save(out_dir, index, "oracle", None, tasks, {"oracle": m}, f"known relation from {args.oracle}")
+  return methods, index
+
+
+def _expected_sources(record, regime, tasks) -> dict[str, list[str]]:
+  """{target: the sources the experiment asked for} (mtl-transfer's spec), restricted to `tasks`."""
+  from mtl_jax.transfer.grid import NONE
+  spec = record.get("experiment") or {}
+  if not spec.get("targets"):
+    return {}
+  pairs = spec.get("pairs") or {}
+  out = {}
+  for t in spec["targets"]:
+    if t in tasks:
+      out[t] = [s for s in pairs.get(t, spec.get("sources", [])) if s in tasks and s != t and s != NONE]
+  return out
+
+
+def read_truth(args, tasks) -> tuple[dict, str, dict, dict]:
+  """(truth[target][source], regime, ties, the record) from --transfer_matrix; one line on bad input."""
+  from mtl_jax.taskemb import ranking
+  record = json.loads(pathlib.Path(args.transfer_matrix).read_text())
+  regimes = sorted({r["regime"] for r in record["matrix"]})
+  regime = args.regime or (regimes[0] if len(regimes) == 1 else None)
+  if regime is None:
+    raise ValueError(f"the transfer matrix has regimes {regimes}: pick one with --regime")
+  truth = ranking.truth_from_transfer(record, regime)
+  truth = {t: {s: v for s, v in src.items() if s in tasks} for t, src in truth.items() if t in tasks}
+  for target, wanted in _expected_sources(record, regime, tasks).items():
+    missing = [s for s in wanted if s not in truth.get(target, {})]
+    if missing:
+      raise ValueError(f"the transfer matrix has missing cells: target {target!r} has no finished score for "
+                       f"source(s) {missing} in regime {regime!r}; finish them (mtl-transfer resumes) or drop "
+                       "those tasks from --tasks")
+  if not truth:
+    raise ValueError(f"the transfer matrix has no target among {tasks} with a source among them")
+  for target, sources in truth.items():
+    ranking.check_target(target, sources, args.k)
+  return truth, regime, ranking.truth_ties(record, regime), record
 
 
 def run(args, echo=print) -> dict:
@@ -193,48 +313,60 @@ def run(args, echo=print) -> dict:
   for module in args.task_module or ["tasks.offline"]:
     importlib.import_module(module)
   from mtl_jax.input import task_info
-  from mtl_jax.taskemb import groups as groups_lib, ranking, report, similarity
+  from mtl_jax.taskemb import groups as groups_lib, ranking, ranking_stats, report, similarity
   tasks = list(dict.fromkeys(args.tasks))
   if len(tasks) < 2:
     raise ValueError(f"--tasks needs at least 2 tasks to compare, got {tasks}")
   for t in tasks:
     task_info.get(t)
+  if (args.select_k is None) != (not args.target):
+    raise ValueError("--select_k and --target go together: e.g. --select_k=3 --target=syncat_f0_m1")
+  for t in args.target:
+    if t not in tasks:
+      raise ValueError(f"--target {t!r} is not among --tasks {tasks}; add it")
   out_dir = pathlib.Path(args.out_dir).absolute()
+  truth, regime, ties, record = read_truth(args, tasks) if args.transfer_matrix else ({}, None, {}, {})
   (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-  matrices, index = embed(args, tasks, out_dir, echo)
+  methods, index = embed(args, tasks, out_dir, echo, targets=list(truth) or args.target)
   (out_dir / "embeddings.json").write_text(json.dumps(index, indent=1))
   figures, mean_of = [], {}
-  for method, mats in matrices.items():
+  for method, per_seed in methods.items():
+    mats = [m for m, _ in per_seed]
     mean = np.mean(mats, axis=0)
     mean_of[method] = mean
+    if ":" in method:
+      continue  # single components: ranked, not drawn
     similarity.write_csv(out_dir / f"similarity_{method}.csv", tasks, mean)
     label = "affinity Z[row -> column]" if method == "affinity" else "cosine similarity"
     figures.append(similarity.heatmap(out_dir / "plots" / f"similarity_{method}.png", tasks, mean,
                                       f"{method} ({len(mats)} seed{'s' if len(mats) > 1 else ''})", label))
-  rows, notes, per_target = [], [f"Tasks: {', '.join(tasks)}."], {}
-  if args.transfer_matrix:
-    record = json.loads(pathlib.Path(args.transfer_matrix).read_text())
-    regimes = sorted({r["regime"] for r in record["matrix"]})
-    regime = args.regime or (regimes[0] if len(regimes) == 1 else None)
-    if regime is None:
-      raise ValueError(f"the transfer matrix has regimes {regimes}: pick one with --regime")
-    truth = ranking.truth_from_transfer(record, regime)
-    truth = {t: {s: v for s, v in src.items() if s in tasks} for t, src in truth.items() if t in tasks}
-    sources_of = {t: list(src) for t, src in truth.items() if len(src) >= 2}
-    truth = {t: truth[t] for t in sources_of}
-    if not truth:
-      raise ValueError(f"the transfer matrix has no target among {tasks} with >= 2 of them as sources")
-    scores = {}
-    for method, mats in matrices.items():
-      transpose = method == "affinity"  # Z[source, target]
-      scores[method] = [ranking.score(ranking.from_matrix(tasks, m, sources_of, transpose), truth, args.k)
-                        for m in mats]
-    scores["datasize"] = [ranking.score(ranking.data_size(_train_sizes(tasks), sources_of), truth, args.k)]
-    scores["random"] = [ranking.score(ranking.random_scores(sources_of, s), truth, args.k)
-                        for s in range(args.random_seeds)]
+  rows, notes, per_target, sections = [], [f"Tasks: {', '.join(tasks)}."], {}, []
+  if truth:
+    sources_of = {t: list(src) for t, src in truth.items()}
+    per_method = {m: [ranking.per_target(pred(sources_of), truth, args.k) for _, pred in per_seed]
+                  for m, per_seed in methods.items()}
+    per_method["datasize"] = [ranking.per_target(ranking.data_size(_train_sizes(tasks), sources_of), truth, args.k)]
+    per_method["random"] = [ranking.per_target(ranking.random_scores(sources_of, s), truth, args.k)
+                            for s in range(args.random_seeds)]
+    scores = {m: [{k: float(np.mean([row[k] for row in seed.values()])) for k in next(iter(seed.values()))}
+                  for seed in seeds] for m, seeds in per_method.items()}
     rows = report.summarise(scores)
     report.write_csv(out_dir / "ranking.csv", rows)
-    per_target = {t: {"truth": truth[t], "best": max(truth[t], key=truth[t].get),
+    result = ranking_stats.summary(per_method)
+    (out_dir / "ranking_ci.json").write_text(json.dumps(
+        {"rows": result["rows"], "comparisons": result["comparisons"], "targets": result["targets"]}, indent=1,
+        default=float))
+    expected = {k: float(np.mean([ranking.expected_random(truth[t], args.k)[k] for t in truth]))
+                for k in next(iter(scores["random"]))}
+    sections.append("## Ranking scores with 95% CIs and paired tests\n\n" + ranking_stats.markdown(result))
+    sections.append("Random's closed-form expectation on these targets: " +
+                    ", ".join(f"{k} {v:.3f}" for k, v in expected.items()) + ".")
+    tied = sorted(t for t, v in ties.items() if v["tie"])
+    unknown = sorted(t for t, v in ties.items() if v["tie"] is None)
+    sections.append(f"Ties in the truth (best and second source within 2 standard errors over seeds): "
+                    f"{len(tied)} of {len(ties)} targets" + (f" ({', '.join(tied)})" if tied else "") +
+                    (f"; not decidable with one seed: {len(unknown)}" if unknown else "") + ".")
+    per_target = {t: {"truth": truth[t], "best": max(truth[t], key=truth[t].get), "tie": ties.get(t),
                       **{m: ranking.ranking(ranking.from_matrix(tasks, mean_of[m], {t: sources_of[t]},
                                                                  m == "affinity")[t]) for m in mean_of}}
                   for t in truth}
@@ -245,7 +377,9 @@ def run(args, echo=print) -> dict:
                  f"{sum(len(v) for v in sources_of.values())} (target, source) pairs; score = the target's "
                  f"headline metric after fine-tuning from the source (mean over the matrix's {over}).")
     notes.append("Seeds: TaskEmb over its fine-tuning runs' seeds, affinity over its runs, Random over "
-                 f"{args.random_seeds} draws; TextEmb and DataSize are deterministic.")
+                 f"{args.random_seeds} draws; TextEmb, oracle and DataSize are deterministic. TaskEmb: Fisher statistic "
+                 f"{args.fisher_statistic!r}, components fused by {args.combine!r}; ndcg_vu is Vu et al.'s NDCG "
+                 "(2^rel - 1, full list), rank_of_best averaged is their rho.")
     for r in rows:
       echo(f"mtl-taskemb: {r['method']:12s} " + " ".join(f"{k}={v[0]:.3f}±{v[1]:.3f}" for k, v in r.items()
                                                        if k not in ("method", "n")))
@@ -253,6 +387,8 @@ def run(args, echo=print) -> dict:
   files = args.groups_gin_file or args.finetune_gin_file or ["gin/runs/quickstart_pretrained.gin"]
   budget = min(args.budget, len(tasks))
   for method, mean in mean_of.items():
+    if ":" in method:
+      continue
     a = mean if method == "affinity" else groups_lib.centred(mean)
     chosen, total = groups_lib.select(a, budget)
     named = [[tasks[i] for i in g] for g in chosen]
@@ -260,10 +396,34 @@ def run(args, echo=print) -> dict:
                                      {"TRAIN_STEPS": args.finetune_steps}, args.seeds, f"{method} ({out_dir})")
     proposals[method] = " | ".join("+".join(g) for g in named) + f" (score {total:.3f}; {path.name})"
     echo(f"mtl-taskemb: groups from {method}: {proposals[method]}")
+  selections = _select(args, tasks, truth, methods, files, out_dir, echo) if args.select_k is not None else {}
   (out_dir / "report.md").write_text(report.markdown("Task embeddings and source ranking", notes, rows, figures,
-                                                     proposals, out_dir))
+                                                     proposals, out_dir, sections))
   echo(f"mtl-taskemb: wrote {out_dir / 'report.md'}, embeddings.json, {len(figures)} similarity heatmaps")
-  return {"matrices": matrices, "rows": rows, "groups": proposals, "per_target": per_target}
+  return {"matrices": {m: [x for x, _ in v] for m, v in methods.items()}, "rows": rows, "groups": proposals,
+          "per_target": per_target, "selections": selections}
+
+
+def _select(args, tasks, truth, methods, files, out_dir, echo) -> dict:
+  """Writes the closed-loop experiment of every --target; {target: (selected, gin path)}."""
+  from mtl_jax.taskemb import select
+  method = args.select_method or ("taskemb" if "taskemb" in methods else next(iter(methods)))
+  if method not in methods:
+    raise ValueError(f"--select_method={method!r} was not computed; computed: {sorted(methods)}")
+  out = {}
+  for target in args.target:
+    candidates = list(truth[target]) if target in truth else [t for t in tasks if t != target]
+    per_seed = [pred({target: candidates})[target] for _, pred in methods[method]]
+    predicted = {s: float(np.mean([p[s] for p in per_seed])) for s in candidates}
+    chosen = select.top_k(predicted, args.select_k, target)
+    rand = select.random_subset(candidates, args.select_k, seed=0, avoid=chosen)
+    regimes = {f"n{args.target_regime}": args.target_regime} if args.target_regime else {"full": None}
+    path = select.experiment_gin(out_dir / f"select_vs_all__{target}__k{args.select_k}.gin", target, chosen,
+                                 candidates, rand, method, files, regimes, args.select_seeds, {},
+                                 {"TRAIN_STEPS": 300}, {"TRAIN_STEPS": 60})
+    out[target] = (chosen, str(path))
+    echo(f"mtl-taskemb: top-{args.select_k} sources of {target} by {method}: {', '.join(chosen)} -> {path}")
+  return out
 
 
 def main(argv=None) -> int:

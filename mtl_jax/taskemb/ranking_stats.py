@@ -54,8 +54,19 @@ def summary(per_method: Mapping[str, Sequence[Mapping[str, Mapping[str, float]]]
         b = [means[base][t][metric] for t in targets]
         c = stats.paired_test(a, b, higher_is_better=not metric.startswith(LOWER_IS_BETTER))
         comparisons.append({"method": method, "baseline": base, "metric": metric, **c})
-  stats.adjust(comparisons)
+  _holm(comparisons)
   return {"rows": out_rows, "comparisons": comparisons, "targets": targets, "metrics": metrics}
+
+
+def _holm(comparisons: list[dict], alpha: float = stats.ALPHA) -> None:
+  """stats.holm over the report's comparisons, with direction where significant. Not stats.adjust: its
+  power figures (seeds_needed) raise on a zero mean difference (scipy root-finding on NaN), which
+  rankings hit (two methods equal on every target)."""
+  adjusted = stats.holm([c["p"] for c in comparisons])
+  m = sum(p is not None for p in adjusted)
+  for c, p_adj in zip(comparisons, adjusted):
+    c.update(p_adj=p_adj, m=m, significant=p_adj is not None and p_adj < alpha)
+    c["direction"] = int(np.sign(c["gain"])) if c["significant"] else 0
 
 
 def _ci(cell: dict) -> str:

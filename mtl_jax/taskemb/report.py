@@ -44,8 +44,11 @@ def table(rows: Sequence[dict]) -> str:
 
 
 def markdown(title: str, notes: Sequence[str], rows: Sequence[dict], figures: Sequence[pathlib.Path],
-             groups: Mapping[str, str], out_dir: pathlib.Path) -> str:
+             groups: Mapping[str, str], out_dir: pathlib.Path, sections: Sequence[str] = ()) -> str:
+  """notes, the mean ± std table, further sections (the CI / significance table), figures, groups."""
   parts = [f"# {title}", "", *notes, "", table(rows) if rows else "(no transfer matrix given: no ranking scores)", ""]
+  for section in sections:
+    parts += [section, ""]
   for f in figures:
     parts += [f"![{f.stem}]({f.relative_to(out_dir)})", ""]
   if groups:

@@ -1,0 +1,77 @@
+"""The closed loop (Padmakumar et al. 2022): the top-K sources of a ranking become a pre-finetuning
+mixture, and an mtl-transfer experiment compares it with all candidates, a random subset of the same
+size, and no pre-finetuning, on the target.
+
+`mtl-taskemb --select_k K --target T` writes OUT_DIR/select_vs_all__<T>__k<K>.gin:
+  sources  taskemb_group.<selected>   the K best candidates of the chosen method (a mixture)
+           taskemb_group.<all>        every candidate
+           taskemb_group.<random K>   K candidates drawn with a fixed seed (not the selected set if avoidable)
+  target   T, with the transfer baseline 'none' (no stage 1) and the limited-data regime given
+The mixtures are registered from the env variable of groups.py (mtl_jax.taskemb.group_mixtures, rates
+proportional to size capped at 3000): the experiment sets it for every cell. Cost per arm (examples
+seen, wall time) is what mtl-transfer's cells record (results.json / run timing).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from mtl_jax.taskemb import groups, ranking
+
+
+def top_k(predicted: Mapping[str, float], k: int, target: str) -> list[str]:
+  """The k best candidates (ranking order); one line when k does not fit."""
+  if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    raise ValueError(f"--select_k={k!r}: use an int >= 1")
+  if len(predicted) < 2:
+    raise ValueError(f"target {target!r} has {len(predicted)} candidate source(s): selection needs >= 2")
+  if k > len(predicted):
+    raise ValueError(f"--select_k={k} is larger than the {len(predicted)} candidate sources of target {target!r}; "
+                     f"use --select_k <= {len(predicted)}")
+  return ranking.ranking(predicted)[:k]
+
+
+def random_subset(candidates: Sequence[str], k: int, seed: int, avoid: Sequence[str] = ()) -> list[str]:
+  """k candidates drawn with `seed`; another draw (up to 100) when it equals `avoid` and others exist."""
+  rng = np.random.default_rng(seed)
+  pool = sorted(candidates)
+  for _ in range(100):
+    pick = sorted(rng.choice(pool, size=k, replace=False).tolist())
+    if sorted(avoid) != pick or k == len(pool):
+      return pick
+  return pick
+
+
+def experiment_gin(path: pathlib.Path, target: str, selected: Sequence[str], candidates: Sequence[str],
+                   random: Sequence[str], method: str, gin_files: Sequence[str], regimes: Mapping,
+                   seeds: Sequence[int], bindings: Mapping, source_bindings: Mapping,
+                   target_bindings: Mapping) -> pathlib.Path:
+  """An mtl-transfer experiment: selected vs all vs random-same-size vs none, on one target."""
+  arms = {"selected": sorted(selected), "all": sorted(candidates), "random": sorted(random)}
+  mixtures = {arm: groups.group_name(ts) if len(ts) > 1 else ts[0] for arm, ts in arms.items()}
+  env = groups.env_value([ts for ts in arms.values()])
+  name = f"select_vs_all__{target}__k{len(selected)}"
+  lines = [f"# Closed loop for target {target}: pre-finetune on the top-{len(selected)} sources by {method}",
+           "# vs all candidates vs a random subset of the same size vs none (the transfer baseline).",
+           f"#   python -m mtl_jax.transfer --experiment={path}",
+           *(f"#   {arm:8s} {mixtures[arm]} = {', '.join(ts)}" for arm, ts in arms.items()),
+           "from mtl_jax.transfer import grid", "",
+           f"transfer.name = {name!r}",
+           f"transfer.description = {('selected (' + method + ') vs all vs random vs none for ' + target)!r}",
+           f"transfer.gin_files = {[*gin_files, groups.GIN]!r}",
+           f"transfer.sources = {list(dict.fromkeys(mixtures.values()))!r}",
+           f"transfer.targets = [{target!r}]",
+           f"transfer.regimes = {dict(regimes)!r}",
+           f"transfer.seeds = {list(seeds)!r}",
+           f"transfer.bindings = {dict(bindings)!r}",
+           f"transfer.source_bindings = {dict(source_bindings)!r}",
+           f"transfer.target_bindings = {dict(target_bindings)!r}",
+           f"transfer.env = {{{groups.ENV!r}: {env!r}}}",
+           f"transfer.exp_dir = {('/tmp/mtl_transfer/' + name)!r}", ""]
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("\n".join(lines))
+  return path
