@@ -24,7 +24,7 @@ import pathlib
 import sys
 
 from mtl_jax import gin_args
-from mtl_jax.compare import collect, grid, jobs, report, runner
+from mtl_jax.compare import collect, early_stop, grid, jobs, report, runner
 
 
 def _value(text: str):
@@ -131,6 +131,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
   if not args.report_only:
     run_env = dict(os.environ if env is None else env)
     run_env.update({str(k): str(v) for k, v in exp.env.items()})
+    launcher = guard = early_stop.Guard(launcher or jobs.launcher_from_args(args, exp_dir))  # one config error: stop
     try:
       runner.run_cells(cells, exp_dir, exp.command(), exp.parallel, env=run_env,
                        launcher=launcher or jobs.launcher_from_args(args, exp_dir), echo=echo, wait=args.wait)
@@ -138,6 +139,9 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
       echo("mtl-compare: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")
       return getattr(e, "returncode", 130)
+  if not args.report_only and (error := guard.error()):  # not "rerun to resume": it would fail the same way
+    print(f"mtl-compare: error: {error}", file=sys.stderr, flush=True)
+    return 2
   collected = collect.collect(cells, exp_dir)
   out = report.write_all(exp_dir, spec, collected, exp.strategies, exp.mtl_only_axes)
   _print_summary(out["result"], echo)

@@ -21,6 +21,7 @@ import pathlib
 import sys
 
 from mtl_jax import gin_args
+from mtl_jax.compare import early_stop
 from mtl_jax.compare import cli as compare_cli, jobs, runner
 from mtl_jax.transfer import grid, matrix, report
 
@@ -91,6 +92,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     run_env = dict(os.environ if env is None else env)
     run_env.update({str(k): str(v) for k, v in exp.env.items()})
     launch = launcher or jobs.launcher_from_args(args, exp_dir)
+    launch = guard = early_stop.Guard(launch)  # the first cells fail with one config error: stop
     try:
       echo("mtl-transfer: stage 1 (intermediate training)")
       runner.run_cells(sources, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch, echo=echo,
@@ -111,6 +113,9 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
       echo("mtl-transfer: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")
       return getattr(e, "returncode", 130)
+  if not args.report_only and (error := guard.error()):  # not "rerun to resume": it would fail the same way
+    print(f"mtl-transfer: error: {error}", file=sys.stderr, flush=True)
+    return 2
   unfinished = write_outputs(exp, exp_dir, targets, echo)
   unfinished_sources = [c.cell_id for c in sources if not runner.is_done(c, runner.cell_dir(exp_dir, c))]
   if unfinished or unfinished_sources:
