@@ -64,23 +64,25 @@ def statistics(target, method: base.Method, examples: int = 256, batch_size: int
 
 def split_evaluator(target, split: str):
   """The trainer's Evaluator over `split` of the tasks that have it (None if none has)."""
+  import inspect
   import seqio
   from mtl_jax.input import input_pipeline
   from mtl_jax.step import evaluation
+  names, lengths, size = target.names, target.settings["lengths"], target.settings["eval_batch_size"]
   if split == "validation":
-    return evaluation.Evaluator(target.names, target.settings["lengths"], target.settings["eval_batch_size"])
-  evaluator = evaluation.Evaluator.__new__(evaluation.Evaluator)
-  evaluator.task_names, evaluator.batch_size, evaluator.packed = tuple(target.names), target.settings[
-      "eval_batch_size"], False
-  evaluator.batches = {}
-  for name in target.names:
-    task = seqio.get_mixture_or_task(name)
-    if split in task.splits:
-      batches = input_pipeline.eval_batches(task, target.names, target.settings["lengths"],
-                                            target.settings["eval_batch_size"], split)
-      if batches:
-        evaluator.batches[name, "validation"] = batches  # scored as the headline split
-  return evaluator if evaluator.batches else None
+    return evaluation.Evaluator(names, lengths, size)
+  has = [n for n in names if split in seqio.get_mixture_or_task(n).splits]
+  if not has:
+    return None
+  if "main_split" in inspect.signature(evaluation.Evaluator).parameters:  # the Evaluator scores any split
+    return evaluation.Evaluator(names, lengths, size, splits=lambda task: [split] * (task.name in has),
+                                main_split=split)
+  evaluator = evaluation.Evaluator.__new__(evaluation.Evaluator)  # older Evaluator: validation only
+  evaluator.task_names, evaluator.batch_size, evaluator.packed = tuple(names), size, False
+  evaluator.main_split = "validation"
+  evaluator.batches = {(n, "validation"): input_pipeline.eval_batches(seqio.get_mixture_or_task(n), names, lengths,
+                                                                      size, split) for n in has}
+  return evaluator
 
 
 def score(target, evaluator, flat: dict) -> dict:
