@@ -4,9 +4,10 @@ Why textual: a misspelt `--gin_file` or macro (`--gin.TRAIN_STEP=40`) should fai
 second, but gin can only parse a file after importing what it imports (seqio, TensorFlow, JAX:
 ~10 s). So the gin files and their `include`s are read as text here: a file that is not found, or
 a macro bound on the command line that no loaded file references with `%NAME` (and that base.gin
-does not declare), is an error before anything is imported or written. Gin's own errors for an
-unknown parameter or configurable (known only after the imports) get their suggestion from
-`explain()`.
+does not declare), or a `module.function.param` binding whose configurable in this project (read
+with ast) has no such parameter, is an error before anything is imported or written. Gin's own
+errors for what only the imports tell (an unknown configurable, a parameter of a configurable
+outside mtl_jax/ and tasks/) get their suggestion from `explain()`.
 """
 
 from __future__ import annotations
@@ -116,10 +117,59 @@ def unknown_macro_message(bindings: Sequence[str], texts: Sequence[str]) -> str 
   return None
 
 
+def _configurable_signatures(module: str, function: str) -> list[tuple[list[str], bool]]:
+  """(parameter names, takes **kwargs) of each gin-configurable `def function` / class in a module of this
+  project whose base name is `module` (gin matches configurables by module base name), read with ast."""
+  import ast
+  out = []
+  for root in (REPO_ROOT / "mtl_jax", REPO_ROOT / "tasks"):
+    for path in sorted(root.rglob(f"{module}.py")):
+      try:
+        tree = ast.parse(path.read_text())
+      except (OSError, SyntaxError):
+        continue
+      for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name != function:
+          continue
+        if not any("configurable" in ast.unparse(d) for d in node.decorator_list):
+          continue
+        if isinstance(node, ast.ClassDef):
+          if any(ast.unparse(base) != "object" for base in node.bases):  # inherited fields: gin decides
+            out.append(([], True))
+            continue
+          init = [f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"]
+          fields = [t.target.id for t in node.body if isinstance(t, ast.AnnAssign) and isinstance(t.target, ast.Name)]
+          args = init[0].args if init else None
+          names = fields + ([a.arg for a in args.args[1:] + args.kwonlyargs] if args else [])
+          out.append((names, bool(args and args.kwarg)))
+        else:
+          out.append(([a.arg for a in node.args.args + node.args.kwonlyargs], node.args.kwarg is not None))
+  return out
+
+
+def unknown_parameter_message(bindings: Sequence[str]) -> str | None:
+  """The first `[scope/]module.function.param = value` binding whose param the configurable (found by ast,
+  no import) does not take, with a suggestion; None when unsure (gin checks again after the imports)."""
+  for binding in bindings:
+    key = binding.split("=", 1)[0].strip().rsplit("/", 1)[-1]
+    parts = key.split(".")
+    if len(parts) != 3 or not all(_BARE_NAME.match(p) for p in parts):
+      continue
+    module, function, param = parts
+    signatures = _configurable_signatures(module, function)
+    if not signatures or any(kwargs or param in names for names, kwargs in signatures):
+      continue
+    names = signatures[0][0]
+    guess = close_match(param, names)
+    hint = f"did you mean {module}.{function}.{guess}?" if guess else f"its parameters: {', '.join(names)}"
+    return f"{module}.{function} has no parameter {param!r}; {hint}"
+  return None
+
+
 def check(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = ()) -> None:
-  """ValueError (one line) for a missing gin file or an unknown command-line macro."""
+  """ValueError (one line) for a missing gin file, an unknown command-line macro or parameter."""
   texts = loaded_texts(gin_files, search_paths)
-  message = unknown_macro_message(bindings, texts)
+  message = unknown_macro_message(bindings, texts) or unknown_parameter_message(bindings)
   if message:
     raise ValueError(message)
 
