@@ -104,7 +104,7 @@ class Steps:
     def init_boxed(rng):  # placement comes from out_shardings below (init's forward pass is dead code)
       params = model.init(rng, example)["params"]
       return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                        weighting=self.weighting.init(self.num_tasks))
+                        weighting=self.weighting.init_with_params(self.num_tasks, params))
 
     boxed = jax.eval_shape(init_boxed, jax.random.key(seed))
     self.state_shardings = partitioning.logical_shardings(boxed, mesh, rules)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import gin
 import jax
 
+from mtl_jax.weighting import base
 from mtl_jax.weighting.base import Context, Method, build, names, register  # noqa: F401
 from mtl_jax.weighting import equal, examples, static, uw, dwa, rlw, gls, famo, stch  # noqa: F401  (loss)
 from mtl_jax.weighting import gradnorm, mgda, pcgrad, gradvac, cagrad, imtl, nash_mtl, aligned_mtl, upgrad  # noqa: F401
-from mtl_jax.weighting import dualproj, config, fairgrad, sdmgrad  # noqa: F401
+from mtl_jax.weighting import dualproj, config, fairgrad, sdmgrad, db_mtl, moco, excess_mtl  # noqa: F401
 
 DEFAULT = "equal"
 
@@ -29,6 +30,9 @@ def configured(num_tasks: int, method: str | None = None, rep_grad: bool = False
   chosen = build(method or legacy or DEFAULT, num_tasks)
   if not isinstance(rep_grad, bool):
     raise ValueError(f"weighting.rep_grad must be True or False, got {rep_grad!r}")
+  if rep_grad and isinstance(chosen, base.GradMethod):
+    raise ValueError(f"weighting.rep_grad=True is not supported by {chosen.name!r} (it keeps buffers of the "
+                     "per-parameter task gradients); drop --gin.weighting.rep_grad")
   if rep_grad and chosen.kind != "gradient":
     raise ValueError(f"weighting.rep_grad=True needs a gradient method, not the loss method {chosen.name!r}; "
                      "drop --gin.weighting.rep_grad or pick e.g. mgda")

@@ -48,6 +48,10 @@ class Method:
     """The method's state (a dict of arrays; {} when it keeps none)."""
     return {}
 
+  def init_with_params(self, num_tasks: int, params) -> dict:
+    """The state of a method that also keeps gradient-sized buffers (GradMethod); the others' init."""
+    return self.init(num_tasks)
+
   def weights(self, state: dict, ctx: Context) -> tuple[jax.Array, dict]:
     """(w [T] applied to the task losses, new state)."""
     raise NotImplementedError
@@ -55,6 +59,51 @@ class Method:
   def combine(self, gram_TT: jax.Array, state: dict, ctx: Context) -> tuple[jax.Array, dict]:
     """(alpha [T]: the shared update is sum_t alpha_t g_t, new state) from gram = G G^T."""
     raise NotImplementedError
+
+
+class GradMethod(Method):
+  """A gradient method whose update is not a combination of this step's gradients (momentum /
+  accumulator buffers of every task's gradient: DB-MTL, MoCo, ExcessMTL). Its state holds, under
+  'grads', [T, ...] buffers shaped like the shared parameters (logical axes ('tasks', *the param's),
+  so FSDP splits them as it splits the params); `combine_grads` sees the per-task gradients."""
+  kind = "gradient"
+  buffers: tuple[str, ...] = ()  # names of the [T, ...] buffers kept per shared parameter
+
+  def init_with_params(self, num_tasks, params):
+    import flax.linen as nn
+
+    def zeros(leaf):
+      if isinstance(leaf, nn.LogicallyPartitioned):
+        return leaf.replace_boxed(jnp.zeros((num_tasks, *leaf.value.shape), jnp.float32)).replace(
+            names=("tasks", *leaf.names))
+      return jnp.zeros((num_tasks, *leaf.shape), jnp.float32)
+
+    shared = {k: v for k, v in params.items() if k not in TASK_SPECIFIC}
+    is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
+    return {**self.init(num_tasks),
+            "grads": {b: jax.tree.map(zeros, shared, is_leaf=is_box) for b in self.buffers}}
+
+  def combine(self, gram_TT, state, ctx):
+    raise ValueError(f"weighting {self.name!r} keeps per-task gradient buffers: it needs the per-parameter "
+                     "gradients (weighting.rep_grad=False)")
+
+  def combine_grads(self, grads_T: dict, state: dict, ctx: Context):
+    """(shared update tree, head weights [T], reported task weights [T], new state) from the shared
+    parameters' per-task gradients grads_T ([T, ...] leaves)."""
+    raise NotImplementedError
+
+
+TASK_SPECIFIC = ("heads",)  # top-level param collections that are not shared
+
+
+def tree_sq_norms(tree_T) -> jax.Array:
+  """[T] squared norms of the per-task rows of a [T, ...]-leaved tree."""
+  return sum(jnp.sum(x.reshape(x.shape[0], -1).astype(jnp.float32) ** 2, 1) for x in jax.tree.leaves(tree_T))
+
+
+def tree_rows(weights_T, tree_T):
+  """sum_t w_t x_t over the leading task axis of every leaf."""
+  return jax.tree.map(lambda x: jnp.tensordot(weights_T.astype(x.dtype), x, 1), tree_T)
 
 
 def mean_present(ctx: Context) -> jax.Array:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from mtl_jax.weighting import base
 
-TASK_SPECIFIC = ("heads",)  # top-level param collections that are not shared
+TASK_SPECIFIC = base.TASK_SPECIFIC  # top-level param collections that are not shared
 
 
 def gram(grads_T, shared) -> jax.Array:
@@ -69,6 +69,11 @@ def param_step(method, task_losses: Callable, params, batch, rng, wstate, step, 
 
   grads_T, (loss_T, count_T, penalty_T) = task_grads(one, params, groups(batch, num_tasks), num_tasks)
   shared = [k for k in params if k not in TASK_SPECIFIC]
+  if isinstance(method, base.GradMethod):  # buffers of the per-task gradients (DB-MTL, MoCo, ExcessMTL)
+    ctx = context(loss_T, count_T, rng, step)
+    update, head_w, alpha, new_state = method.combine_grads({k: grads_T[k] for k in shared}, wstate, ctx)
+    grads = {k: (update[k] if k in shared else _weigh(jax.lax.stop_gradient(head_w), v)) for k, v in grads_T.items()}
+    return _finish(loss_T, count_T, penalty_T.mean(), jax.lax.stop_gradient(alpha), grads, new_state)
   alpha, new_state = method.combine(gram(grads_T, shared), wstate, context(loss_T, count_T, rng, step))
   alpha = jax.lax.stop_gradient(alpha)
   equal = base.mean_present(base.Context(loss_T, count_T, rng, step))  # heads: equal over the present tasks
