@@ -290,3 +290,71 @@ def test_sigterm_to_the_grid_stops_its_cells_records_them_and_a_rerun_resumes(tm
   launches = _launches(tmp_path)
   assert launches[1][:2] == [name, str(step)]  # resumed where it saved
   assert sorted(l[0] for l in launches[1:]) == sorted(p.name for p in (exp_dir / "runs").iterdir())
+
+
+# --- the real trainer end to end (matrix: each > 20 CPU-s) ------------------------------------------------------
+
+def _in_process(argv, log_path, env):
+  from conftest import run_cell_in_process
+  return run_cell_in_process(argv)
+
+
+@pytest.mark.matrix
+def test_a_source_killed_right_after_its_final_results_gives_the_uninterrupted_matrix(tmp_path):
+  """kill -9 of the source the moment its final results.json exists (faults kill_after_results): its targets
+  must start from its final checkpoint (step 4), never an older one, and the matrix equal the clean grid's."""
+  def matrix_of(exp_dir):
+    return json.loads((exp_dir / "transfer_matrix.json").read_text())["matrix"]
+
+  clean = tmp_path / "clean"
+  assert transfer_cli.main([*TRANSFER, f"--exp_dir={clean}"], launcher=_in_process, echo=lambda _: None) == 0
+  killed, kills = tmp_path / "killed", []
+
+  def launch(argv, log_path, env):
+    if "source__" in str(log_path) and not kills:  # the source as a real child on this process's 8 devices
+      kills.append(1)
+      child_env = subprocess_env(8, MTL_JAX_FAULTS="kill_after_results@4", **{
+          k: v for k, v in env.items() if k == "MTL_JAX_LOCK_TOKEN"})
+      return runner.subprocess_launcher([*argv, ONE_DEVICE], log_path, child_env)
+    return _in_process(argv, log_path, env)
+  lines = []
+  for _ in range(2):  # the killed grid, then the same command again
+    transfer_cli.main([*TRANSFER, f"--exp_dir={killed}"], launcher=launch, echo=lines.append)
+  assert kills and any("failed source__vader_movie__seed0" in l for l in lines), lines
+  spec = json.loads((killed / "runs" / "target__vader_movie__to__bbc_topic__n64__seed0" / "run_spec.json").read_text())
+  assert spec["init_from"]["step"] == 4  # the source's final checkpoint, not step 2
+  assert matrix_of(killed) == matrix_of(clean)
+
+
+@pytest.mark.matrix
+def test_sigterm_to_a_real_grid_leaves_no_trainer_and_the_rerun_equals_an_uninterrupted_run(tmp_path):
+  bindings = [a.replace("--gin.", "--binding=", 1) for a in TINY_ARGS if a.startswith("--gin.")]
+  argv = ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin", "--strategies=hard",
+          "--mixtures=rotten_tomatoes", "--seeds=0", "--no_baselines", *bindings, "--binding=TRAIN_STEPS=12",
+          "--binding=trainer.train.eval_period=6", "--binding=trainer.train.checkpoint_period=4",
+          f"--exp_dir={tmp_path / 'exp'}"]
+  grid = subprocess.Popen([sys.executable, "-m", "mtl_jax.compare", *argv], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=subprocess_env(MTL_JAX_FAULTS="slow_steps@1"))
+  model_dir = tmp_path / "exp" / "runs" / "hard__rotten_tomatoes__seed0"
+  deadline, pid = time.time() + 300, None
+  while time.time() < deadline and not (model_dir / "checkpoints" / "4").is_dir():
+    owner = finished.read_json(model_dir / "trainer.lock")[0] or {}
+    pid = owner.get("pid", pid) if owner.get("pid") != grid.pid else pid
+    time.sleep(0.1)
+  assert pid is not None
+  grid.send_signal(signal.SIGTERM)
+  out = grid.communicate(timeout=300)[0]
+  assert grid.returncode == 128 + signal.SIGTERM, out
+  assert not _alive(pid), out  # its trainer saved and exited with it
+  attempts = json.loads((model_dir / runner.RUN_RECORD).read_text())["attempts"]
+  assert [a["returncode"] for a in attempts] == [0], out
+  assert "SIGTERM received: saved a checkpoint" in (model_dir / runner.LOG_FILE).read_text()
+  assert not (model_dir / "results.json").exists() or json.loads((model_dir / "results.json").read_text())["step"] < 12
+  lines = []
+  assert compare_cli.main(argv, env=subprocess_env(), echo=lines.append) == 0, lines
+  assert "mtl_jax: resuming from checkpoint" in (model_dir / runner.LOG_FILE).read_text()
+  reference = tmp_path / "reference"
+  args = json.loads((model_dir / runner.RUN_RECORD).read_text())["args"]
+  from conftest import run_binary
+  run_binary(*[a.replace(str(model_dir), str(reference)) for a in args])
+  assert json.loads((reference / "results.json").read_text()) == json.loads((model_dir / "results.json").read_text())
