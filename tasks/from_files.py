@@ -3,10 +3,12 @@
     import tasks.from_files
 
     reviews/from_files.task.name = 'my_reviews'
-    reviews/from_files.task.kind = 'classification'          # | 'regression' | 'tagging'
+    reviews/from_files.task.kind = 'classification'          # | 'regression' | 'tagging' | 'multiple_choice'
     reviews/from_files.task.train = 'data/reviews_train.csv'
     reviews/from_files.task.validation = 'data/reviews_dev.csv'   # optional: else the hash split
     reviews/from_files.task.text_fields = 'text'             # or ['premise', 'hypothesis']
+    # reviews/from_files.task.pair_format = 'join'           # a pair as 'premise: .. hypothesis: ..'
+    #                                                        # (default 'native': [CLS] a [SEP] b [SEP])
     reviews/from_files.task.label_field = 'label'
     # reviews/from_files.task.label_names = ['neg', 'pos']   # optional: else sorted train labels
 
@@ -53,20 +55,24 @@ def task(name: str = gin.REQUIRED, kind: str = gin.REQUIRED, train: str = gin.RE
          validation: str | None = None, test: str | None = None, format: str | None = None,  # noqa: A002
          text_fields: Sequence[str] | str = ("text",), label_field: str = "label",
          label_names: Sequence[str] | None = None, tokens_field: str = "tokens", tags_field: str = "tags",
-         token_column: int = 0, tag_column: int = -1) -> str:
+         token_column: int = 0, tag_column: int = -1, pair_format: str = "native",
+         choices_field: str = "choices") -> str:
   """Reads and checks the files, registers the seqio Task `name`, returns `name`."""
   spec = file_tasks.FileTaskSpec(
       name=name, kind=kind, train=train, validation=validation, test=test, format=format,
       text_fields=text_fields, label_field=label_field, label_names=label_names, tokens_field=tokens_field,
       tags_field=tags_field, token_column=token_column, tag_column=tag_column,
-      base_dirs=(os.getcwd(), _repo_root()))
+      base_dirs=(os.getcwd(), _repo_root()), pair_format=pair_format, choices_field=choices_field)
   if name in seqio.TaskRegistry.names() and name not in SPECS:
     raise file_tasks.FileTaskError(f"file task name {name!r} is already a registered task (not from files); "
                                    "choose another from_files.task.name")
   examples, labels = spec.read()
   registration.add_task(name, kind=kind, vocabulary=offline.VOCABULARY, label_names=labels,
                         examples_fn=lambda split: examples.get(split, []),
-                        num_examples={s: len(e) for s, e in examples.items()})
+                        num_examples={s: len(e) for s, e in examples.items()},
+                        text_fields=(spec.text_fields if len(spec.text_fields) > 1
+                                     and kind in ("classification", "regression") else ()),
+                        pair_format=spec.pair_format)
   SPECS[name] = spec
   return name
 
@@ -95,7 +101,7 @@ def mixture(name: str = gin.REQUIRED, tasks: Sequence = gin.REQUIRED) -> str:
 
 
 _TASK_KEYS = ("name", "kind", "train", "validation", "test", "format", "text_fields", "label_field", "label_names",
-              "tokens_field", "tags_field", "token_column", "tag_column")
+              "tokens_field", "tags_field", "token_column", "tag_column", "pair_format", "choices_field")
 
 
 @gin.configurable(module="from_files")

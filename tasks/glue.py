@@ -9,11 +9,13 @@ read-only and never download at training time), or mocked in tests with
 metadata ships for glue/super_glue, so TFDS falls back to the builder code, and
 split sizes are unknown: mixing then counts examples).
 
-Input text: sentence-pair (and multi-field) tasks are joined into one input as
-'<field1>: <text1> <field2>: <text2> ...' (`registration.join_fields`, T5 style;
-the field names are the separator, no special token needed). Single-sentence
-tasks use the sentence as is. A long passage (boolq, multirc, wsc) goes last,
-so truncation cuts the passage, not the question. Vocabulary: the offline 8k SentencePiece (`tasks.offline`), so
+Input text: sentence-pair tasks are encoded natively (mtl_jax/input/pairs.py: the
+checkpoint's `[CLS] a [SEP] b [SEP]` / `<s> a </s></s> b </s>` with token types, from
+scratch `a </s> b </s>` with segments 0 / 1; HF's longest-first truncation);
+`PAIR_FORMAT = 'join'` (set before import, or pass pair_format) gives the T5 form
+'<field1>: <text1> <field2>: <text2>'. Tasks of three or more fields (copa, multirc,
+wic, wsc) use the T5 form; either form cuts the longest text first and keeps tokens of
+every text. Single-sentence tasks use the sentence as is. Vocabulary: the offline 8k SentencePiece (`tasks.offline`), so
 these tasks share one vocabulary with every offline task and can be mixed.
 
   task                kind  fields (in order)                           metrics
@@ -38,7 +40,9 @@ MNLI: split 'validation' is TFDS validation_matched and 'validation_mismatched'
 is validation_mismatched; both are evaluation splits
 (`input_pipeline.eval_splits(task) == ('validation', 'validation_mismatched')`).
 COPA is a 2-way choice cast as classification: label 0 = choice1, 1 = choice2,
-'question' is 'cause'/'effect'. MultiRC scores each (question, answer) pair as
+'question' is 'cause'/'effect'; `super_glue_copa_mc` is COPA as multiple choice
+(heads/multiple_choice.py: context 'premise: .. question: cause', choices choice1 /
+choice2, one score each, softmax; not in the mixtures). MultiRC scores each (question, answer) pair as
 true/false; the official per-question exact match needs grouping by question
 and is not computed. ReCoRD (entity span selection) and the test-only
 diagnostics AX-b/AX-g are not classification-with-training-data: left out.
@@ -56,6 +60,7 @@ from tasks.offline import VOCABULARY
 
 GLUE_VERSION = "2.0.0"
 SUPER_GLUE_VERSION = "1.0.2"
+PAIR_FORMAT = "native"
 MIXING_CAP = 2 ** 19
 
 _VAL = {"train": "train", "validation": "validation"}
@@ -110,7 +115,7 @@ def _register_glue(name: str) -> None:
       f"glue_{name}", tfds_name=f"glue/{name}:{GLUE_VERSION}", text_fields=GLUE[name],
       kind="regression" if regression else "classification", label_names=GLUE_LABELS[name],
       splits=splits, metric_fns=GLUE_METRICS.get(name, (M.accuracy,)),
-      vocabulary=VOCABULARY, score_scale=0.2 if regression else 1.0)
+      vocabulary=VOCABULARY, score_scale=0.2 if regression else 1.0, pair_format=PAIR_FORMAT)
 
 
 for _name in sorted(GLUE):
@@ -120,7 +125,12 @@ for _name, (_config, _fields, _labels, _metrics) in sorted(SUPER_GLUE.items()):
   registration.add_tfds_task(
       f"super_glue_{_name}", tfds_name=f"super_glue/{_config}:{SUPER_GLUE_VERSION}",
       text_fields=_fields, kind="classification", label_names=_labels, splits=_VAL,
-      metric_fns=_metrics, vocabulary=VOCABULARY)
+      metric_fns=_metrics, vocabulary=VOCABULARY, pair_format=PAIR_FORMAT)
+
+registration.add_tfds_task(
+    "super_glue_copa_mc", tfds_name=f"super_glue/copa:{SUPER_GLUE_VERSION}", text_fields=("premise", "question"),
+    choice_fields=("choice1", "choice2"), kind="multiple_choice", label_names=("choice1", "choice2"),
+    splits=_VAL, metric_fns=(M.accuracy,), vocabulary=VOCABULARY)
 
 _RATE = mixing.proportional(maximum=MIXING_CAP)
 registration.add_mixture("glue", [(t, _RATE) for t in glue_task_names()])

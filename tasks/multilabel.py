@@ -63,7 +63,8 @@ def _rows(ex, members):
   """One input -> its labelled (input, member) rows, members in sorted order."""
   k = len(members)
   rows = {"inputs": tf.tile(ex["inputs"][None], [k, 1]), "label": ex["label"], "score": ex["score"],
-          "tags": tf.zeros([k, 0], tf.int32), "task": tf.constant(list(members)), "has": ex["has"]}
+          "tags": tf.zeros([k, 0], tf.int32), "token_type": tf.zeros([k, 0], tf.int32),
+          "task": tf.constant(list(members)), "has": ex["has"]}
   return tf.data.Dataset.from_tensor_slices(rows).filter(lambda r: r["has"]).map(
       lambda r: {key: v for key, v in r.items() if key != "has"})
 

@@ -4,6 +4,7 @@ All tasks share one output-feature schema so any of them can be mixed in a
 seqio.Mixture (seqio requires identical features across a mixture's tasks):
   inputs  token ids (+EOS)            label  int class (0 when unused)
   score   float regression target     tags   per-token class ids, -1 = unlabelled
+  token_type  segment ids (0 / 1 for a natively encoded pair; empty = all 0)
 and each example carries its task name in 'task' (a passthrough feature) so the
 feature converter can compute `task_id`.
 
@@ -15,6 +16,15 @@ Two ways in:
                  into one input (see `join_fields`), its label becomes 'label' or
                  'score' by kind.
 Both register the head kind and label names in mtl_jax.input.task_info.
+
+Several texts (a sentence pair, GLUE's multi-field tasks, file tasks with two
+text_fields): examples carry 'texts' (one string per field, `text_fields` names
+them); each text is tokenized on its own and `_pack` builds the input at the run's
+length (mtl_jax/input/pairs.py): `pair_format='native'` (two texts: the checkpoint's
+`[CLS] a [SEP] b [SEP]` / `<s> a </s></s> b </s>` with token types, HF's
+longest-first truncation) or 'join' (T5 style 'f1: a f2: b', any number of texts;
+also used for more than two). Either way the longer text is cut first and both
+keep tokens.
 
 Tagging alignment: each word's tag sits on its first sub-token, -1 on its other
 sub-tokens and on EOS (also after truncation), so metrics see one tag per word.
@@ -34,7 +44,7 @@ import seqio
 import tensorflow as tf
 
 from mtl_jax.step import metrics as mtl_metrics
-from mtl_jax.input import task_info
+from mtl_jax.input import pairs, task_info
 from tasks import validation
 
 SPLITS = ("train", "validation", "test")
@@ -44,6 +54,7 @@ DEFAULT_METRICS = {
     "classification": (mtl_metrics.accuracy, mtl_metrics.f1_macro),
     "regression": (mtl_metrics.pearson_spearman, mtl_metrics.mse),
     "tagging": (mtl_metrics.span_f1, mtl_metrics.token_accuracy),
+    "multiple_choice": (mtl_metrics.accuracy,),
 }
 
 
@@ -53,10 +64,11 @@ def output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
       "label": seqio.Feature(vocabulary=_LABEL_VOCAB, add_eos=False, dtype=tf.int32, rank=0),
       "score": seqio.Feature(vocabulary=_LABEL_VOCAB, add_eos=False, dtype=tf.float32, rank=0),
       "tags": seqio.Feature(vocabulary=_LABEL_VOCAB, add_eos=False, dtype=tf.int32),
+      "token_type": seqio.Feature(vocabulary=_LABEL_VOCAB, add_eos=False, dtype=tf.int32),
   }
 
 
-def _to_columns(examples: Sequence[Mapping], kind: str, task_name: str) -> dict:
+def _to_columns(examples: Sequence[Mapping], kind: str, task_name: str, num_slots: int = 0) -> dict:
   """Python examples -> column dict for tf.data (ragged for tagging)."""
   n = len(examples)
   cols = {"task": [task_name] * n}
@@ -67,6 +79,11 @@ def _to_columns(examples: Sequence[Mapping], kind: str, task_name: str) -> dict:
     cols["score"] = [0.0] * n
   else:
     cols["text"] = [e["text"] for e in examples]
+    if examples and "texts" in examples[0]:
+      cols["texts"] = [list(e["texts"]) for e in examples]
+    if kind == "multiple_choice":
+      cols["choices"] = [list(e["choices"]) + [""] * (num_slots - len(e["choices"])) for e in examples]
+      cols["num_choices"] = [len(e["choices"]) for e in examples]
     cols["label"] = [int(e.get("label", 0)) for e in examples]
     cols["score"] = [float(e.get("score", 0.0)) for e in examples]
   return cols
@@ -81,7 +98,88 @@ def _bos(vocabulary) -> tf.Tensor:
 
 def _tokenize_text(ex, vocabulary):
   ids = tf.concat([_bos(vocabulary), tf.cast(vocabulary.encode_tf(ex.pop("text")), tf.int32)], 0)
-  return {**ex, "inputs": ids, "tags": tf.zeros([0], tf.int32)}
+  return {**ex, "inputs": ids, "tags": tf.zeros([0], tf.int32), "token_type": tf.zeros([0], tf.int32)}
+
+
+def _tokenize_texts(ex, vocabulary, num_texts: int):
+  """Each of the example's texts tokenized on its own ('segment_i'); `_pack` joins them at the length."""
+  texts = ex.pop("texts")
+  ex.pop("text", None)
+  out = {**ex, "tags": tf.zeros([0], tf.int32)}
+  for i in range(num_texts):
+    out[f"segment_{i}"] = tf.cast(vocabulary.encode_tf(texts[i]), tf.int32)
+  out["second_empty"] = tf.equal(texts[1], "")
+  return out
+
+
+def _tokenize_choices(ex, vocabulary, num_slots: int):
+  """Context ('text') and each choice slot tokenized on their own; `_pack_choices` lays them out."""
+  choices = ex.pop("choices")
+  out = {**ex, "segment_0": tf.cast(vocabulary.encode_tf(ex.pop("text")), tf.int32), "tags": tf.zeros([0], tf.int32)}
+  out.pop("text", None)
+  for j in range(num_slots):
+    out[f"choice_{j}"] = tf.cast(vocabulary.encode_tf(choices[j]), tf.int32)
+  return out
+
+
+def _pack_choices(ds, sequence_length=None, *, vocabulary, num_slots):
+  """`prefix context middle choice_0 suffix choice_1 suffix ...` (the pair layout, pairs.layout_for);
+  'tags' = the choice index on each choice token, -1 elsewhere; texts cut longest first."""
+  length = (sequence_length or {}).get("inputs")
+
+  def pack(ex):
+    layout = pairs.layout_for(vocabulary)
+    n = tf.cast(ex.pop("num_choices"), tf.int32)
+    context = ex.pop("segment_0")
+    choices = [ex.pop(f"choice_{j}") for j in range(num_slots)]
+    sizes = tf.stack([tf.size(context)] + [tf.where(j < n, tf.size(c), 0) for j, c in enumerate(choices)])
+    kept = sizes
+    if length is not None:
+      fixed = len(layout.prefix) + len(layout.middle) + n * len(layout.suffix)
+      kept = pairs.water_fill(sizes, length - fixed)
+    const = lambda ids: tf.constant(list(ids), tf.int32, [len(ids)])
+    ids = [const(layout.prefix), context[:kept[0]], const(layout.middle)]
+    tags = [tf.fill([tf.size(i)], -1) for i in ids]
+    for j, choice in enumerate(choices):
+      piece = choice[:kept[j + 1]]
+      suffix = const(layout.suffix)[:tf.where(j < n, len(layout.suffix), 0)]
+      ids += [piece, suffix]
+      tags += [tf.fill([tf.size(piece)], j), tf.fill([tf.size(suffix)], -1)]
+    first = tf.size(ids[0]) + tf.size(ids[1]) + tf.size(ids[2])
+    ids, tags = tf.concat(ids, 0), tf.concat(tags, 0)
+    types = tf.concat([tf.zeros([first], tf.int32), tf.fill([tf.size(ids) - first], layout.type_b)], 0)
+    return {**ex, "inputs": ids, "tags": tags, "token_type": types}
+  return _map(ds, pack)
+
+
+def _check_choices(examples, num_slots, task_name, split):
+  for i, e in enumerate(examples):
+    choices = e.get("choices")
+    if not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= num_slots or not all(
+        isinstance(c, str) and c.strip() for c in choices):
+      raise ValueError(f"task {task_name!r} {split} example {i}: 'choices' must be 2 to {num_slots} non-empty "
+                       f"texts, got {choices!r}")
+    if not isinstance(e.get("label"), int) or not 0 <= e["label"] < len(choices):
+      raise ValueError(f"task {task_name!r} {split} example {i}: label {e.get('label')!r} is not the index of "
+                       f"one of its {len(choices)} choices")
+
+
+def _pack(ds, sequence_length=None, *, vocabulary, text_fields, pair_format):
+  """'segment_i' -> 'inputs' + 'token_type' at the run's input length (pairs.native / pairs.joined)."""
+  length = (sequence_length or {}).get("inputs")
+  k = len(text_fields)
+
+  def pack(ex):
+    segments = [ex.pop(f"segment_{i}") for i in range(k)]
+    second_empty = ex.pop("second_empty")
+    if pair_format == "native" and k == 2:
+      ids, types = pairs.native(segments[0], segments[1], pairs.layout_for(vocabulary), length, second_empty)
+    else:
+      names = [tf.cast(vocabulary.encode_tf(tf.constant(f"{f}:")), tf.int32) for f in text_fields]
+      bos = [vocabulary.bos_id] if getattr(vocabulary, "add_bos", False) else []
+      ids, types = pairs.joined(names, segments, bos, vocabulary.eos_id, length)
+    return {**ex, "inputs": ids, "token_type": types}
+  return _map(ds, pack)
 
 
 def _tokenize_tagged(ex, vocabulary):
@@ -96,7 +194,7 @@ def _tokenize_tagged(ex, vocabulary):
       tf.fill(tf.shape(ids), -1), tf.expand_dims(starts, 1), tf.boolean_mask(word_tags, has_piece))
   bos = _bos(vocabulary)
   return {**ex, "inputs": tf.concat([bos, tf.cast(ids, tf.int32)], 0),
-          "tags": tf.concat([tf.fill(tf.shape(bos), -1), tags], 0)}
+          "tags": tf.concat([tf.fill(tf.shape(bos), -1), tags], 0), "token_type": tf.zeros([0], tf.int32)}
 
 
 def _align_tags(ex):
@@ -107,17 +205,34 @@ def _align_tags(ex):
 
 
 def _dataset_fn(split, shuffle_files, seed=None, *, examples_fn, kind, task_name, num_labels=0,
-                vocabulary):
+                vocabulary, num_texts=1):
   """The split tokenized once and held in memory; when shuffling, a fresh seeded
   permutation every epoch (see InMemorySource)."""
   examples = examples_fn(split)
-  validation.validate_examples(examples, task=task_name, split=split, kind=kind, num_labels=num_labels)
-  ds = tf.data.Dataset.from_tensor_slices(_to_columns(examples, kind, task_name))
-  tokenize = _tokenize_tagged if kind == "tagging" else _tokenize_text
+  if kind == "multiple_choice":
+    _check_choices(examples, num_labels, task_name, split)
+  else:
+    validation.validate_examples(examples, task=task_name, split=split, kind=kind, num_labels=num_labels)
+  ds = tf.data.Dataset.from_tensor_slices(_to_columns(examples, kind, task_name, num_labels))
+  if kind == "multiple_choice":
+    tokenize = functools.partial(_tokenize_choices, num_slots=num_labels)
+  elif num_texts > 1:
+    _check_texts(examples, num_texts, task_name, split)
+    tokenize = functools.partial(_tokenize_texts, num_texts=num_texts)
+  else:
+    tokenize = _tokenize_tagged if kind == "tagging" else _tokenize_text
   ds = _map(ds, functools.partial(tokenize, vocabulary=vocabulary)).cache()
   if shuffle_files and examples:
     ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
   return ds
+
+
+def _check_texts(examples, num_texts, task_name, split):
+  for i, e in enumerate(examples):
+    texts = e.get("texts")
+    if not isinstance(texts, (list, tuple)) or len(texts) != num_texts or not all(isinstance(t, str) for t in texts):
+      raise ValueError(f"task {task_name!r} {split} example {i}: 'texts' must be {num_texts} strings (one per "
+                       f"text field), got {texts!r}")
 
 
 def add_task(
@@ -129,17 +244,31 @@ def add_task(
     label_names: Sequence[str] = (),
     metric_fns: Sequence[Callable] | None = None,
     num_examples: Mapping[str, int] | None = None,
+    text_fields: Sequence[str] = (),
+    pair_format: str = "native",
 ) -> seqio.Task:
-  """Registers `name` in seqio.TaskRegistry and its head kind in mtl_jax.input.task_info."""
+  """Registers `name` in seqio.TaskRegistry and its head kind in mtl_jax.input.task_info.
+
+  With two or more `text_fields` each example carries 'texts' (one string per field) and the
+  input is built by `pair_format` (module docstring); else 'text'."""
   info = task_info.register(task_info.TaskInfo(name, kind, tuple(label_names)))
+  text_fields = tuple(text_fields)
+  pairs.check_format(pair_format, f"task {name!r}")
   source = InMemorySource(
       dataset_fn=functools.partial(_dataset_fn, examples_fn=examples_fn, kind=kind, task_name=name,
-                                   num_labels=info.num_classes, vocabulary=vocabulary),
+                                   num_labels=(len(info.label_names) if kind == "multiple_choice"
+                                               else info.num_classes), vocabulary=vocabulary,
+                                   num_texts=max(len(text_fields), 1)),
       splits=SPLITS,
       num_input_examples=dict(num_examples) if num_examples else None,
       examples_fn=examples_fn,
   )
   preprocessors = [seqio.preprocessors.append_eos_after_trim]  # tokenized in the source
+  if len(text_fields) > 1:
+    preprocessors = [functools.partial(_pack, vocabulary=vocabulary, text_fields=text_fields,
+                                       pair_format=pair_format)]
+  if kind == "multiple_choice":  # 'text' = the context, 'choices' = its 2..len(label_names) choices
+    preprocessors = [functools.partial(_pack_choices, vocabulary=vocabulary, num_slots=len(info.label_names))]
   if kind == "tagging":
     preprocessors.append(functools.partial(_map, fn=_align_tags))
   return _register(name, source, preprocessors, vocabulary, metric_fns, info.kind,
@@ -229,7 +358,9 @@ class TfdsSource(seqio.TfdsDataSource):
 
 
 def join_fields(ex: Mapping[str, tf.Tensor], fields: Sequence[str]) -> tf.Tensor:
-  """One text from several fields: 'f1: <text1> f2: <text2> ...' (T5 style).
+  """One text from several fields: 'f1: <text1> f2: <text2> ...' (T5 style; as a display /
+  hashing form: the model input of several fields is built by `_pack`, which cuts the longer
+  text first).
 
   A single field is used as is. The field names act as the separator, so the
   format needs no special token and reads the same under any vocabulary.
@@ -242,10 +373,17 @@ def join_fields(ex: Mapping[str, tf.Tensor], fields: Sequence[str]) -> tf.Tensor
   return tf.strings.join(parts, separator=" ")
 
 
-def _from_tfds(ex, *, text_fields, label_field, kind, score_scale, task_name):
+def _from_tfds(ex, *, text_fields, label_field, kind, score_scale, task_name, choice_fields=()):
   label = ex[label_field]
+  if choice_fields:  # multiple choice: the context T5-joined, one choice per field
+    texts = {"text": join_fields(ex, text_fields), "choices": tf.stack([ex[f] for f in choice_fields]),
+             "num_choices": tf.constant(len(choice_fields), tf.int32)}
+  elif len(text_fields) > 1:
+    texts = {"texts": tf.stack([ex[f] for f in text_fields])}
+  else:
+    texts = {"text": ex[text_fields[0]]}
   return {
-      "text": join_fields(ex, text_fields),
+      **texts,
       "label": tf.zeros([], tf.int32) if kind == "regression" else tf.cast(label, tf.int32),
       "score": tf.cast(label, tf.float32) * score_scale if kind == "regression" else tf.zeros([]),
       "task": tf.constant(task_name),
@@ -264,24 +402,41 @@ def add_tfds_task(
     metric_fns: Sequence[Callable] | None = None,
     vocabulary: seqio.Vocabulary,
     score_scale: float = 1.0,
+    pair_format: str = "native",
+    choice_fields: Sequence[str] = (),
 ) -> seqio.Task:
   """Registers a TFDS-backed sentence(-pair) task with the common output features.
 
   `tfds_name` must carry a version ('glue/cola:2.0.0'); `splits` maps seqio split
   names to TFDS splits (default train/validation; extra evaluation splits are named
   'validation_<x>', see input_pipeline.eval_splits). Regression targets are
-  multiplied by `score_scale`. Token tagging from TFDS is not supported here.
+  multiplied by `score_scale`. Token tagging from TFDS is not supported here. Several text
+  fields: `pair_format` (module docstring). Multiple choice: `text_fields` form the context,
+  `choice_fields` the choices (one per field), the label the right one's index.
   """
   if kind == "tagging":
     raise ValueError(f"task {name!r}: add_tfds_task handles classification/regression only")
   info = task_info.register(task_info.TaskInfo(name, kind, tuple(label_names)))
   splits = dict(splits or {"train": "train", "validation": "validation"})
   source = TfdsSource(tfds_name=tfds_name, splits=splits)
+  choice_fields = tuple(choice_fields)
+  if (kind == "multiple_choice") != bool(choice_fields) or len(choice_fields) == 1:
+    raise ValueError(f"task {name!r}: a multiple_choice task needs >= 2 choice_fields (and only it takes them)")
   convert = functools.partial(_from_tfds, text_fields=tuple(text_fields), label_field=label_field,
-                              kind=kind, score_scale=float(score_scale), task_name=name)
-  preprocessors = [functools.partial(_map, fn=convert),
-                   functools.partial(_map, fn=functools.partial(_tokenize_text, vocabulary=vocabulary)),
-                   seqio.preprocessors.append_eos_after_trim]
+                              kind=kind, score_scale=float(score_scale), task_name=name,
+                              choice_fields=choice_fields)
+  pairs.check_format(pair_format, f"task {name!r}")
+  text_fields = tuple(text_fields)
+  if choice_fields:
+    tokenize = functools.partial(_tokenize_choices, vocabulary=vocabulary, num_slots=len(choice_fields))
+    finish = functools.partial(_pack_choices, vocabulary=vocabulary, num_slots=len(choice_fields))
+  elif len(text_fields) > 1:
+    tokenize = functools.partial(_tokenize_texts, vocabulary=vocabulary, num_texts=len(text_fields))
+    finish = functools.partial(_pack, vocabulary=vocabulary, text_fields=text_fields, pair_format=pair_format)
+  else:
+    tokenize = functools.partial(_tokenize_text, vocabulary=vocabulary)
+    finish = seqio.preprocessors.append_eos_after_trim
+  preprocessors = [functools.partial(_map, fn=convert), functools.partial(_map, fn=tokenize), finish]
   return _register(name, source, preprocessors, vocabulary, metric_fns, info.kind)
 
 

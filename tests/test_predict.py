@@ -171,8 +171,12 @@ def test_cli_jsonl_output_stdin_and_one_line_errors(model_dir, predictor, tmp_pa
       "mtl-predict: error: --tasks: file_revews not in this run; its tasks: file_ner, file_pairs, file_ratings, "
       "file_reviews, rotten_tomatoes")
   assert error(f"--model_dir={model_dir}", f"--input={path}", "--tasks=file_pairs") == (
-      "mtl-predict: error: input line 1: task 'file_pairs' reads a sentence pair (premise, hypothesis); give JSONL "
-      "input with those fields, or leave it out with --tasks")
+      f"mtl-predict: error: {path}:1: task 'file_pairs' reads a sentence pair (premise, hypothesis); give the two "
+      "texts separated by one tab, or JSONL with those fields, or leave it out with --tasks")
+  tsv = tmp_path / "pairs.txt"  # a pair per line as TSV: the same predictions as the JSON fields
+  tsv.write_text("the chef cooked dinner yesterday\tthe chef made a meal\n")
+  assert cli.main([f"--model_dir={model_dir}", f"--input={tsv}", "--tasks=file_pairs"]) == 0
+  assert json.loads(capsys.readouterr().out)["tasks"] == predictor.predict(stdin, tasks=["file_pairs"])[0]
   empty = tmp_path / "empty.txt"
   empty.write_text("\n")
   assert error(f"--model_dir={model_dir}", f"--input={empty}") == (

@@ -69,7 +69,13 @@ def test_every_task_yields_eval_batches(mock):
         assert ((0 <= b["label"]) & (b["label"] < info.num_classes)).all() and (b["score"] == 0).all()
       text = task.output_features["inputs"].vocabulary.decode(b["input_ids"][0].tolist())
       fields = (glue.GLUE[name[5:]] if name.startswith("glue_") else glue.SUPER_GLUE[name[11:]][1])
-      if len(fields) > 1:  # multi-field input: 'f1: ... f2: ...' in field order
+      if len(fields) == 2:  # a native pair (from scratch): a </s> b </s>, segments 0 then 1
+        n, eos = int(b["input_mask"][0].sum()), task.output_features["inputs"].vocabulary.eos_id
+        types, ids = b["token_type_ids"][0][:n], b["input_ids"][0][:n]
+        first_b = int(np.argmax(types == 1)) if (types == 1).any() else n
+        assert (types[:first_b] == 0).all() and (types[first_b:] == 1).all() and ids[n - 1] == eos, name
+        assert ids[first_b - 1] == eos and first_b < n, (name, ids, types)
+      elif len(fields) > 2:  # multi-field input: 'f1: ... f2: ...' in field order
         found = [re.search(rf"(^| ){re.escape(f)}: ", text) for f in fields]
         assert all(found), (name, text)
         positions = [m.start() for m in found]
@@ -127,3 +133,19 @@ def test_mnli_evaluates_matched_and_mismatched(mock):
   assert scores["validation_mismatched/accuracy"] == pytest.approx(expected["validation_mismatched"])
   assert scores["validation_mismatched/num_examples"] == 6
   assert record["average"] == scores["headline"]  # the extra split does not enter the average
+
+
+def test_copa_as_multiple_choice(mock):
+  """super_glue_copa_mc: context then both choices, each choice's tokens tagged with its index."""
+  names = ALL + ["super_glue_copa_mc"]
+  task = ip.get_provider("super_glue_copa_mc")
+  assert task_info.get("super_glue_copa_mc").kind == "multiple_choice"
+  batches = ip.eval_batches(task, names, LENGTHS, 4, split="validation")
+  assert sum(int(b["weight"].sum()) for b in batches) == 6
+  vocab = task.output_features["inputs"].vocabulary
+  for b in batches:
+    for i in np.flatnonzero(b["weight"] > 0):
+      tags, ids, n = b["tags"][i], b["input_ids"][i], int(b["input_mask"][i].sum())
+      assert set(np.unique(tags[:n])) <= {-1, 0, 1} and (tags[n:] == -1).all()
+      assert 0 <= b["label"][i] < 2 and ids[n - 1] == vocab.eos_id
+      assert "premise:" in vocab.decode(ids[:n][tags[:n] == -1].tolist())

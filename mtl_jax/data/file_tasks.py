@@ -16,8 +16,16 @@ Formats (from the extension unless `format` is given):
         sentence; '-DOCSTART-' lines are skipped
 Tagging rows in CSV / TSV / JSONL hold one sentence: `tokens_field` and `tags_field`,
 each a JSON list or a whitespace-separated string, one tag per token.
-Sentence pairs: two `text_fields`, joined as 'f1: <text1> f2: <text2>' (the T5 format
-tasks.registration.join_fields gives TFDS pairs), so the model sees which is which.
+Sentence pairs: two `text_fields`; each example carries both texts ('texts') and the task
+builds the input by `pair_format` (mtl_jax/input/pairs.py): 'native' (default) as the
+checkpoint's tokenizer pairs them (`[CLS] a [SEP] b [SEP]`, token types 0 / 1), or 'join'
+('f1: <text1> f2: <text2>', T5 style); both cut the longer text first. 'text' keeps the
+joined form (the hash split, messages).
+
+Multiple choice: the context from `text_fields`, the choices from `choices_field` (a JSON list;
+in CSV / TSV a cell holding one, or the texts separated by ' | '), 2 or more per row; the label
+is the right choice's 0-based index or its text. Label names are choice slots ('choice1' ...,
+as many as the most choices of any row).
 
 Labels: `label_names` if given (every label must be one of them); else the distinct labels
 of the train file, sorted (numerically if they are all integers), and a validation or
@@ -42,7 +50,7 @@ from typing import Any, Mapping, Sequence
 
 from mtl_jax.data import splits as split_rule
 
-KINDS = ("classification", "regression", "tagging")
+KINDS = ("classification", "regression", "tagging", "multiple_choice")
 FORMATS = ("csv", "tsv", "jsonl", "conll")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll",
                ".bio": "conll", ".iob": "conll", ".txt": "conll"}
@@ -77,6 +85,8 @@ class FileTaskSpec:
   token_column: int = 0
   tag_column: int = -1
   base_dirs: Sequence[str] = ()
+  pair_format: str = "native"
+  choices_field: str = "choices"
 
   def __post_init__(self):
     if not isinstance(self.name, str) or not self.name or not self.name.replace("_", "").isalnum():
@@ -88,6 +98,8 @@ class FileTaskSpec:
       raise FileTaskError(f"file task {self.name!r}: text_fields must be one field name or two (a sentence "
                           f"pair), got {self.text_fields!r}")
     object.__setattr__(self, "text_fields", fields)
+    if self.pair_format not in ("native", "join"):
+      raise FileTaskError(f"file task {self.name!r}: pair_format {self.pair_format!r} is not one of native, join")
     if self.format is not None and self.format not in FORMATS:
       raise FileTaskError(f"file task {self.name!r}: format {self.format!r} is not one of {', '.join(FORMATS)}")
     if self.label_names is not None:
@@ -135,7 +147,11 @@ class FileTaskSpec:
       path = self.path(split)
       if path is not None:
         rows[split] = (path, self._rows(path))
-    labels = self.label_names or self._infer_labels(rows["train"][1])
+    if self.kind == "multiple_choice":
+      most = max(len(self._choices(r, path, line)) for path, records in rows.values() for line, r in records)
+      labels = self.label_names or tuple(f"choice{i + 1}" for i in range(most))
+    else:
+      labels = self.label_names or self._infer_labels(rows["train"][1])
     examples = {split: [self._example(r, labels, path) for r in records] for split, (path, records) in rows.items()}
     return self._fill_missing(examples), tuple(labels)
 
@@ -156,6 +172,8 @@ class FileTaskSpec:
   def _needed(self) -> tuple[str, ...]:
     if self.kind == "tagging":
       return (self.tokens_field, self.tags_field)
+    if self.kind == "multiple_choice":
+      return (*self.text_fields, self.choices_field, self.label_field)
     return (*self.text_fields, self.label_field)
 
   def _delimited(self, path, lines, fmt) -> list[tuple[int, dict]]:
@@ -239,7 +257,7 @@ class FileTaskSpec:
   def _field_setting(self, field: str) -> str:
     if field in self.text_fields:
       return "text_fields"
-    return {self.label_field: "label_field", self.tokens_field: "tokens_field",
+    return {self.label_field: "label_field", self.tokens_field: "tokens_field", self.choices_field: "choices_field",
             self.tags_field: "tags_field"}.get(field, "fields")
 
   # ------------------------------------------------------------------ labels and examples
@@ -262,6 +280,21 @@ class FileTaskSpec:
           + ", ".join(labels), file=sys.stderr, flush=True)
     return tuple(labels)
 
+  def _choices(self, record, path, line) -> list[str]:
+    value = record.get(self.choices_field)
+    if isinstance(value, str) and not value.strip().startswith("["):
+      choices = value.split(" | ")
+    else:
+      choices = _as_list(value) if value is not None else []
+    if len(choices) < 2 or any(not isinstance(c, str) or not c.strip() for c in choices):
+      raise FileTaskError(f"{_where(path or 'input', line)}: {self.choices_field!r} must hold >= 2 non-empty choices, "
+                          f"got {value!r}; give a JSON list (or 'a | b' in CSV / TSV)")
+    return [" ".join(c.split()) for c in choices]
+
+  def _choice_example(self, record, path, line) -> dict:
+    context = self.text(record, path, line)
+    return {"text": context, "choices": self._choices(record, path, line)}
+
   def _tags(self, record, path, line) -> tuple[list[str], list]:
     tokens, tags = (_as_list(record[self.tokens_field]), _as_list(record[self.tags_field]))
     if not tokens:
@@ -274,7 +307,14 @@ class FileTaskSpec:
     return [t.strip() for t in tokens], tags
 
   def text(self, record: Mapping[str, Any], path=None, line=None) -> str:
-    """The model's input text for a record of this task's fields (a pair joined T5-style)."""
+    """One text for a record of this task's fields (a pair joined T5-style: the hash split's key)."""
+    parts = self.texts(record, path, line)
+    if len(parts) == 1:
+      return parts[0]
+    return " ".join(f"{f}: {p}" for f, p in zip(self.text_fields, parts))
+
+  def texts(self, record: Mapping[str, Any], path=None, line=None) -> list[str]:
+    """The record's text of each text field, whitespace collapsed; an absent or empty one is an error."""
     parts = []
     for field in self.text_fields:
       if field not in record:
@@ -284,9 +324,14 @@ class FileTaskSpec:
       if not isinstance(value, str) or not value.strip():
         raise FileTaskError(f"{_where(path or 'input', line)}: empty text in {field!r}; drop the row or fill it")
       parts.append(" ".join(value.split()))
+    return parts
+
+  def _text_example(self, record, path, line) -> dict:
+    """{'text'} or, for a pair, {'text' (joined), 'texts' (each field's)}: what add_task reads."""
+    parts = self.texts(record, path, line)
     if len(parts) == 1:
-      return parts[0]
-    return " ".join(f"{f}: {p}" for f, p in zip(self.text_fields, parts))
+      return {"text": parts[0]}
+    return {"text": " ".join(f"{f}: {p}" for f, p in zip(self.text_fields, parts)), "texts": parts}
 
   def input_example(self, record: Mapping[str, Any], path=None, line=None) -> dict:
     """The unlabelled example for `record` (what prediction feeds the task)."""
@@ -295,7 +340,9 @@ class FileTaskSpec:
       if not tokens or any(not isinstance(t, str) or not t.strip() for t in tokens):
         raise FileTaskError(f"{_where(path or 'input', line)}: empty {self.tokens_field!r} for task {self.name!r}")
       return {"tokens": [t.strip() for t in tokens], "tags": [0] * len(tokens)}
-    return {"text": self.text(record, path, line)}
+    if self.kind == "multiple_choice":
+      return self._choice_example(record, path, line)
+    return self._text_example(record, path, line)
 
   def _example(self, item, labels, path) -> dict:
     line, record = item
@@ -304,8 +351,19 @@ class FileTaskSpec:
       lines = record.get(_LINES, [line] * len(tags))  # CoNLL: each token's own line
       return {"tokens": tokens, "tags": [_index(t, labels, path, n, "tag", self.name) for t, n in zip(tags, lines)],
               "text": " ".join(tokens)}
-    example = {"text": self.text(record, path, line)}
     value = record[self.label_field]
+    if self.kind == "multiple_choice":
+      example = self._choice_example(record, path, line)
+      text = str(value).strip() if not isinstance(value, bool) else ""
+      if text in example["choices"]:
+        example["label"] = example["choices"].index(text)
+      elif _is_int(text) and 0 <= int(text) < len(example["choices"]):
+        example["label"] = int(text)
+      else:
+        raise FileTaskError(f"{_where(path, line)}: label {value!r} is neither a choice's 0-based index (0 to "
+                            f"{len(example['choices']) - 1}) nor one of its choices' text; fix the row")
+      return example
+    example = self._text_example(record, path, line)
     if self.kind == "regression":
       try:
         score = float(value)

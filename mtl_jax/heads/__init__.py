@@ -4,8 +4,9 @@ from mtl_jax.heads.base import HeadKind, HeadOutputs  # noqa: F401
 from mtl_jax.heads.classification import Classification
 from mtl_jax.heads.regression import Regression
 from mtl_jax.heads.tagging import Tagging
+from mtl_jax.heads.multiple_choice import MultipleChoice
 
-KINDS: dict[str, HeadKind] = {k.name: k for k in (Classification(), Regression(), Tagging())}
+KINDS: dict[str, HeadKind] = {k.name: k for k in (Classification(), Regression(), Tagging(), MultipleChoice())}
 KIND_ORDER: tuple[str, ...] = tuple(KINDS)
 
 

@@ -13,6 +13,7 @@ Model features (all fixed shape, batch-major):
   label      int32 [B]       class of classification tasks (0 elsewhere)
   score      float32 [B]     regression target (0 elsewhere)
   tags       int32 [B, L]    tagging targets, -1 where there is no label
+  token_type_ids int32 [B, L]  segment of each token (1 on a native pair's second text), 0 elsewhere
   weight     float32 [B]     1 for real examples, 0 for eval padding
 The 'grouped' train layout (mtl_jax.input.input_pipeline) has the same features with a
 leading task axis, [T, b, ...]; `input_pipeline.flatten_grouped` gives [T*b, ...].
@@ -25,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-MODEL_FEATURES = ("input_ids", "input_mask", "task_id", "label", "score", "tags", "weight")
+MODEL_FEATURES = ("input_ids", "input_mask", "task_id", "label", "score", "tags", "weight", "token_type_ids")
 
 
 def check_feature_lengths(task_feature_lengths: Mapping[str, int]) -> int:
@@ -61,6 +62,8 @@ class EncoderFeatureConverter:
       pad = length - n
       tags = tf.cast(ex["tags"], tf.int32)[:length]
       tags = tf.pad(tags, [[0, length - tf.shape(tags)[0]]], constant_values=-1)
+      types = tf.cast(ex["token_type"], tf.int32)[:length] if "token_type" in ex else tf.zeros([0], tf.int32)
+      types = tf.pad(types, [[0, length - tf.shape(types)[0]]])
       task_id = self._table.lookup(ex["task"])
       tf.debugging.assert_non_negative(task_id, message="example of a task outside this run's task list")
       return {
@@ -71,6 +74,7 @@ class EncoderFeatureConverter:
           "score": tf.cast(ex["score"], tf.float32),
           "tags": tags,
           "weight": tf.constant(1.0, tf.float32),
+          "token_type_ids": types,
       }
 
     return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,7 +1,8 @@
 """What the model needs to know about a task that a seqio.Task does not carry.
 
 seqio Tasks describe data; the multi-task model also needs each task's head kind
-('classification', 'regression', 'tagging') and its label set. Task modules in
+('classification', 'regression', 'tagging', 'multiple_choice') and its label set (for
+multiple choice: one name per choice slot, e.g. ('choice1', 'choice2'); the most choices). Task modules in
 `tasks/` register both together through `tasks.registration.add_task`.
 """
 
@@ -11,7 +12,7 @@ import dataclasses
 import difflib
 from typing import Sequence
 
-HEAD_KINDS = ("classification", "regression", "tagging")
+HEAD_KINDS = ("classification", "regression", "tagging", "multiple_choice")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +33,8 @@ class TaskInfo:
 
   @property
   def num_classes(self) -> int:
-    """Output width of the head: 1 for regression, else the number of labels."""
-    return 1 if self.kind == "regression" else len(self.label_names)
+    """Output width of the head: 1 for regression and multiple choice (a scorer), else the number of labels."""
+    return 1 if self.kind in ("regression", "multiple_choice") else len(self.label_names)
 
 
 _REGISTRY: dict[str, TaskInfo] = {}

@@ -111,7 +111,7 @@ class Embedder(nn.Module):
   config: EncoderConfig
 
   @nn.compact
-  def __call__(self, input_ids, deterministic: bool = True):
+  def __call__(self, input_ids, deterministic: bool = True, token_type_ids=None):
     cfg = self.config
     from mtl_jax.models import families
     custom = families.embed_fn(cfg)
@@ -125,9 +125,10 @@ class Embedder(nn.Module):
     pos = self.param("position", param_init(init, ("length", "embed")), (cfg.max_len + cfg.position_offset, width),
                      cfg.params_dtype)
     x = tok(input_ids) + pos[None, cfg.position_offset: cfg.position_offset + input_ids.shape[1]]
-    if cfg.type_vocab_size:
-      x = x + self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, width),
-                         cfg.params_dtype)[0]
+    if cfg.type_vocab_size:  # segments: 1 on a native pair's second text (mtl_jax/input/pairs.py), else 0
+      table = self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, width),
+                         cfg.params_dtype)
+      x = x + (table[0] if token_type_ids is None else table[jnp.clip(token_type_ids, 0, cfg.type_vocab_size - 1)])
     if cfg.embed_norm:
       x = nn.Dropout(cfg.dropout_rate)(LayerNorm(cfg.layer_norm_eps, cfg.param_dtype, name="ln")(x), deterministic=deterministic)
     if cfg.embed_dim:  # ELECTRA: embeddings_project (embedding_size -> hidden_size)

@@ -23,7 +23,7 @@ class MultiTaskModel(nn.Module):
   def __call__(self, batch: Mapping[str, jax.Array], deterministic: bool = True,
                grouped: bool = False) -> HeadOutputs:
     mask = batch["input_mask"]
-    x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic)
+    x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic, batch.get("token_type_ids"))
     h = self.trunk(x, mask, batch["task_id"], deterministic, grouped=grouped)
     h = h.astype(jnp.float32)  # heads and losses in float32 whatever EncoderConfig.dtype (a no-op by default)
     h = self.perturb("rep", h)  # identity unless a 'perturbations' collection is passed (weighting rep_grad)

@@ -2,7 +2,7 @@
 
 Why one place: a prediction must see its input exactly as training saw that task's data. A
 file task (tasks/from_files.py) builds the example with the very code that read its files
-(its text_fields, a pair joined as in training); a Python-registered task reads 'text' (or
+(its text_fields; a pair from JSON fields or one TSV line `a<TAB>b`); a Python-registered task reads 'text' (or
 'tokens' for tagging, else the text split on whitespace). Labels are placeholders (0); the
 task's own tokenization then runs in mtl_jax/predict/load.py.
 """
@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from mtl_jax.input import task_info
 
 
-_PLACEHOLDER = {"classification": {"label": 0}, "regression": {"score": 0.0}, "tagging": {}}
+_PLACEHOLDER = {"classification": {"label": 0}, "regression": {"score": 0.0}, "tagging": {},
+                "multiple_choice": {"label": 0}}
 
 
 def example_for(task: str, record: str | Mapping[str, Any], line: int, source: str = "input") -> dict:
@@ -43,17 +44,25 @@ def _example(task: str, record, line: int, source: str = "input") -> dict:
   from tasks import from_files  # registered file tasks, if the run has any
   spec = from_files.SPECS.get(task)
   kind = task_info.get(task).kind
+  if kind == "multiple_choice" and spec is None:
+    return _choice_example(task, record, line, source)
   if isinstance(record, str):
     if not record.strip():
       raise ValueError(f"input line {line} is empty; give one text per line (or a JSON object)")
     if spec is not None:
       if kind == "tagging":
         record = {spec.tokens_field: record}
+      elif kind == "multiple_choice" and len(spec.text_fields) == 1:  # context<TAB>choice<TAB>choice...
+        context, *choices = record.split("\t")
+        record = {spec.text_fields[0]: context, spec.choices_field: choices}
       elif len(spec.text_fields) == 1:
         record = {spec.text_fields[0]: record}
+      elif record.count("\t") == 1:  # a pair as one TSV line: text_a<TAB>text_b
+        record = dict(zip(spec.text_fields, record.split("\t")))
       else:
-        raise ValueError(f"input line {line}: task {task!r} reads a sentence pair ({', '.join(spec.text_fields)}); "
-                         "give JSONL input with those fields, or leave it out with --tasks")
+        raise ValueError(f"{source}:{line}: task {task!r} reads a sentence pair ({', '.join(spec.text_fields)}); "
+                         "give the two texts separated by one tab, or JSONL with those fields, or leave it "
+                         "out with --tasks")
     else:
       record = {"tokens": record.split()} if kind == "tagging" else {"text": record}
   if not isinstance(record, Mapping):
@@ -74,6 +83,26 @@ def _example(task: str, record, line: int, source: str = "input") -> dict:
   if not isinstance(text, str) or not text.strip():
     raise ValueError(f"{source}:{line}: no field 'text' (task {task!r} reads text)")
   return {"text": text}
+
+
+def _choice_example(task: str, record, line: int, source: str) -> dict:
+  """A multiple-choice input: 'context<TAB>choice<TAB>choice...' or {'text', 'choices': [...]}."""
+  if isinstance(record, str):
+    context, *choices = record.split("\t")
+  elif isinstance(record, Mapping):
+    context, choices = record.get("text", record.get("context")), record.get("choices")
+  else:
+    raise ValueError(f"{source}:{line}: expected a text or a JSON object, got {type(record).__name__}")
+  if not isinstance(context, str) or not context.strip():
+    raise ValueError(f"{source}:{line}: empty context (task {task!r} reads 'text' and 'choices')")
+  if not isinstance(choices, (list, tuple)) or len(choices) < 2 or not all(
+      isinstance(c, str) and c.strip() for c in choices):
+    raise ValueError(f"{source}:{line}: task {task!r} needs >= 2 non-empty choices, got {choices!r}; give "
+                     "'context<TAB>choice<TAB>choice...' or JSON {'text': ..., 'choices': [...]}")
+  limit = len(task_info.get(task).label_names)
+  if len(choices) > limit:
+    raise ValueError(f"{source}:{line}: {len(choices)} choices but task {task!r} takes at most {limit}")
+  return {"text": context.strip(), "choices": [c.strip() for c in choices]}
 
 
 def words_of(example: Mapping[str, Any]) -> list[str] | None:

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from mtl_jax import heads as heads_lib
+from mtl_jax.heads import multiple_choice
 from mtl_jax.scale import partitioning
 from mtl_jax.input import task_info
 from mtl_jax.predict import compile_cache, config_trust, inputs as inputs_lib
@@ -104,7 +105,8 @@ class Predictor:
   # ------------------------------------------------------------------ predictions
   def predict(self, texts: Sequence[str | Mapping[str, Any]], tasks: Sequence[str] | None = None,
               source: str = "input") -> list[dict]:
-    """One dict per input: {task: {'label', 'probability'} | {'score'} | {'tags', 'words'}}.
+    """One dict per input: {task: {'label', 'probability'} | {'score'} | {'tags', 'words'} |
+    {'choice', 'text', 'probability'}}.
 
     An input is a text, or a dict of the task's fields (a file task's text_fields, 'text', or
     'tokens' for tagging). Tagging texts are split into words on whitespace; a word cut off by
@@ -129,6 +131,9 @@ class Predictor:
       return {"label": info.label_names[label], "probability": float(out["probability"][i][label])}
     if info.kind == "regression":
       return {"score": float(out["regression"][i])}
+    if info.kind == "multiple_choice":  # heads/multiple_choice.py: per-token scores + the choice tags
+      choice, probability = multiple_choice.choose(out["multiple_choice"][i], feats["tags"][i])
+      return {"choice": choice, "text": example["choices"][choice], "probability": probability}
     starts = np.flatnonzero(feats["tags"][i] >= 0)  # each kept word's first sub-token
     words = list(example["tokens"])
     tags = [info.label_names[int(out["tagging"][i][p])] for p in starts]

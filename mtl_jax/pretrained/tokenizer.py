@@ -36,7 +36,7 @@ import seqio
 import tensorflow as tf
 
 _MODEL_TYPES = {"bert": "wordpiece", "electra": "wordpiece", "roberta": "tokenizers", "xlm-roberta": "tokenizers",
-                "t5": "sentencepiece"}
+                "t5": "sentencepiece", "deberta-v2": "sentencepiece"}
 
 # HF BertNormalizer / BertPreTokenizer as RE2 classes (tokenizers/src/normalizers/bert.rs)
 _CONTROL = r"[^\t\n\r\P{Cc}]|\p{Cf}|\p{Co}|\x{FFFD}"  # removed (clean_text)
@@ -145,6 +145,10 @@ class WordPieceVocabulary(seqio.Vocabulary):
   @property
   def unk_id(self) -> int:
     return self._ids[self.unk_token]
+
+  def pair_layout(self):
+    """`[CLS] a [SEP] b [SEP]`, token type 1 from b on (mtl_jax/input/pairs.py)."""
+    return (self.bos_id,), (self.eos_id,), (self.eos_id,), 1
 
   @property
   def _base_vocab_size(self) -> int:
@@ -316,6 +320,18 @@ class TokenizersVocabulary(seqio.Vocabulary):
   def unk_id(self):
     return self._unk
 
+  def pair_layout(self):
+    """The post-processor's own pair template (RoBERTa: `<s> a </s></s> b </s>`, all type 0), read off
+    an encoded pair: the special tokens before, between and after the two texts, and b's type."""
+    enc = self.tokenizer.encode("a", "b", add_special_tokens=True)
+    seq = list(enc.sequence_ids)
+    first = [i for i, s in enumerate(seq) if s == 0]
+    second = [i for i, s in enumerate(seq) if s == 1]
+    if not first or not second or first[-1] > second[0]:
+      raise ValueError(f"{self.tokenizer_file}: its post-processor has no pair template (a then b)")
+    ids = enc.ids
+    return (ids[:first[0]], ids[first[-1] + 1:second[0]], ids[second[-1] + 1:], enc.type_ids[second[0]])
+
   @property
   def _base_vocab_size(self) -> int:
     return self.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -412,5 +428,5 @@ def _vocabulary_for(directory: str) -> seqio.Vocabulary:
     return WordPieceVocabulary.from_dir(path)
   if kind == "sentencepiece":  # tokenizer.json, else spiece.model (mtl_jax/pretrained/sentencepiece_vocab.py)
     from mtl_jax.pretrained import sentencepiece_vocab
-    return sentencepiece_vocab.vocabulary(path)
+    return sentencepiece_vocab.vocabulary(path, model_type)
   return TokenizersVocabulary(_require(path, "tokenizer.json"))

@@ -150,5 +150,6 @@ def constant_predictor(task_names: Sequence[str]):
   def predict(batch):
     tid = batch["task_id"]
     return {"classification": majority[tid], "regression": mean[tid],
-            "tagging": np.zeros_like(batch["tags"])}
+            "tagging": np.zeros_like(batch["tags"]),
+            "multiple_choice": np.zeros(batch["tags"].shape, np.float32)}  # equal scores: the first choice
   return predict

@@ -65,7 +65,16 @@ def dummy_batch(batch_size: int, length: int) -> dict[str, np.ndarray]:
       "score": np.zeros((batch_size,), np.float32),
       "tags": np.full((batch_size, length), -1, np.int32),
       "weight": np.ones((batch_size,), np.float32),
+      "token_type_ids": np.zeros((batch_size, length), np.int32),
   }
+
+
+def with_token_types(batch) -> dict:
+  """The batch with 'token_type_ids' (zeros: one segment) when a hand-built batch has none."""
+  batch = dict(batch)
+  if "token_type_ids" not in batch:
+    batch["token_type_ids"] = np.zeros(np.shape(batch["input_ids"]), np.int32)
+  return batch
 
 
 def guarded_update(tx: optax.GradientTransformation, params, opt_state, grads, finite):
@@ -205,11 +214,11 @@ class Steps:
   def put_batch(self, batch):
     """Host numpy batch (this process's rows) -> global array sharded on 'data'."""
     return jax.tree.map(
-        lambda x, s: jax.make_array_from_process_local_data(s, x), dict(batch), self.batch_shardings)
+        lambda x, s: jax.make_array_from_process_local_data(s, x), with_token_types(batch), self.batch_shardings)
 
   def put_global_batch(self, batch):
     """Host numpy batch holding ALL rows (the same on every process, e.g. an eval batch)
     -> global array sharded on 'data'; each process places only its devices' rows."""
     return jax.tree.map(
         lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index]),
-        {k: np.asarray(v) for k, v in batch.items()}, self.batch_shardings)
+        {k: np.asarray(v) for k, v in with_token_types(batch).items()}, self.batch_shardings)

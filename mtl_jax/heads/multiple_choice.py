@@ -1,0 +1,58 @@
+"""Multiple choice: one score per choice, softmax over the example's choices, accuracy.
+
+Layout (tasks/registration.py `_pack_choices`): one row holds the context and every choice,
+`[CLS] context [SEP] choice_0 [SEP] choice_1 [SEP] ...`; 'tags' gives each choice token its
+choice index (-1 elsewhere), 'label' the right choice. A choice's score is its task's scorer
+(column 0 of the stacked head, [D] + bias) applied to the mean of its tokens' states, i.e. the
+masked mean of the per-token logits; slots without tokens (fewer choices than others in the
+batch) are masked out of the softmax, so 2, 3 and 4 choices mix in one batch. Why one row, not
+one row per (context, choice) pair: the batch is a fixed [B, L] mixing every task's rows, and
+a choice group split over two batches would have no softmax; here the choices also attend to
+each other (a listwise encoding).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mtl_jax.heads.base import HeadKind
+
+MAX_CHOICES = 8
+
+
+def choice_scores(token_scores, tags, xp=jnp):
+  """[B, L] per-token scores, [B, L] choice index per token -> ([B, K] mean score, [B, K] present)."""
+  onehot = (tags[..., None] == xp.arange(MAX_CHOICES)).astype(token_scores.dtype)  # [B, L, K]
+  count = onehot.sum(-2)
+  total = (onehot * token_scores[..., None]).sum(-2)
+  return total / xp.maximum(count, 1.0), count > 0
+
+
+class MultipleChoice(HeadKind):
+  name = "multiple_choice"
+
+  def example_loss(self, out, batch):
+    scores, present = choice_scores(out.token_logits[..., 0], batch["tags"])
+    logits = jnp.where(present, scores, -1e9)
+    label = jnp.clip(batch["label"], 0, MAX_CHOICES - 1)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, label)
+
+  def predict(self, out):
+    """Per-token scores [B, L]; the choice is read with the example's tags (`choose`)."""
+    return out.token_logits[..., 0]
+
+  def metric_pair(self, prediction, example, label_names):
+    return int(example["label"]), choose(prediction, example["tags"])[0]
+
+
+def choose(token_scores, tags) -> tuple[int, float]:
+  """(best choice, its softmax probability over the present choices) for one example, in numpy."""
+  scores, present = choice_scores(np.asarray(token_scores, np.float64)[None], np.asarray(tags)[None], np)
+  scores, present = scores[0], present[0]
+  if not present.any():
+    return 0, 0.0
+  z = np.where(present, scores - scores[present].max(), -np.inf)
+  p = np.exp(z) / np.exp(z).sum()
+  best = int(np.argmax(np.where(present, scores, -np.inf)))
+  return best, float(p[best])

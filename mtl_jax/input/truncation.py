@@ -1,0 +1,38 @@
+"""How many examples of each task the input length cuts: one log line per run / prediction.
+
+Why: a truncated input loses text silently (a long premise used to push the hypothesis out
+entirely, #26); pairs now keep tokens of both texts (mtl_jax/input/pairs.py), but a user
+should still see how much each task loses at TASK_FEATURE_LENGTHS['inputs']. An example is
+truncated when its untruncated input (the task's own pipeline with no length: specials,
+EOS, every text whole) is longer than the length.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+
+def counts(task_names: Sequence[str], length: int, splits: Sequence[str] = ("validation",)) -> dict:
+  """{task: {split: (truncated, examples)}} for the splits each task has."""
+  import seqio
+  out = {}
+  for name in task_names:
+    task = seqio.get_mixture_or_task(name)
+    per = {}
+    for split in splits:
+      if split not in task.splits:
+        continue
+      ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
+                            trim_output_features=False, try_in_mem_cache=False)
+      sizes = [len(ex["inputs"]) for ex in ds.as_numpy_iterator()]
+      per[split] = (sum(n > length for n in sizes), len(sizes))
+    out[name] = per
+  return out
+
+
+def line(found: Mapping[str, Mapping[str, tuple[int, int]]], length: int) -> str:
+  """'truncated at inputs=L: task 3/40 validation, other 0/12 validation' (tasks with a cut first)."""
+  parts = []
+  for name, per in sorted(found.items(), key=lambda kv: (-sum(c for c, _ in kv[1].values()), kv[0])):
+    parts.append(f"{name} " + ", ".join(f"{c}/{n} {split}" for split, (c, n) in per.items()))
+  return f"truncated at inputs={length}: " + "; ".join(parts)
