@@ -144,7 +144,7 @@ class Checkpoints:
     checkpoint (run/finished.py: a finished run is results.json AND its checkpoint); returns what it writes."""
     assert pathlib.Path(model_dir).absolute() == self.model_dir, (model_dir, self.model_dir)
     self._pending_results = (int(step), record)
-    return {"step": int(step), "tasks": record["tasks"], "average": record["average"]}
+    return {**record, "step": int(step)}
 
   def close(self):
     for manager in (self.manager, self.best):

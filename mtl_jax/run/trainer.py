@@ -27,7 +27,7 @@ from mtl_jax.run import checkpoints
 from mtl_jax.step import evaluation, optim
 from mtl_jax.input import features, input_pipeline, mixing_monitor
 from mtl_jax.scale import partitioning
-from mtl_jax.run import lock, run_spec, starting_point
+from mtl_jax.run import eval_schedule, held_out, lock, run_spec, starting_point
 from mtl_jax.step import step_hooks, steps as steps_lib
 from mtl_jax.input import task_info
 from mtl_jax.models.multitask import build_model
@@ -161,6 +161,7 @@ def train(
   length = features.check_feature_lengths(task_feature_lengths)
   for name in ("eval_period", "checkpoint_period", "keep_checkpoints", "log_period"):
     _positive_int(f"train.{name}", locals()[name])
+  eval_period = eval_schedule.period(eval_period, train_steps)  # a run shorter than it still draws curves
   if eval_batch_size is not None:
     _positive_int("train.eval_batch_size", eval_batch_size)
   if not isinstance(seed, int) or seed < 0:
@@ -204,6 +205,7 @@ def train(
   for name in names:  # builds each train source once: example validation runs here
     seqio.get_mixture_or_task(name).source.get_dataset("train", shuffle=False)
   evaluator = evaluation.Evaluator(names, task_feature_lengths, eval_batch_size or batch_size)
+  test_split = held_out.HeldOut(names, task_feature_lengths, eval_batch_size or batch_size)  # read at the end only
   monitor = mixing_monitor.MixingMonitor.from_provider(provider, layout)
 
   # ---- 3. state: resume from the newest readable checkpoint, else initialise ----
@@ -223,6 +225,8 @@ def train(
   counts = param_counts(state.params)
   print(f"mtl_jax: sharing={sharing} tasks={len(names)} layout={layout} parameters " +
         " ".join(f"{k}={v:,}" for k, v in counts.items()) + optim.groups_note(state.params), flush=True)
+  if lead and test_split.note():
+    print(test_split.note(), flush=True)
 
   writer = metric_writers.create_default_writer(str(model_dir / "train"), just_logging=not lead)
   eval_writer = metric_writers.create_default_writer(str(model_dir / "eval"), just_logging=not lead)
@@ -239,12 +243,14 @@ def train(
     record = evaluator.evaluate(lambda b: steps.run_predict(state.params, b))
     scalars = {f"{t}/{k}": v for t, r in record["tasks"].items() for k, v in r.items()}
     eval_writer.write_scalars(step, {**scalars, "average": record["average"]})
+    ckpt.maybe_save_best(step, state, input_position(step), _score(record, best_metric), best_metric, best_mode)
+    if step >= train_steps:  # the test split, on the checkpoint validation selected and on the last (run/held_out.py)
+      record = held_out.finish(test_split, record, ckpt, steps, state, best_metric, best_mode)
     if lead:  # the final results.json only once its checkpoint is committed (run/finished.py)
       record = (ckpt.results_after_save if step >= train_steps else evaluation.write_results)(model_dir, step, record)
       weights = sharing_inspect.mixing_weights(state.params, steps, evaluator)
       if weights:
         evaluation.write_mixing_weights(model_dir, step, weights)
-    ckpt.maybe_save_best(step, state, input_position(step), _score(record, best_metric), best_metric, best_mode)
     return record
 
   # ---- 4. the loop ----

@@ -40,14 +40,18 @@ class Evaluator:
   number of eval examples, whatever the task count.
   """
 
-  def __init__(self, task_names: Sequence[str], feature_lengths, batch_size: int):
+  def __init__(self, task_names: Sequence[str], feature_lengths, batch_size: int,
+               splits: Callable[[seqio.Task], Sequence[str]] | None = None, main_split: str = "validation"):
+    """`splits(task)`: the splits to score (default: validation and validation_<x>); `main_split`'s
+    metrics fill the task's entry and the average, the others are prefixed '<split>/'."""
     self.task_names = tuple(task_names)
     self.batch_size = batch_size
+    self.main_split = main_split
     self.packed = pack_tasks()(len(self.task_names))
     self.batches = {}
     for name in self.task_names:
       task = seqio.get_mixture_or_task(name)
-      for split in input_pipeline.eval_splits(task):
+      for split in (splits or input_pipeline.eval_splits)(task):
         batches = input_pipeline.eval_batches(task, self.task_names, feature_lengths, batch_size, split)
         if not batches:
           raise ValueError(f"task {name!r} has an empty {split!r} split; it cannot be evaluated")
@@ -101,7 +105,7 @@ class Evaluator:
     packed = self.packed_predictions(predict) if self.packed else None
     for name, split in self.batches:
       scores = self._score(name, split, packed[name, split] if packed else predict)
-      if split == "validation":
+      if split == self.main_split:
         results.setdefault(name, {}).update(scores)
       else:
         results.setdefault(name, {}).update({f"{split}/{k}": v for k, v in scores.items()})
@@ -111,7 +115,7 @@ class Evaluator:
 
 def write_results(model_dir: str | os.PathLike, step: int, evaluation: Mapping) -> dict:
   """Writes MODEL_DIR/results.json (latest) and appends to eval_history.jsonl."""
-  record = {"step": int(step), "tasks": evaluation["tasks"], "average": evaluation["average"]}
+  record = {**evaluation, "step": int(step)}  # tasks, average (+ the final test keys: run/held_out.py)
   model_dir = pathlib.Path(model_dir)
   tmp = model_dir / "results.json.tmp"
   tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
