@@ -65,3 +65,16 @@ def test_a_bad_grid_axis_is_refused_before_any_run_is_read(tmp_path, capsys):
   err = one_line_error(["--runs", "/nowhere/a", "/nowhere/b", "--out", str(tmp_path / "o"), "--method", "ties",
                         "--grid", "drop_rate=0.1"], capsys)
   assert "--grid drop_rate: merge method 'ties' takes density, scaling" in err
+  err = one_line_error(["--runs", "/nowhere/a", "/nowhere/b", "--out", str(tmp_path / "o")], capsys)
+  assert "no merge method: pass --method NAME or --gin_file=gin/merge/<method>.gin" in err
+
+
+def test_every_gin_file_binds_a_method_and_a_grid_it_takes():
+  from conftest import REPO
+  from mtl_jax.merge import base, select, settings
+  files = sorted((REPO / "gin" / "merge").glob("*.gin"))
+  bound = {settings.from_gin([str(f)]).method: settings.from_gin([str(f)]) for f in files}
+  assert set(bound) == set(base.names())  # one gin file per method
+  for name, s in bound.items():
+    points = select.candidates(base.get(name), s.grid)
+    assert len(points) == max(1, int(__import__("numpy").prod([len(v) for v in s.grid.values()])))

@@ -1,11 +1,13 @@
 """mtl-merge: single-task runs from one starting point -> one multi-task MODEL_DIR (merged trunk, own heads).
 
+  python -m mtl_jax.merge --runs RUN_A RUN_B ... --out MERGED --gin_file=gin/merge/ties.gin
   python -m mtl_jax.merge --runs RUN_A RUN_B ... --out MERGED --method ties
       [--grid density=0.1,0.2 --grid scaling=0.6,1.0] [--examples 256] [--seed 0] [--no_test]
 
 Methods: average, task_arithmetic (scaling = lambda), ties (density = top-k fraction kept, scaling),
 dare_linear / dare_ties (drop_rate = p, scaling), fisher, regmean (alpha: off-diagonal Gram scaling).
-Every point of the method's grid (defaults in mtl_jax/merge/<method>.py, --grid replaces an axis) is merged
+gin/merge/<method>.gin binds merge.method / merge.grid (mtl_jax/merge/settings.py); flags override it.
+Every point of the grid (defaults in mtl_jax/merge/<method>.py, merge.grid / --grid replace axes) is merged
 and scored on validation; the best is written as an ordinary hard-sharing MODEL_DIR (config.gin,
 run_spec.json with a 'merge' entry, checkpoint, results.json = validation, merge.json = the grid and the
 pick's test record) that mtl-predict, mtl-export, init_from and mtl-train (which resumes it and evaluates)
@@ -35,9 +37,17 @@ def parse_grid(items) -> dict:
 
 
 def run(args) -> dict:
-  from mtl_jax.merge import base, select, sources, target as target_lib
-  method = base.get(args.method)
-  grid = parse_grid(args.grid)
+  from mtl_jax.merge import base, select, settings as settings_lib, sources, target as target_lib
+  bound = settings_lib.from_gin(args.gin_file)
+  if not (args.method or bound.method):
+    raise ValueError("no merge method: pass --method NAME or --gin_file=gin/merge/<method>.gin; methods: "
+                     + ", ".join(base.names()))
+  method = base.get(args.method or bound.method)
+  grid = {**(bound.grid if (args.method or bound.method) == bound.method else {}), **parse_grid(args.grid)}
+  args.examples = bound.examples if args.examples is None else args.examples
+  if args.examples < 1:
+    raise ValueError(f"--examples must be >= 1, got {args.examples}")
+  args.seed = bound.seed if args.seed is None else args.seed
   select.candidates(method, grid)  # a bad --grid before any work
   target_lib.check_out_dir(args.out)
   runs = sources.open_runs(args.runs)
@@ -64,11 +74,11 @@ def main(argv=None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--runs", nargs="+", required=True, help="the single-task MODEL_DIRs to merge")
   parser.add_argument("--out", required=True, help="the new MODEL_DIR (must not exist, or be empty)")
-  parser.add_argument("--method", required=True, help="average | task_arithmetic | ties | dare_linear | dare_ties | "
-                      "fisher | regmean")
+  parser.add_argument("--method", help="average | task_arithmetic | ties | dare_linear | dare_ties | fisher | regmean")
+  parser.add_argument("--gin_file", action="append", default=[], help="gin/merge/<method>.gin: merge.* settings")
   parser.add_argument("--grid", action="append", help="NAME=V1,V2: replace one hyperparameter axis of the grid")
-  parser.add_argument("--examples", type=int, default=256, help="training examples per task (Fisher / RegMean)")
-  parser.add_argument("--seed", type=int, default=0, help="DARE's drop draws")
+  parser.add_argument("--examples", type=int, help="training examples per task (Fisher / RegMean; default 256)")
+  parser.add_argument("--seed", type=int, help="DARE's drop draws (default 0)")
   parser.add_argument("--no_test", action="store_true", help="do not score the pick on the test split")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

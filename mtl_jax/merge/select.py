@@ -20,7 +20,7 @@ def candidates(method: base.Method, grid: Mapping[str, Sequence] | None = None) 
   grid = dict(grid or {})
   unknown = sorted(set(grid) - set(method.grid))
   if unknown:
-    raise ValueError(f"--grid {unknown[0]}: merge method {method.name!r} takes {', '.join(method.grid) or 'none'}")
+    raise ValueError(f"merge.grid / --grid {unknown[0]}: merge method {method.name!r} takes {', '.join(method.grid) or 'none'}")
   axes = {**method.grid, **grid}
   names = sorted(axes)
   return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
