@@ -105,3 +105,12 @@ def test_bad_method_parameters_are_one_line_naming_the_value(name, kw, shown):
   with pytest.raises(ValueError) as err:
     base._REGISTRY.get(name)(3, **kw)
   assert shown in train.one_line(err.value)  # the binary's one line (gin's call-site lines dropped)
+
+
+def test_rep_grad_with_a_gradient_buffer_method_is_one_line(clean_gin):
+  import gin
+  gin.bind_parameter("mtl_jax.weighting.method", "moco")
+  gin.bind_parameter("mtl_jax.weighting.rep_grad", True)
+  from mtl_jax import weighting
+  with pytest.raises(ValueError, match="rep_grad=True is not supported by 'moco'"):
+    weighting.configured(3)
