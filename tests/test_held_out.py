@@ -73,3 +73,19 @@ def test_a_task_without_a_test_split_is_named_once(monkeypatch):
   assert h.tasks == ("rotten_tomatoes",) and h.missing == ("glue_rte",)
   note = h.note()
   assert "glue_rte" in note and "\n" not in note and "test" in note
+
+
+def test_compare_reads_the_test_split_of_a_finished_cell(run):
+  """mtl-compare collects the selected checkpoint's test scores and compares those, not validation."""
+  from mtl_jax.compare import collect, grid, tune
+  results = json.loads((run / "results.json").read_text())
+  cell = grid.Cell(cell_id="hard__quickstart__seed0", kind="mtl", strategy="hard", mixture="quickstart", seed=0,
+                   axes=(), gin_files=(), bindings=(("TRAIN_STEPS", STEPS),))
+  got = collect.collect_cell(cell, run)
+  assert got["status"] == "done" and got["selected_step"] == results["selected_step"]
+  for task, scores in results["test"].items():
+    assert got["test"][task]["value"] == pytest.approx(scores["headline"])
+  compared, _ = tune.select([got], [])
+  assert compared[0]["split"] == "test"
+  assert compared[0]["tasks"] == got["test"]
+  assert compared[0]["average"] == pytest.approx(results["test_average"])

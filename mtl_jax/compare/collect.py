@@ -133,6 +133,9 @@ def collect_cell(cell: Cell, model_dir: pathlib.Path) -> dict:
       "seed": cell.seed, "axes": cell.axes_dict, "status": status, "step": step, "target_steps": target,
       "average": float(results["average"]) if results else None,
       "tasks": task_scores(results) if results else {},
+      # held-out test split on the validation-selected checkpoint (run/held_out.py); the comparison reads it
+      "test": task_scores({"tasks": results["test"]}) if results and results.get("test") else {},
+      "selected_step": results.get("selected_step") if results else None,
       "history": read_history(model_dir),
       "params": read_params(model_dir),
       "steps_per_second": read_steps_per_second(model_dir),
