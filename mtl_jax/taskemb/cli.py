@@ -42,6 +42,7 @@ import sys
 import numpy as np
 
 METHODS = ("textemb", "taskemb", "affinity", "oracle")
+MAX_GROUP_TASKS = 12  # groups.select scores all 2^T subsets
 
 
 def _csv(text: str) -> list[str]:
@@ -84,6 +85,8 @@ def parse_args(argv):
   p.add_argument("--oracle", help="CSV of a known task x task relation (similarity CSV format): method 'oracle'")
   p.add_argument("--select_k", type=int, default=None, help="write the closed-loop experiment of the top-K sources")
   p.add_argument("--target", type=_csv, default=[], help="target task(s) of --select_k")
+  p.add_argument("--candidates", type=_csv, default=[], help="candidate sources of --select_k (default: the "
+                 "transfer matrix's sources of the target, else every other task)")
   p.add_argument("--select_method", default=None, help="method whose ranking --select_k uses (default: taskemb, "
                  "else the first computed)")
   p.add_argument("--select_seeds", type=_ints, default=[0, 1, 2], help="seeds of the closed-loop experiment")
@@ -386,8 +389,11 @@ def run(args, echo=print) -> dict:
   proposals = {}
   files = args.groups_gin_file or args.finetune_gin_file or ["gin/runs/quickstart_pretrained.gin"]
   budget = min(args.budget, len(tasks))
+  if len(tasks) > MAX_GROUP_TASKS and args.budget:
+    echo(f"mtl-taskemb: {len(tasks)} tasks: no task groups proposed (every subset of more than {MAX_GROUP_TASKS} "
+         "tasks is too many to score; pass fewer --tasks for groups)")
   for method, mean in mean_of.items():
-    if ":" in method:
+    if ":" in method or len(tasks) > MAX_GROUP_TASKS or not args.budget:
       continue
     a = mean if method == "affinity" else groups_lib.centred(mean)
     chosen, total = groups_lib.select(a, budget)
@@ -404,25 +410,35 @@ def run(args, echo=print) -> dict:
           "per_target": per_target, "selections": selections}
 
 
+def _steps(n: int) -> dict:
+  return {"TRAIN_STEPS": n, "trainer.train.eval_period": n, "trainer.train.checkpoint_period": n}
+
+
 def _select(args, tasks, truth, methods, files, out_dir, echo) -> dict:
-  """Writes the closed-loop experiment of every --target; {target: (selected, gin path)}."""
+  """Writes the closed-loop experiment of the --target(s); {target: selected sources, 'path': gin file}."""
   from mtl_jax.taskemb import select
   method = args.select_method or ("taskemb" if "taskemb" in methods else next(iter(methods)))
   if method not in methods:
     raise ValueError(f"--select_method={method!r} was not computed; computed: {sorted(methods)}")
-  out = {}
-  for target in args.target:
-    candidates = list(truth[target]) if target in truth else [t for t in tasks if t != target]
+  arms_of, out = {}, {}
+  for i, target in enumerate(args.target):
+    candidates = ([c for c in args.candidates if c != target] if args.candidates else
+                  list(truth[target]) if target in truth else [t for t in tasks if t != target])
+    unknown = [c for c in candidates if c not in tasks]
+    if unknown:
+      raise ValueError(f"--candidates {unknown} are not among --tasks; add them")
     per_seed = [pred({target: candidates})[target] for _, pred in methods[method]]
     predicted = {s: float(np.mean([p[s] for p in per_seed])) for s in candidates}
     chosen = select.top_k(predicted, args.select_k, target)
-    rand = select.random_subset(candidates, args.select_k, seed=0, avoid=chosen)
-    regimes = {f"n{args.target_regime}": args.target_regime} if args.target_regime else {"full": None}
-    path = select.experiment_gin(out_dir / f"select_vs_all__{target}__k{args.select_k}.gin", target, chosen,
-                                 candidates, rand, method, files, regimes, args.select_seeds, {},
-                                 {"TRAIN_STEPS": 300}, {"TRAIN_STEPS": 60})
-    out[target] = (chosen, str(path))
-    echo(f"mtl-taskemb: top-{args.select_k} sources of {target} by {method}: {', '.join(chosen)} -> {path}")
+    arms_of[target] = {"selected": chosen, "all": candidates,
+                       "random": select.random_subset(candidates, args.select_k, seed=i, avoid=chosen)}
+    out[target] = chosen
+    echo(f"mtl-taskemb: top-{args.select_k} sources of {target} by {method}: {', '.join(chosen)}")
+  regimes = {f"n{args.target_regime}": args.target_regime} if args.target_regime else {"full": None}
+  name = "_".join(args.target) if len(args.target) == 1 else f"{len(args.target)}_targets"
+  out["path"] = str(select.experiment_gin(out_dir / f"select_vs_all__{name}__k{args.select_k}.gin", arms_of, method,
+                                          files, regimes, args.select_seeds, {}, _steps(300), _steps(60)))
+  echo(f"mtl-taskemb: wrote {out['path']}")
   return out
 
 

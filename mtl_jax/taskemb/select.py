@@ -45,32 +45,39 @@ def random_subset(candidates: Sequence[str], k: int, seed: int, avoid: Sequence[
   return pick
 
 
-def experiment_gin(path: pathlib.Path, target: str, selected: Sequence[str], candidates: Sequence[str],
-                   random: Sequence[str], method: str, gin_files: Sequence[str], regimes: Mapping,
-                   seeds: Sequence[int], bindings: Mapping, source_bindings: Mapping,
-                   target_bindings: Mapping) -> pathlib.Path:
-  """An mtl-transfer experiment: selected vs all vs random-same-size vs none, on one target."""
-  arms = {"selected": sorted(selected), "all": sorted(candidates), "random": sorted(random)}
-  mixtures = {arm: groups.group_name(ts) if len(ts) > 1 else ts[0] for arm, ts in arms.items()}
-  env = groups.env_value([ts for ts in arms.values()])
-  name = f"select_vs_all__{target}__k{len(selected)}"
-  lines = [f"# Closed loop for target {target}: pre-finetune on the top-{len(selected)} sources by {method}",
-           "# vs all candidates vs a random subset of the same size vs none (the transfer baseline).",
-           f"#   python -m mtl_jax.transfer --experiment={path}",
-           *(f"#   {arm:8s} {mixtures[arm]} = {', '.join(ts)}" for arm, ts in arms.items()),
-           "from mtl_jax.transfer import grid", "",
-           f"transfer.name = {name!r}",
-           f"transfer.description = {('selected (' + method + ') vs all vs random vs none for ' + target)!r}",
-           f"transfer.gin_files = {[*gin_files, groups.GIN]!r}",
-           f"transfer.sources = {list(dict.fromkeys(mixtures.values()))!r}",
-           f"transfer.targets = [{target!r}]",
-           f"transfer.regimes = {dict(regimes)!r}",
-           f"transfer.seeds = {list(seeds)!r}",
-           f"transfer.bindings = {dict(bindings)!r}",
-           f"transfer.source_bindings = {dict(source_bindings)!r}",
-           f"transfer.target_bindings = {dict(target_bindings)!r}",
-           f"transfer.env = {{{groups.ENV!r}: {env!r}}}",
-           f"transfer.exp_dir = {('/tmp/mtl_transfer/' + name)!r}", ""]
+def experiment_gin(path: pathlib.Path, arms_of: Mapping[str, Mapping[str, Sequence[str]]], method: str,
+                   gin_files: Sequence[str], regimes: Mapping, seeds: Sequence[int], bindings: Mapping,
+                   source_bindings: Mapping, target_bindings: Mapping, name: str | None = None) -> pathlib.Path:
+  """An mtl-transfer experiment: per target (transfer.pairs), its selected / all / random arms vs none.
+
+  arms_of[target] = {'selected': [...], 'all': [...], 'random': [...]}; equal arms share one stage-1 mixture."""
+  mixture = lambda ts: groups.group_name(ts) if len(ts) > 1 else ts[0]
+  pairs = {t: list(dict.fromkeys(mixture(sorted(arms[a])) for a in ("selected", "all", "random")))
+           for t, arms in arms_of.items()}
+  sources = list(dict.fromkeys(m for ms in pairs.values() for m in ms))
+  env = groups.env_value(sorted({tuple(sorted(ts)) for arms in arms_of.values() for ts in arms.values()}))
+  k = {len(arms["selected"]) for arms in arms_of.values()}
+  name = name or f"select_vs_all__{'_'.join(arms_of) if len(arms_of) == 1 else f'{len(arms_of)}_targets'}__k{max(k)}"
+  lines = [f"# Closed loop: pre-finetune each target on the top-{max(k)} sources by {method} vs all candidates vs a",
+           "# random subset of the same size vs none (the transfer baseline); mean and CI over seeds in report.md,",
+           "# cost (examples seen, wall time) in each cell's results.json.",
+           f"#   python -m mtl_jax.transfer --experiment={path}"]
+  for t, arms in arms_of.items():
+    lines += [f"#   {t}: " + "; ".join(f"{a} {', '.join(sorted(ts))}" for a, ts in arms.items() if a != "all")]
+  lines += ["from mtl_jax.transfer import grid", "",
+            f"transfer.name = {name!r}",
+            f"transfer.description = {('top-' + str(max(k)) + ' by ' + method + ' vs all vs random vs none')!r}",
+            f"transfer.gin_files = {[*gin_files, groups.GIN]!r}",
+            f"transfer.sources = {sources!r}",
+            f"transfer.targets = {list(arms_of)!r}",
+            f"transfer.pairs = {pairs!r}",
+            f"transfer.regimes = {dict(regimes)!r}",
+            f"transfer.seeds = {list(seeds)!r}",
+            f"transfer.bindings = {dict(bindings)!r}",
+            f"transfer.source_bindings = {dict(source_bindings)!r}",
+            f"transfer.target_bindings = {dict(target_bindings)!r}",
+            f"transfer.env = {{{groups.ENV!r}: {env!r}}}",
+            f"transfer.exp_dir = {('/tmp/mtl_transfer/' + name)!r}", ""]
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("\n".join(lines))
