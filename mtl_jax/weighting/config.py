@@ -30,7 +30,7 @@ class ConFIG(base.Method):
   kind = "gradient"
 
   def combine(self, gram, state, ctx):
-    g, scale = solvers.normalized(gram, ridge=0.0)
+    g, scale = solvers.normalized(gram)
     return weights(g), state  # weights(scale * g) == weights(g): alpha is scale-free
 
 

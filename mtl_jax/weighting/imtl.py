@@ -27,7 +27,7 @@ class IMTL(base.Method):
   kind = "gradient"
 
   def combine(self, gram, state, ctx):
-    return weights(solvers.normalized(gram, ridge=0.0)[0]), state
+    return weights(solvers.normalized(gram)[0]), state
 
 
 @base.register("imtl")

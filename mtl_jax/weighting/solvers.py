@@ -1,7 +1,9 @@
 """Small fixed-iteration solvers on the T x T Gram matrix (jit- and vmap-friendly).
 
 Every gradient method reduces to a T-dimensional problem on gram = G G^T; these solve
-them with a fixed number of cheap iterations (no host round trip, no scipy in the step).
+them with a fixed number of cheap iterations (no host round trip, no scipy in the step):
+FISTA finds a QP's face and an active-set pass makes it exact; the closed forms use the exact
+pseudo-inverse (rank cut max(lambda) x T x eps, no ridges). Zero gradient rows: `live`.
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ import jax
 import jax.numpy as jnp
 
 
-def normalized(gram, ridge: float = 0.0):
-  """gram / its largest eigenvalue (+ an optional ridge on the live rows; none by default: a
-  1e-7 ridge moved MGDA's min-norm point by ~1% when gradient norms span 2 decades): the
-  methods here are scale-invariant in the weights they return (or rescale explicitly), and the
-  solvers then use unit steps."""
+def normalized(gram):
+  """gram / its largest eigenvalue, with no ridge (a 1e-7 ridge moved MGDA's min-norm point by
+  ~1% when gradient norms span 2 decades): the methods here are scale-invariant in the weights
+  they return (or rescale explicitly), and the solvers then use unit steps."""
   scale = jnp.maximum(jnp.linalg.eigvalsh(gram)[-1], 1e-30)
-  return gram / scale + ridge * jnp.diag(live(gram).astype(gram.dtype)), scale  # zero rows stay zero (live)
+  return gram / scale, scale
 
 
 def check_iters(name: str, iters) -> int:
