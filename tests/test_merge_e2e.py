@@ -49,7 +49,9 @@ def test_task_arithmetic_merge_is_an_ordinary_run(runs, capsys):
   merge = json.loads((out / "merge.json").read_text())
   lam = merge["hparams"]["scaling"]
   assert lam in (0.4, 0.8) and len(merge["grid"]) == 2 and "picked task_arithmetic" in printed
-  assert merge["test"]["tasks"].keys() == {"rotten_tomatoes", "vader_tweets"}  # the pick on the test split
+  results = json.loads((out / "results.json").read_text())
+  assert results["test"].keys() == {"rotten_tomatoes", "vader_tweets"}  # the pick on the test split, as any run's
+  assert merge["test_average"] == results["test_average"] and results["selected_by"].startswith("validation")
   spec = json.loads((out / "run_spec.json").read_text())
   assert spec["tasks"] == ["rotten_tomatoes", "vader_tweets"] and spec["sharing"] == "hard"
   assert spec["merge"]["method"] == "task_arithmetic" and len(spec["merge"]["sources"]) == 2
@@ -68,7 +70,6 @@ def test_task_arithmetic_merge_is_an_ordinary_run(runs, capsys):
   # mtl-predict: its labels on the validation texts score what results.json says
   from mtl_jax import predict
   from tasks import offline
-  results = json.loads((out / "results.json").read_text())
   predictor = predict.load(out)
   examples = offline.examples("rotten_tomatoes", "validation")
   labels = [r["rotten_tomatoes"]["label"] for r in predictor.predict([e["text"] for e in examples],
@@ -77,10 +78,11 @@ def test_task_arithmetic_merge_is_an_ordinary_run(runs, capsys):
   accuracy = np.mean([names.index(l) == e["label"] for l, e in zip(labels, examples)])
   assert accuracy == pytest.approx(results["tasks"]["rotten_tomatoes"]["accuracy"], abs=1e-9)
 
-  # mtl-train on the merged config.gin: resumes at the final step and evaluates the same numbers
+  # mtl-train on the merged config.gin: resumes at the final step and evaluates the same numbers, test included
   run_main(f"--gin_file={out / 'config.gin'}", ONE_DEVICE)
   again = json.loads((out / "results.json").read_text())
   assert again["average"] == pytest.approx(results["average"], abs=1e-9)
+  assert again["test_average"] == pytest.approx(results["test_average"], abs=1e-9)
 
 
 def test_a_run_from_another_starting_point_is_refused(runs, capsys):

@@ -9,8 +9,8 @@ dare_linear / dare_ties (drop_rate = p, scaling), fisher, regmean (alpha: off-di
 gin/merge/<method>.gin binds merge.method / merge.grid (mtl_jax/merge/settings.py); flags override it.
 Every point of the grid (defaults in mtl_jax/merge/<method>.py, merge.grid / --grid replace axes) is merged
 and scored on validation; the best is written as an ordinary hard-sharing MODEL_DIR (config.gin,
-run_spec.json with a 'merge' entry, checkpoint, results.json = validation, merge.json = the grid and the
-pick's test record) that mtl-predict, mtl-export, init_from and mtl-train (which resumes it and evaluates)
+run_spec.json with a 'merge' entry, checkpoint, results.json = the pick's validation record + its test keys
+as every run's (run/held_out.py), merge.json = the grid) that mtl-predict, mtl-export, init_from and mtl-train (which resumes it and evaluates)
 read like any run. --examples: training examples per task for Fisher / RegMean statistics.
 Runs must be finished hard-sharing runs from one pretrained checkpoint / init_from source (run_spec.json).
 """
@@ -56,13 +56,14 @@ def run(args) -> dict:
   record = {"method": method.name, "hparams": best["hparams"], "seed": args.seed, "grid": best["grid"],
             "sources": [r.record() for r in runs], "statistics_examples": args.examples if method.needs else None,
             "validation_average": best["validation"]["average"],
-            "test": best["test"], "test_note": None if best["test"] else "no task has a test split (or --no_test)"}
+            "test_average": best["validation"].get("test_average"),
+            "test_note": None if best["validation"].get("test") else "no task has a test split (or --no_test)"}
   target.write(best["params"], record, best["validation"])
   line = f"mtl-merge: picked {method.name} {select._fmt(best['hparams'])}: validation average=" \
          f"{best['validation']['average']:.4f}"
-  if best["test"]:
-    line += f", test average={best['test']['average']:.4f} " + " ".join(
-        f"{t}={r['headline']:.3f}" for t, r in best["test"]["tasks"].items())
+  if best["validation"].get("test"):
+    line += f", test average={best['validation']['test_average']:.4f} " + " ".join(
+        f"{t}={r['headline']:.3f}" for t, r in best["validation"]["test"].items())
   print(line, flush=True)
   print(f"mtl-merge: wrote {target.out_dir} (predict: python -m mtl_jax.predict --model_dir={target.out_dir} "
         "--input=texts.txt)", flush=True)

@@ -4,7 +4,7 @@ Why a grid on validation: lambda, density and drop rate decide a merge (FusionBe
 at lambda 0.5 on GLUE) and the papers tune them on held-out data. Each candidate is merged leaf by leaf
 from the runs' checkpoints (nothing but the merged model and one layer per run in memory) and scored by
 the trainer's own Evaluator through the same jitted predict step. The pick is then scored once on the
-tasks' test split (those that have one); its record is reported beside the validation one.
+tasks' test split (run/held_out.py, as every run's end: results.json's test / test_average keys).
 """
 
 from __future__ import annotations
@@ -62,27 +62,19 @@ def statistics(target, method: base.Method, examples: int = 256, batch_size: int
   return out
 
 
-def split_evaluator(target, split: str):
-  """The trainer's Evaluator over `split` of the tasks that have it (None if none has)."""
-  import inspect
-  import seqio
-  from mtl_jax.input import input_pipeline
+def validation_evaluator(target):
   from mtl_jax.step import evaluation
-  names, lengths, size = target.names, target.settings["lengths"], target.settings["eval_batch_size"]
-  if split == "validation":
-    return evaluation.Evaluator(names, lengths, size)
-  has = [n for n in names if split in seqio.get_mixture_or_task(n).splits]
-  if not has:
-    return None
-  if "main_split" in inspect.signature(evaluation.Evaluator).parameters:  # the Evaluator scores any split
-    return evaluation.Evaluator(names, lengths, size, splits=lambda task: [split] * (task.name in has),
-                                main_split=split)
-  evaluator = evaluation.Evaluator.__new__(evaluation.Evaluator)  # older Evaluator: validation only
-  evaluator.task_names, evaluator.batch_size, evaluator.packed = tuple(names), size, False
-  evaluator.main_split = "validation"
-  evaluator.batches = {(n, "validation"): input_pipeline.eval_batches(seqio.get_mixture_or_task(n), names, lengths,
-                                                                      size, split) for n in has}
-  return evaluator
+  return evaluation.Evaluator(target.names, target.settings["lengths"], target.settings["eval_batch_size"])
+
+
+def test_keys(target, flat: dict, method: base.Method) -> dict:
+  """results.json's held-out keys (run/held_out.py: test, test_average, selected_by, ...) for the pick."""
+  from mtl_jax.run import held_out
+  params = target.device_params(flat)
+  predict = lambda batch: target.steps.run_predict(params, batch)  # noqa: E731
+  held = held_out.HeldOut(target.names, target.settings["lengths"], target.settings["eval_batch_size"])
+  step = target.settings["train_steps"]
+  return held.record(predict, predict, step, step, f"validation average over mtl-merge's {method.name} grid")
 
 
 def score(target, evaluator, flat: dict) -> dict:
@@ -98,10 +90,10 @@ def merged(target, method: base.Method, hparams: dict, base_flat: dict | None, s
 
 def pick(target, method: base.Method, grid=None, seed: int = 0, examples: int = 256, test: bool = True,
          log=print) -> dict:
-  """{'hparams', 'params' (flat), 'validation', 'test' (or None), 'grid': [(hparams, average)]}."""
+  """{'hparams', 'params' (flat), 'validation' (+ the test keys unless test=False), 'grid': [hparams, average]}."""
   base_flat = target.base_params() if method.uses_base else None
   stats = statistics(target, method, examples)
-  evaluator = split_evaluator(target, "validation")
+  evaluator = validation_evaluator(target)
   best, table = None, []
   for hparams in candidates(method, grid):
     flat = merged(target, method, hparams, base_flat, stats, seed)
@@ -113,10 +105,8 @@ def pick(target, method: base.Method, grid=None, seed: int = 0, examples: int = 
       best = {"hparams": hparams, "params": flat, "validation": record}
   del base_flat
   best["grid"] = table
-  best["test"] = None
   if test:
-    test_eval = split_evaluator(target, "test")
-    best["test"] = score(target, test_eval, best["params"]) if test_eval else None
+    best["validation"] = {**best["validation"], **test_keys(target, best["params"], method)}
   return best
 
 
