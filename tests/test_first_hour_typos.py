@@ -74,3 +74,9 @@ def test_unknown_parameter_and_configurable_suggest_the_right_name(tmp_path, cle
   assert out.stderr.strip().splitlines() == ["mtl-train: error: no configurable 'trainr.train'; "
                                              "did you mean trainer.train?"], out.stderr
   assert not model_dir.exists()
+
+
+def test_grid_spec_field_typo_suggests_the_field():
+  from mtl_jax.compare import grid
+  with pytest.raises(ValueError, match=r"unknown experiment field\(s\) seed; did you mean experiment.seeds\?"):
+    grid.load([], ["experiment.seed = [0, 1]"])

@@ -320,7 +320,9 @@ def spec_from_fields(cls, label: str, fields: Mapping[str, Any]):
   known = [f.name for f in dataclasses.fields(cls)]
   unknown = sorted(set(fields) - set(known))
   if unknown:
-    raise ValueError(f"unknown {label} field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    guess = gin_check.close_match(unknown[0], known)
+    hint = f"did you mean {label}.{guess}?" if guess else f"known: {', '.join(known)}"
+    raise ValueError(f"unknown {label} field(s) {', '.join(unknown)}; {hint}")
   return cls(**fields)
 
 
