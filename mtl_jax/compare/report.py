@@ -27,7 +27,8 @@ CSV_COLUMNS = ["kind", "strategy", "mixture", "axes", "task", "metric", "lower_i
                "p_perm_vs_single", "p_adj_vs_single", "significant_vs_single", "detectable_diff",
                "seeds_needed", "params_total", "params_trainable", "steps_per_second", "wall_s"]
 DEFINITIONS = {
-    "headline": "each task's headline validation metric (mtl_jax.step.metrics.headline); average = unweighted mean",
+    "headline": "each task's headline metric (mtl_jax.step.metrics.headline) on the held-out test split, from the "
+                "checkpoint validation selected (validation where a run has no test split); average = unweighted mean",
     "std": "sample standard deviation over seeds (ddof=1); NaN/null with one seed",
     "delta_m": "(1/T) sum_t (-1)^l_t (M_mtl,t - M_single,t) / |M_single,t|, per seed, M_single = baseline "
                "mean over seeds, l_t = 1 if lower is better (Maninis et al. 2019); then mean ± std over seeds",
@@ -283,7 +284,7 @@ def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, 
     lines.append("- tuned on validation (see Tuned arms): " + "; ".join(f"{k} in {v}" for k, v in spec["tune"].items()))
   if splits:
     lines.append("- scores compared: " + " and ".join(sorted(set(splits))) + " split"
-                 + (" (final step)" if set(splits) == {"validation"} else ""))
+                 + (" (final step)" if set(splits) == {"validation"} else " (the checkpoint validation selected)"))
   family = agg.all_comparisons(groups)
   n_seeds = max([len(g["seeds"]) for g in groups] or [0])
   lines += ["", "How the numbers were computed: " + stats.method_paragraph(n_seeds, len(family)),

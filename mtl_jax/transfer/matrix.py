@@ -1,7 +1,8 @@
 """Stage-2 results -> the transfer matrix: mean / std / n per (source, target, regime), gain vs baseline.
 
-The score of a cell is its target's headline metric (results.json, final step; lower-is-better
-metrics flipped so that a positive gain always means the source helped). The gain of a source is
+The score of a cell is its target's headline metric on the held-out test split, read from the
+checkpoint validation selected (results.json 'test', run/held_out.py; runs without it: the final
+validation score); lower-is-better metrics flipped so that a positive gain always means the source helped). The gain of a source is
 mean(source) - mean(baseline) on the same target and regime, tested paired over the seeds both
 finished (same seed = same target data order and head init; compare/stats.py): paired t p,
 sign-flip p, Holm over every source-vs-none row of the experiment, direction +1 / -1 only where
@@ -29,7 +30,7 @@ def cell_score(cell: Cell, model_dir: pathlib.Path) -> tuple[str, float] | None:
   record = collect.read_json(model_dir / "results.json")
   if not record or not runner.is_done(cell, model_dir):
     return None
-  score = collect.task_scores(record).get(cell.mixture)
+  score = collect.task_scores({"tasks": record["test"]} if record.get("test") else record).get(cell.mixture)
   if score is None:
     return None
   return score["metric"], (-score["value"] if score["lower_is_better"] else score["value"])
