@@ -3,8 +3,8 @@ its step-2 checkpoint (what a kill -9 between checkpoints leaves on disk: checkp
 to a final TrainState — weighting state and optimizer state included — bit-identical to the uninterrupted run.
 (A real kill -9 of the binary is tests/test_weighting_resume.py, for gradnorm.)
 
-Marked `matrix`: 2 binary runs x 18 methods is several minutes, so the default suite (README command 2)
-deselects it and .ci/run runs it as its own step: `python -m pytest -q -n 2 -m matrix`."""
+Marked `matrix`: 2 binary runs x 26 gin files is many minutes (~2 min a file on 2 busy cores), so the default
+suite (README command 2) deselects it and .ci/run runs it as its own step: `python -m pytest -q -n 2 -m matrix`."""
 
 import json
 import pathlib
