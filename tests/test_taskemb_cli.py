@@ -91,6 +91,11 @@ def test_cli_closed_loop_experiment_and_bad_truth_are_one_line(tmp_path, capsys)
   assert exp.sources == ("rotten_tomatoes", "taskemb_group.rotten_tomatoes.vader_tweets", "vader_tweets")
   assert exp.env == {"MTL_JAX_TASKEMB_GROUPS": "taskemb_group.rotten_tomatoes.vader_tweets=rotten_tomatoes,vader_tweets"}
   exp.validate()
+  # without --k: the default cut-offs that fit 2 candidates (1; not 3)
+  assert cli.main([a for a in argv if not a.startswith("--k=")]) == 0
+  assert "ndcg@1_mean" in (out / "ranking.csv").read_text() and "ndcg@3" not in (out / "ranking.csv").read_text()
+  assert cli.main([*argv, "--k=3"]) == 2
+  assert "k=3 is larger than the 2 candidate sources" in capsys.readouterr().err
   assert cli.main([*argv, "--select_k=3", "--target=bbc_topic"]) == 2
   assert "--select_k=3 is larger than the 2 candidate sources of target 'bbc_topic'" in capsys.readouterr().err
   assert cli.main([*argv, "--select_k=1"]) == 2

@@ -94,7 +94,8 @@ def parse_args(argv):
   p.add_argument("--affinity_run", action="append", default=[], help="a MODEL_DIR holding affinity.json (repeatable)")
   p.add_argument("--transfer_matrix", help="mtl-transfer's transfer_matrix.json to score the rankings against")
   p.add_argument("--regime", help="the matrix's data regime (default: its only one)")
-  p.add_argument("--k", type=_ints, default=[1, 3], help="NDCG@k / Regret@k cut-offs")
+  p.add_argument("--k", type=_ints, default=None, help="NDCG@k / Regret@k cut-offs (default 1,3, those that "
+                 "fit every target's candidates); an explicit k above a target's candidates is an error")
   p.add_argument("--random_seeds", type=int, default=10)
   p.add_argument("--budget", type=int, default=2, help="models (task groups) to propose")
   p.add_argument("--groups_gin_file", action="append", default=None, help="gin files of the proposed groups' "
@@ -302,6 +303,9 @@ def read_truth(args, tasks) -> tuple[dict, str, dict, dict]:
                        "those tasks from --tasks")
   if not truth:
     raise ValueError(f"the transfer matrix has no target among {tasks} with a source among them")
+  if args.k is None:
+    fewest = min(len(v) for v in truth.values())
+    args.k = [k for k in (1, 3) if k <= fewest] or [1]
   for target, sources in truth.items():
     ranking.check_target(target, sources, args.k)
   return truth, regime, ranking.truth_ties(record, regime), record
@@ -329,6 +333,7 @@ def run(args, echo=print) -> dict:
       raise ValueError(f"--target {t!r} is not among --tasks {tasks}; add it")
   out_dir = pathlib.Path(args.out_dir).absolute()
   truth, regime, ties, record = read_truth(args, tasks) if args.transfer_matrix else ({}, None, {}, {})
+  args.k = args.k or [1, 3]
   (out_dir / "plots").mkdir(parents=True, exist_ok=True)
   methods, index = embed(args, tasks, out_dir, echo, targets=list(truth) or args.target)
   (out_dir / "embeddings.json").write_text(json.dumps(index, indent=1))
