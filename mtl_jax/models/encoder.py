@@ -21,6 +21,7 @@ import flax.linen as nn
 import gin
 import jax.numpy as jnp
 
+from mtl_jax.models import families
 from mtl_jax.scale import precision, remat
 
 _DENSE_INIT = nn.initializers.xavier_uniform()
@@ -78,7 +79,6 @@ class EncoderConfig:
         raise ValueError(f"EncoderConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
     if not self.layer_norm_eps > 0:
       raise ValueError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
-    from mtl_jax.models import families
     families.check(self)
     precision.check("dtype", self.dtype)
     precision.check("param_dtype", self.param_dtype)
@@ -113,7 +113,6 @@ class Embedder(nn.Module):
   @nn.compact
   def __call__(self, input_ids, deterministic: bool = True, token_type_ids=None):
     cfg = self.config
-    from mtl_jax.models import families
     custom = families.embed_fn(cfg)
     if custom is not None:
       return nn.with_logical_constraint(custom(self, input_ids, deterministic).astype(cfg.compute_dtype),
@@ -233,10 +232,13 @@ class TransformerLayer(nn.Module):
     return residual_block(cfg.norm, x, attention, mlp, ln_attention, ln_mlp)
 
 
+for _model_type in families.BERT_FAMILY:
+  families.register(_model_type, layer=TransformerLayer)
+
+
 def layer_module(config: EncoderConfig, in_scan: bool = False):
   """The layout's layer class (TransformerLayer for the BERT family; families.layer_class picks it by
   `config.model_type`), rematerialised per `config.remat_policy` (call it as layer(x, mask, deterministic))."""
-  from mtl_jax.models import families
   return remat.wrap(families.layer_class(config), config.remat_policy, prevent_cse=not in_scan)
 
 
@@ -270,7 +272,6 @@ class LayerStack(nn.Module):
       return outs_KBLD
     outs = []
     layer = layer_module(cfg)
-    from mtl_jax.models import families
     layer_mask = families.layer_inputs(cfg, mask, x.shape[1])  # the mask (+ shared positions: T5's bias)
     for k in range(cfg.num_layers):
       x = layer(cfg, name=f"layer_{k}")(x, layer_mask, deterministic)

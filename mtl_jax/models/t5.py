@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from mtl_jax.models import families
 from mtl_jax.models.encoder import EncoderConfig, _DENSE_INIT, param_init
 from mtl_jax.scale import precision
 
@@ -84,11 +85,6 @@ def embed(module: nn.Module, input_ids, deterministic: bool):
   return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
 
-def _no_hooks():
-  from mtl_jax.sharing.peft_layer import Hooks
-  return Hooks()
-
-
 class T5Attention(nn.Module):
   config: EncoderConfig
 
@@ -147,7 +143,7 @@ class T5Layer(nn.Module):
   def __call__(self, x, layer_mask, deterministic: bool = True, hooks=None):
     cfg = self.config
     mask, bias_1HLL = layer_mask
-    hooks = hooks if hooks is not None else _no_hooks()
+    hooks = hooks if hooks is not None else families.NoHooks()
     norm = lambda name: RMSNorm(cfg.layer_norm_eps, cfg.param_dtype, name=name)
     drop = lambda h: nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
     h = T5Attention(cfg, name="attention")(norm("ln_attention")(x), mask, bias_1HLL, deterministic, hooks)
@@ -157,3 +153,6 @@ class T5Layer(nn.Module):
     if self.name == f"layer_{cfg.num_layers - 1}":  # HF encoder.final_layer_norm + dropout close the stack
       x = drop(norm("ln_final")(x))
     return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+families.register("t5", layer=T5Layer, peft_layer=T5Layer, embed=embed, layer_inputs=layer_inputs)

@@ -3,7 +3,8 @@
 Supported model_type: 'bert' (BERT, MiniLM and other BERT-layout models), 'roberta',
 'xlm-roberta' (RoBERTa layout: positions start at padding_idx + 1, one token type), 'electra'
 (the discriminator or generator encoder; embeddings_project when embedding_size != hidden_size),
-'t5' (the encoder of T5 v1.0 / v1.1 / Flan, mt5-style checkpoints of model_type t5).
+'t5' (the encoder of T5 v1.0 / v1.1 / Flan, mt5-style checkpoints of model_type t5), 'deberta-v2'
+(DeBERTa-v2 / v3: relative attention with p2c + c2p and shared keys, no conv layer).
 `Checkpoint.encoder_config()` is the EncoderConfig that runs the weights exactly as
 published (post-LN, erf GELU, token types, the config's LayerNorm eps);
 `Checkpoint.params()` maps the tensors to our flat names (mtl_jax.pretrained.names).
@@ -25,12 +26,12 @@ import numpy as np
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.pretrained import names
 
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "t5")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "t5", "deberta-v2")
 _T5_FF = {"relu": ("relu", False, True), "gated-gelu": ("gelu", True, False), "gelu": ("gelu", False, True),
           "gated-relu": ("relu", True, True)}  # feed_forward_proj -> (activation, gated, erf GELU)
 _ROBERTA = ("roberta", "xlm-roberta")  # positions start at pad_token_id + 1
 _GELU = {"gelu": True, "gelu_new": False, "gelu_pytorch_tanh": False}  # -> erf (exact) GELU?
-_PREFIXES = ("", "bert.", "roberta.", "electra.", "model.")
+_PREFIXES = ("", "bert.", "roberta.", "electra.", "deberta.", "model.")
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 
@@ -70,6 +71,8 @@ class Checkpoint:
     c = self.config
     if self.model_type == "t5":
       return self._t5_config(dropout_rate, pooling)
+    if self.model_type == "deberta-v2":
+      return self._deberta_config(dropout_rate, pooling)
     offset = c.get("pad_token_id", 1) + 1 if self.model_type in _ROBERTA else 0
     embed_dim = int(c.get("embedding_size", c["hidden_size"]))
     return EncoderConfig(
@@ -94,6 +97,23 @@ class Checkpoint:
         layer_norm_eps=float(c.get("layer_norm_epsilon", 1e-6)),
         relative_buckets=int(c.get("relative_attention_num_buckets", 32)),
         relative_max_distance=int(c.get("relative_attention_max_distance", 128)), pooling=pooling or self.pooling())
+
+  def _deberta_config(self, dropout_rate, pooling) -> EncoderConfig:
+    c = self.config
+    d, heads = c["hidden_size"], c["num_attention_heads"]
+    head = int(c.get("attention_head_size", d // heads))
+    embed = int(c.get("embedding_size", d))
+    max_rel = int(c.get("max_relative_positions", -1))
+    return EncoderConfig(
+        model_type="deberta-v2", d_model=d, num_heads=heads, kv_dim=0 if head * heads == d else head,
+        mlp_dim=c["intermediate_size"], num_layers=c["num_hidden_layers"], max_len=c["max_position_embeddings"],
+        dropout_rate=float(c.get("hidden_dropout_prob", 0.1) if dropout_rate is None else dropout_rate),
+        vocab_size=c["vocab_size"], norm="post", gelu_exact=_GELU[c.get("hidden_act", "gelu")],
+        layer_norm_eps=float(c.get("layer_norm_eps", 1e-7)), type_vocab_size=int(c.get("type_vocab_size", 0)),
+        embed_norm=True, embed_dim=embed if embed != d else 0,
+        relative_buckets=max(int(c.get("position_buckets", -1)), 0),
+        relative_max_distance=max_rel if max_rel >= 1 else c["max_position_embeddings"],
+        pooling=pooling or self.pooling())
 
   def tensors(self) -> dict[str, np.ndarray]:
     """The raw tensors, names as stored."""
@@ -128,9 +148,39 @@ class Checkpoint:
     return out
 
 
+_DEBERTA_NEEDS = {  # the DeBERTa-v2 / v3 attention variant mtl_jax/models/deberta.py implements
+    "relative_attention": (True, False), "share_att_key": (True, False), "position_biased_input": (False, True),
+    "conv_kernel_size": (0, 0), "norm_rel_ebd": ("layer_norm", "none")}  # field: (needed, HF's default)
+
+
+def _check_deberta(path: str, config: dict) -> None:
+  att = config.get("pos_att_type") or []
+  att = sorted(a.strip() for a in (att.lower().split("|") if isinstance(att, str) else att))
+  if att != ["c2p", "p2c"]:
+    raise ValueError(f"pretrained checkpoint {path!r}: DeBERTa pos_att_type {att} is not supported; supported: "
+                     "['p2c', 'c2p'] (DeBERTa-v2 / v3)")
+  for field, (needed, default) in _DEBERTA_NEEDS.items():
+    value = config.get(field, default)
+    if field == "norm_rel_ebd":
+      value = "|".join(sorted(v.strip() for v in str(value).lower().split("|")))
+    if value != needed:
+      raise ValueError(f"pretrained checkpoint {path!r}: DeBERTa attention variant {field}={value!r} is not "
+                       f"supported; supported: {field}={needed!r} (DeBERTa-v2 / v3 without the conv layer)")
+
+
 def hf_fields(config: EncoderConfig) -> dict:
   """The config.json fields that describe the trunk, for the layouts other than BERT / ELECTRA
   (export.hf_config writes them over the source's config.json): the inverse of encoder_config."""
+  if config.model_type == "deberta-v2":
+    return {"model_type": "deberta-v2", "architectures": ["DebertaV2Model"], "hidden_size": config.d_model,
+            "num_attention_heads": config.num_heads, "attention_head_size": config.head_dim,
+            "intermediate_size": config.mlp_dim, "num_hidden_layers": config.num_layers,
+            "vocab_size": config.vocab_size, "max_position_embeddings": config.max_len,
+            "hidden_act": "gelu" if config.gelu_exact else "gelu_new", "layer_norm_eps": config.layer_norm_eps,
+            "type_vocab_size": config.type_vocab_size, "embedding_size": config.embed_dim or config.d_model,
+            "position_buckets": config.relative_buckets or -1, "max_relative_positions": config.relative_max_distance,
+            "hidden_dropout_prob": config.dropout_rate, "attention_probs_dropout_prob": config.dropout_rate,
+            "pos_att_type": ["p2c", "c2p"], **{k: v[0] for k, v in _DEBERTA_NEEDS.items()}}
   if config.model_type != "t5":
     raise ValueError(f"no HF config fields for model_type {config.model_type!r}")
   ff = next(k for k, v in _T5_FF.items() if v == (config.mlp_activation, config.mlp_gated, config.gelu_exact)
@@ -176,6 +226,8 @@ def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if ff not in _T5_FF:
       raise ValueError(f"pretrained checkpoint {str(path)!r}: feed_forward_proj {ff!r} is not supported; "
                        f"supported: {', '.join(_T5_FF)}")
+  if model_type == "deberta-v2":
+    _check_deberta(str(path), config)
   act = config.get("hidden_act", "gelu")
   if model_type != "t5" and act not in _GELU:
     raise ValueError(f"pretrained checkpoint {str(path)!r}: hidden_act {act!r} is not supported; "

@@ -36,7 +36,8 @@ from mtl_jax.run import quiet_orbax
 from mtl_jax.pretrained import load, names
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+                   "added_tokens.json", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model",
+                   "spm.model")
 
 
 def check_exportable(config: EncoderConfig) -> None:

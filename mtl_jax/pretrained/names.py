@@ -38,6 +38,8 @@ def table(cfg: EncoderConfig) -> list[Entry]:
   """Every tensor an encoder of this config has, in HF order (one map per model_type)."""
   if cfg.model_type == "t5":
     return _t5_table(cfg)
+  if cfg.model_type == "deberta-v2":
+    return _deberta_table(cfg)
   d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
   e = cfg.embed_dim or d
   ln = lambda hf, ours, n=d: [Entry(f"{hf}.weight", f"{ours}{_LN}scale", (n,), _same, _same),
@@ -103,6 +105,48 @@ def _t5_table(cfg: EncoderConfig) -> list[Entry]:
     ]
   entries.append(Entry("encoder.final_layer_norm.weight", f"layer_{cfg.num_layers - 1}/ln_final/scale", (d,),
                        _same, _same))
+  return entries
+
+
+def _deberta_table(cfg: EncoderConfig) -> list[Entry]:
+  """DebertaV2Model's tensors: BERT's layer names but {query,key,value}_proj, no absolute positions, the
+  embedding LayerNorm after embed_proj (no bias), and ONE relative table + LayerNorm (encoder.rel_embeddings,
+  encoder.LayerNorm) shared by every layer: ours positions/{embedding, ln} beside the layers."""
+  from mtl_jax.models import deberta
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
+  e = cfg.embed_dim or d
+  ln = lambda hf, ours: [Entry(f"{hf}.weight", f"{ours}{_LN}scale", (d,), _same, _same),
+                         Entry(f"{hf}.bias", f"{ours}{_LN}bias", (d,), _same, _same)]
+  entries = [Entry("embeddings.word_embeddings.weight", "embedder/token/embedding", (cfg.vocab_size, e), _same, _same)]
+  if cfg.type_vocab_size:
+    entries.append(Entry("embeddings.token_type_embeddings.weight", "embedder/token_type",
+                         (cfg.type_vocab_size, e), _same, _same))
+  if cfg.embed_dim:
+    entries.append(Entry("embeddings.embed_proj.weight", "embedder/projection/kernel", (d, e), np.transpose,
+                         np.transpose))
+  entries += ln("embeddings.LayerNorm", "embedder/ln")
+  entries += [Entry("encoder.rel_embeddings.weight", "positions/embedding", (2 * deberta.span(cfg), d), _same, _same),
+              *ln("encoder.LayerNorm", "positions/ln")]
+  for layer in range(cfg.num_layers):
+    hf, ours = f"encoder.layer.{layer}.", f"layer_{layer}/"
+    for proj in ("query", "key", "value"):
+      entries += [
+          Entry(f"{hf}attention.self.{proj}_proj.weight", f"{ours}attention/{proj}_kernel", (h * k, d),
+                lambda w: w.T.reshape(d, h, k), lambda w: w.reshape(d, h * k).T),
+          Entry(f"{hf}attention.self.{proj}_proj.bias", f"{ours}attention/{proj}_bias", (h * k,),
+                lambda b: b.reshape(h, k), lambda b: b.reshape(h * k)),
+      ]
+    entries += [
+        Entry(f"{hf}attention.output.dense.weight", f"{ours}attention/out_kernel", (d, h * k),
+              lambda w: w.T.reshape(h, k, d), lambda w: w.reshape(h * k, d).T),
+        Entry(f"{hf}attention.output.dense.bias", f"{ours}attention/out_bias", (d,), _same, _same),
+        *ln(f"{hf}attention.output.LayerNorm", f"{ours}ln_attention"),
+        Entry(f"{hf}intermediate.dense.weight", f"{ours}mlp/wi/kernel", (f, d), np.transpose, np.transpose),
+        Entry(f"{hf}intermediate.dense.bias", f"{ours}mlp/wi/bias", (f,), _same, _same),
+        Entry(f"{hf}output.dense.weight", f"{ours}mlp/wo/kernel", (d, f), np.transpose, np.transpose),
+        Entry(f"{hf}output.dense.bias", f"{ours}mlp/wo/bias", (d,), _same, _same),
+        *ln(f"{hf}output.LayerNorm", f"{ours}ln_mlp"),
+    ]
   return entries
 
 

@@ -426,7 +426,7 @@ def _vocabulary_for(directory: str) -> seqio.Vocabulary:
                      f"config.json; supported: {', '.join(sorted(_MODEL_TYPES))}")
   if kind == "wordpiece":
     return WordPieceVocabulary.from_dir(path)
-  if kind == "sentencepiece":  # tokenizer.json, else spiece.model (mtl_jax/pretrained/sentencepiece_vocab.py)
+  if kind == "sentencepiece" and not (path / "tokenizer.json").is_file():  # T5 / DeBERTa: the spm model alone
     from mtl_jax.pretrained import sentencepiece_vocab
     return sentencepiece_vocab.vocabulary(path, model_type)
   return TokenizersVocabulary(_require(path, "tokenizer.json"))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtl_jax.models import families
 from mtl_jax.models.encoder import EncoderConfig, layer_module, param_init
 from mtl_jax.sharing.towers import TaskLayerNorm, own_rows, stacked
 
@@ -110,7 +111,6 @@ class MixedColumns(nn.Module):
     columns = stacked(layer_module(cfg), num_tasks, "tasks")  # rematerialised per cfg.remat_policy
     h_TBLD = jnp.broadcast_to(x, (num_tasks, *x.shape))
     outs, penalty = [], jnp.zeros((), jnp.float32)
-    from mtl_jax.models import families
     layer_mask = families.layer_inputs(cfg, mask, x.shape[1])  # the mask (+ T5's shared bias, one for all columns)
     for k in range(cfg.num_layers):
       h_TBLD = columns(cfg, name=f"layer_{k}")(h_TBLD, layer_mask, deterministic)

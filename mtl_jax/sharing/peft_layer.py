@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.models import families
 from mtl_jax.models.encoder import EncoderConfig, LayerNorm, _DENSE_INIT, final_norm, param_init, residual_block
 
 PLACES = ("attention", "mlp")
@@ -144,6 +145,10 @@ class PeftLayer(nn.Module):
     return residual_block(cfg.norm, x, attention, mlp, ln_attention, ln_mlp)
 
 
+for _model_type in families.BERT_FAMILY:
+  families.register(_model_type, peft_layer=PeftLayer)
+
+
 def run_trunk(module, x, mask, task_id, deterministic: bool, grouped: bool, hooks_for: Callable):
   """Call inside a strategy's compact __call__: K PeftLayers named layer_{k} (+ the pre-LN final norm).
 
@@ -156,7 +161,6 @@ def run_trunk(module, x, mask, task_id, deterministic: bool, grouped: bool, hook
     order = jnp.argsort(task_id, stable=True)  # task-major rows: the identity for one process's grouped batch
     x, mask, task_id = x[order], mask[order], task_id[order]
   router = Router(task_id, num_tasks, grouped)
-  from mtl_jax.models import families
   layer = families.layer_class(cfg, peft=True)  # PeftLayer, or the model_type's layer with the same seams
   layer_mask = families.layer_inputs(cfg, mask, x.shape[1])  # the mask (+ T5's shared relative bias)
   for k in range(cfg.num_layers):
