@@ -24,7 +24,7 @@ import pathlib
 import sys
 
 from mtl_jax import gin_args
-from mtl_jax.compare import collect, early_stop, grid, jobs, report, runner
+from mtl_jax.compare import early_stop, grid, jobs, runner  # collect / report (JAX, scipy, matplotlib): after the checks
 
 
 def _value(text: str):
@@ -88,6 +88,7 @@ def build_experiment(args, bindings) -> grid.Experiment:
 
 
 def _print_summary(result, echo) -> None:
+  from mtl_jax.compare import report
   for g in result["groups"]:
     where = g["mixture"] + "".join(f" {k}={v}" for k, v in g["axes"].items())
     dm = g["delta_m"]
@@ -142,6 +143,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
   if not args.report_only and (error := guard.error()):  # not "rerun to resume": it would fail the same way
     print(f"mtl-compare: error: {error}", file=sys.stderr, flush=True)
     return 2
+  from mtl_jax.compare import collect, report  # here, so a bad configuration fails in about a second
   collected = collect.collect(cells, exp_dir)
   out = report.write_all(exp_dir, spec, collected, exp.strategies, exp.mtl_only_axes)
   _print_summary(out["result"], echo)
