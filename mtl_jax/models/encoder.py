@@ -57,6 +57,10 @@ class EncoderConfig:
   mlp_gated: bool = False        # act(x W0) * (x W1) feed-forward (T5 v1.1 / Flan gated-GELU)
   relative_buckets: int = 0      # relative-position buckets (T5); 0: none
   relative_max_distance: int = 0 # distance from which buckets are logarithmic (T5's relative_attention_max_distance)
+  rope_theta: float = 0.0        # > 0: rotary positions with this base (ModernBERT's global layers)
+  rope_theta_local: float = 0.0  # rotary base of the sliding-window layers (ModernBERT)
+  sliding_window: int = 0        # > 0: local layers attend to |query - key| <= this (ModernBERT: local_attention / 2)
+  global_every: int = 0          # layer k attends globally when k % global_every == 0, else locally (ModernBERT)
   # Memory / precision / compile time at scale (README "Precision, memory and speed").
   dtype: str = "float32"         # activations + matmuls: 'float32' or 'bfloat16' (softmax, LayerNorm, losses stay f32)
   param_dtype: str = "float32"   # parameters, gradients, optimizer state

@@ -12,12 +12,13 @@ Why one seam here: every sharing strategy builds its trunk from layers named `la
                    projection, EncoderConfig.embed_dim)
   t5               mtl_jax/models/t5.py (encoder only)
   deberta-v2       mtl_jax/models/deberta.py (DeBERTa-v2 / v3)
+  modernbert       mtl_jax/models/modernbert.py
 """
 
 from __future__ import annotations
 
 BERT_FAMILY = ("bert", "electra")
-MODEL_TYPES = BERT_FAMILY + ("t5", "deberta-v2")
+MODEL_TYPES = BERT_FAMILY + ("t5", "deberta-v2", "modernbert")
 ACTIVATIONS = ("gelu", "relu")
 
 _LAYOUTS: dict[str, dict] = {}
@@ -40,10 +41,11 @@ def check(config) -> None:
     raise ValueError(f"EncoderConfig.mlp_activation {config.mlp_activation!r} is not supported; "
                      f"supported: {', '.join(ACTIVATIONS)}")
   if config.model_type in BERT_FAMILY:
-    if config.mlp_activation != "gelu" or config.mlp_gated or config.relative_buckets or config.kv_dim:
+    if (config.mlp_activation != "gelu" or config.mlp_gated or config.relative_buckets or config.kv_dim
+        or config.rope_theta or config.sliding_window or config.global_every):
       raise ValueError(f"model_type {config.model_type!r} has a GELU MLP, absolute positions and "
                        "d_model / num_heads wide heads; mlp_activation / mlp_gated / relative_buckets / kv_dim "
-                       "belong to model_type 't5' / 'deberta-v2'")
+                       "belong to model_type 't5' / 'deberta-v2' / 'modernbert'")
     return
   if config.norm != "post":
     raise ValueError(f"EncoderConfig.norm must be 'post' for model_type {config.model_type!r} (its layers carry "
@@ -54,6 +56,11 @@ def check(config) -> None:
   if config.model_type == "deberta-v2" and not config.relative_max_distance > 0:
     raise ValueError(f"model_type 'deberta-v2' needs relative_max_distance > 0 (max_relative_positions), got "
                      f"{config.relative_max_distance}")
+  if config.model_type == "modernbert" and not (config.global_every >= 1 and config.rope_theta > 0
+                                                and config.rope_theta_local > 0 and config.sliding_window > 0):
+    raise ValueError("model_type 'modernbert' needs global_every >= 1, rope_theta > 0, rope_theta_local > 0 and "
+                     f"sliding_window > 0, got {config.global_every}, {config.rope_theta}, {config.rope_theta_local}, "
+                     f"{config.sliding_window}")
   if config.model_type == "t5" and not (config.relative_buckets >= 4 and config.relative_max_distance > 0):
     raise ValueError(f"model_type 't5' needs relative_buckets >= 4 and relative_max_distance > 0, got "
                      f"{config.relative_buckets} and {config.relative_max_distance}")

@@ -4,7 +4,8 @@ Supported model_type: 'bert' (BERT, MiniLM and other BERT-layout models), 'rober
 'xlm-roberta' (RoBERTa layout: positions start at padding_idx + 1, one token type), 'electra'
 (the discriminator or generator encoder; embeddings_project when embedding_size != hidden_size),
 't5' (the encoder of T5 v1.0 / v1.1 / Flan, mt5-style checkpoints of model_type t5), 'deberta-v2'
-(DeBERTa-v2 / v3: relative attention with p2c + c2p and shared keys, no conv layer).
+(DeBERTa-v2 / v3: relative attention with p2c + c2p and shared keys, no conv layer), 'modernbert'
+(no biases, default RoPE, a global layer every n-th from layer 0, sliding-window local layers).
 `Checkpoint.encoder_config()` is the EncoderConfig that runs the weights exactly as
 published (post-LN, erf GELU, token types, the config's LayerNorm eps);
 `Checkpoint.params()` maps the tensors to our flat names (mtl_jax.pretrained.names).
@@ -26,7 +27,7 @@ import numpy as np
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.pretrained import names
 
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "t5", "deberta-v2")
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "t5", "deberta-v2", "modernbert")
 _T5_FF = {"relu": ("relu", False, True), "gated-gelu": ("gelu", True, False), "gelu": ("gelu", False, True),
           "gated-relu": ("relu", True, True)}  # feed_forward_proj -> (activation, gated, erf GELU)
 _ROBERTA = ("roberta", "xlm-roberta")  # positions start at pad_token_id + 1
@@ -73,6 +74,8 @@ class Checkpoint:
       return self._t5_config(dropout_rate, pooling)
     if self.model_type == "deberta-v2":
       return self._deberta_config(dropout_rate, pooling)
+    if self.model_type == "modernbert":
+      return self._modernbert_config(dropout_rate, pooling)
     offset = c.get("pad_token_id", 1) + 1 if self.model_type in _ROBERTA else 0
     embed_dim = int(c.get("embedding_size", c["hidden_size"]))
     return EncoderConfig(
@@ -115,6 +118,19 @@ class Checkpoint:
         relative_max_distance=max_rel if max_rel >= 1 else c["max_position_embeddings"],
         pooling=pooling or self.pooling())
 
+  def _modernbert_config(self, dropout_rate, pooling) -> EncoderConfig:
+    c = self.config
+    thetas = _modernbert_thetas(c)
+    return EncoderConfig(
+        model_type="modernbert", d_model=c["hidden_size"], num_heads=c["num_attention_heads"],
+        mlp_dim=c["intermediate_size"], num_layers=c["num_hidden_layers"], max_len=c["max_position_embeddings"],
+        dropout_rate=float(c.get("attention_dropout", 0.0) if dropout_rate is None else dropout_rate),
+        vocab_size=c["vocab_size"], norm="post", gelu_exact=_GELU[c.get("hidden_activation", "gelu")],
+        layer_norm_eps=float(c.get("norm_eps", 1e-5)), embed_norm=True, rope_theta=thetas[0],
+        rope_theta_local=thetas[1], sliding_window=int(c.get("local_attention", 128)) // 2,
+        global_every=_modernbert_every(str(self.path), c),
+        pooling=pooling or ("mean" if c.get("classifier_pooling") == "mean" else self.pooling()))
+
   def tensors(self) -> dict[str, np.ndarray]:
     """The raw tensors, names as stored."""
     from safetensors.numpy import load_file  # numpy only: no torch
@@ -128,7 +144,8 @@ class Checkpoint:
     raw = {names.normalise_hf_name(k): v for k, v in self.tensors().items()}
     if self.model_type == "t5" and "shared.weight" not in raw and "encoder.embed_tokens.weight" in raw:
       raw["shared.weight"] = raw["encoder.embed_tokens.weight"]  # the tied copy a save may keep instead
-    first = "shared.weight" if self.model_type == "t5" else "embeddings.word_embeddings.weight"
+    first = {"t5": "shared.weight", "modernbert": "embeddings.tok_embeddings.weight"}.get(
+        self.model_type, "embeddings.word_embeddings.weight")
     prefix = next((p for p in _PREFIXES if f"{p}{first}" in raw), None)
     if prefix is None and self.model_type == "t5":
       raise ValueError(f"checkpoint {self.path}: no 'shared.weight' (or 'encoder.embed_tokens.weight') tensor; "
@@ -168,6 +185,38 @@ def _check_deberta(path: str, config: dict) -> None:
                        f"supported; supported: {field}={needed!r} (DeBERTa-v2 / v3 without the conv layer)")
 
 
+def _modernbert_thetas(c: dict) -> tuple[float, float]:
+  rope = c.get("rope_parameters") or {}
+  glob = rope.get("full_attention", {}).get("rope_theta", c.get("global_rope_theta") or 160000.0)
+  local = rope.get("sliding_attention", {}).get("rope_theta", c.get("local_rope_theta") or glob)
+  return float(glob), float(local)
+
+
+def _modernbert_every(path: str, c: dict) -> int:
+  """The n of 'every n-th layer from 0 is global' that layer_types (or global_attn_every_n_layers) spells."""
+  layers = c["num_hidden_layers"]
+  types = c.get("layer_types")
+  if not types:
+    return int(c.get("global_attn_every_n_layers", 3))
+  for n in range(1, layers + 1):
+    if list(types) == ["sliding_attention" if i % n else "full_attention" for i in range(layers)]:
+      return n
+  raise ValueError(f"pretrained checkpoint {path!r}: ModernBERT layer_types {list(types)} is not supported; "
+                   "supported: full_attention on every n-th layer from layer 0, sliding_attention elsewhere")
+
+
+def _check_modernbert(path: str, config: dict) -> None:
+  for field in ("norm_bias", "attention_bias", "mlp_bias"):
+    if config.get(field, False):
+      raise ValueError(f"pretrained checkpoint {path!r}: ModernBERT {field}=True is not supported; supported: "
+                       f"{field}=False (as every released ModernBERT)")
+  for kind, params in (config.get("rope_parameters") or {}).items():
+    if params.get("rope_type", "default") != "default":
+      raise ValueError(f"pretrained checkpoint {path!r}: ModernBERT rope_type {params['rope_type']!r} ({kind}) is "
+                       "not supported; supported: 'default'")
+  _modernbert_every(path, config)
+
+
 def hf_fields(config: EncoderConfig) -> dict:
   """The config.json fields that describe the trunk, for the layouts other than BERT / ELECTRA
   (export.hf_config writes them over the source's config.json): the inverse of encoder_config."""
@@ -181,6 +230,19 @@ def hf_fields(config: EncoderConfig) -> dict:
             "position_buckets": config.relative_buckets or -1, "max_relative_positions": config.relative_max_distance,
             "hidden_dropout_prob": config.dropout_rate, "attention_probs_dropout_prob": config.dropout_rate,
             "pos_att_type": ["p2c", "c2p"], **{k: v[0] for k, v in _DEBERTA_NEEDS.items()}}
+  if config.model_type == "modernbert":
+    return {"model_type": "modernbert", "architectures": ["ModernBertModel"], "hidden_size": config.d_model,
+            "num_attention_heads": config.num_heads, "intermediate_size": config.mlp_dim,
+            "num_hidden_layers": config.num_layers, "vocab_size": config.vocab_size,
+            "max_position_embeddings": config.max_len, "hidden_activation": "gelu" if config.gelu_exact else "gelu_new",
+            "norm_eps": config.layer_norm_eps, "norm_bias": False, "attention_bias": False, "mlp_bias": False,
+            "local_attention": 2 * config.sliding_window,
+            "layer_types": ["sliding_attention" if i % config.global_every else "full_attention"
+                            for i in range(config.num_layers)],
+            "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": config.rope_theta},
+                                "sliding_attention": {"rope_type": "default", "rope_theta": config.rope_theta_local}},
+            "attention_dropout": config.dropout_rate, "mlp_dropout": config.dropout_rate,
+            "embedding_dropout": config.dropout_rate}
   if config.model_type != "t5":
     raise ValueError(f"no HF config fields for model_type {config.model_type!r}")
   ff = next(k for k, v in _T5_FF.items() if v == (config.mlp_activation, config.mlp_gated, config.gelu_exact)
@@ -228,7 +290,9 @@ def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
                        f"supported: {', '.join(_T5_FF)}")
   if model_type == "deberta-v2":
     _check_deberta(str(path), config)
-  act = config.get("hidden_act", "gelu")
+  if model_type == "modernbert":
+    _check_modernbert(str(path), config)
+  act = config.get("hidden_activation" if model_type == "modernbert" else "hidden_act", "gelu")
   if model_type != "t5" and act not in _GELU:
     raise ValueError(f"pretrained checkpoint {str(path)!r}: hidden_act {act!r} is not supported; "
                      f"supported: {', '.join(_GELU)}")

@@ -127,7 +127,10 @@ def write(output: str | os.PathLike, flat: dict[str, np.ndarray], config: Encode
     source = None
   if output.exists() and (not output.is_dir() or any(output.iterdir())):
     raise ValueError(f"export output {str(output)!r} already exists and is not empty; pick a new directory")
-  tensors = {e.hf: np.ascontiguousarray(e.to_hf(flat[e.ours])) for e in names.table(config)}
+  pieces = {}
+  for e in names.table(config):  # entries sharing an HF tensor (a fused projection) give its rows in order
+    pieces.setdefault(e.hf, []).append(e.to_hf(flat[e.ours]))
+  tensors = {hf: np.ascontiguousarray(np.concatenate(p) if len(p) > 1 else p[0]) for hf, p in pieces.items()}
   source_config = None
   if source is not None:
     from mtl_jax.pretrained import checkpoint as checkpoint_lib

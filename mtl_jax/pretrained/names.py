@@ -23,6 +23,8 @@ _LN = "/LayerNorm_0/"
 
 
 class Entry(NamedTuple):
+  """Several entries may share one HF tensor (a fused projection): each takes its slice of rows
+  (to_ours) and gives its rows back (to_hf); export concatenates them in table order."""
   hf: str                  # HF name without the model prefix ('bert.', 'roberta.')
   ours: str                # our flat name
   shape: tuple             # HF shape
@@ -40,6 +42,8 @@ def table(cfg: EncoderConfig) -> list[Entry]:
     return _t5_table(cfg)
   if cfg.model_type == "deberta-v2":
     return _deberta_table(cfg)
+  if cfg.model_type == "modernbert":
+    return _modernbert_table(cfg)
   d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
   e = cfg.embed_dim or d
   ln = lambda hf, ours, n=d: [Entry(f"{hf}.weight", f"{ours}{_LN}scale", (n,), _same, _same),
@@ -147,6 +151,33 @@ def _deberta_table(cfg: EncoderConfig) -> list[Entry]:
         Entry(f"{hf}output.dense.bias", f"{ours}mlp/wo/bias", (d,), _same, _same),
         *ln(f"{hf}output.LayerNorm", f"{ours}ln_mlp"),
     ]
+  return entries
+
+
+def _modernbert_table(cfg: EncoderConfig) -> list[Entry]:
+  """ModernBertModel's tensors (no biases): the fused Wqkv [3 H K, D] splits into our query / key / value
+  kernels and Wi [2 F, D] into wi_0 (GELU input) / wi_1 (gate); layer 0 has no attn_norm; final_norm
+  closes our last layer."""
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
+  a = h * k
+  entries = [Entry("embeddings.tok_embeddings.weight", "embedder/token/embedding", (cfg.vocab_size, d), _same, _same),
+             Entry("embeddings.norm.weight", "embedder/ln/scale", (d,), _same, _same)]
+  for layer in range(cfg.num_layers):
+    hf, ours = f"layers.{layer}.", f"layer_{layer}/"
+    if layer:
+      entries.append(Entry(f"{hf}attn_norm.weight", f"{ours}ln_attention/scale", (d,), _same, _same))
+    for j, proj in enumerate(("query", "key", "value")):
+      entries.append(Entry(f"{hf}attn.Wqkv.weight", f"{ours}attention/{proj}_kernel", (3 * a, d),
+                           lambda w, j=j: w[j * a:(j + 1) * a].T.reshape(d, h, k), lambda w: w.reshape(d, a).T))
+    entries += [
+        Entry(f"{hf}attn.Wo.weight", f"{ours}attention/out_kernel", (d, a),
+              lambda w: w.T.reshape(h, k, d), lambda w: w.reshape(a, d).T),
+        Entry(f"{hf}mlp_norm.weight", f"{ours}ln_mlp/scale", (d,), _same, _same),
+        Entry(f"{hf}mlp.Wi.weight", f"{ours}mlp/wi_0/kernel", (2 * f, d), lambda w: w[:f].T, np.transpose),
+        Entry(f"{hf}mlp.Wi.weight", f"{ours}mlp/wi_1/kernel", (2 * f, d), lambda w: w[f:].T, np.transpose),
+        Entry(f"{hf}mlp.Wo.weight", f"{ours}mlp/wo/kernel", (d, f), np.transpose, np.transpose),
+    ]
+  entries.append(Entry("final_norm.weight", f"layer_{cfg.num_layers - 1}/ln_final/scale", (d,), _same, _same))
   return entries
 
 

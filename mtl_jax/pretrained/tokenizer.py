@@ -36,7 +36,7 @@ import seqio
 import tensorflow as tf
 
 _MODEL_TYPES = {"bert": "wordpiece", "electra": "wordpiece", "roberta": "tokenizers", "xlm-roberta": "tokenizers",
-                "t5": "sentencepiece", "deberta-v2": "sentencepiece"}
+                "t5": "sentencepiece", "deberta-v2": "sentencepiece", "modernbert": "tokenizers"}
 
 # HF BertNormalizer / BertPreTokenizer as RE2 classes (tokenizers/src/normalizers/bert.rs)
 _CONTROL = r"[^\t\n\r\P{Cc}]|\p{Cf}|\p{Co}|\x{FFFD}"  # removed (clean_text)
