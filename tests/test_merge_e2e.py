@@ -33,6 +33,10 @@ def runs(tmp_path_factory):
     run_main(*BASE, f"--gin.MIXTURE_OR_TASK_NAME='{task}'", "--gin.TRAIN_STEPS=3",
              f"--gin.init_from.model_dir='{out['source']}'", f"--gin.init_from.step={step}",
              f"--gin.MODEL_DIR='{out[task]}'")
+  out["lora"] = root / "lora"  # a single-task lora run on the same starting point: its update is its task vector
+  run_main(*BASE, "--gin_file=gin/sharing/lora.gin", "--gin.MIXTURE_OR_TASK_NAME='bbc_topic'", "--gin.TRAIN_STEPS=3",
+           "--gin.lora.rank=4", "--gin.param_groups.rules=[]", f"--gin.init_from.model_dir='{out['source']}'",
+           f"--gin.MODEL_DIR='{out['lora']}'")
   return out
 
 
@@ -92,3 +96,25 @@ def test_a_run_from_another_starting_point_is_refused(runs, capsys):
   err = capsys.readouterr().err.strip()
   assert "\n" not in err and f"run '{runs['bbc_topic']}' starts from init_from {runs['source']} step 1" in err
   assert not out.exists()
+
+
+def test_a_lora_run_merges_by_its_low_rank_update(runs):
+  from mtl_jax.merge import base
+  from mtl_jax.pretrained import lora_merge
+  out = runs["root"] / "merged_lora"
+  assert cli.main(["--runs", str(runs["rotten_tomatoes"]), str(runs["lora"]), "--out", str(out), "--method", "ties",
+                   "--grid", "density=0.5", "--grid", "scaling=1.0", "--no_test"]) == 0
+  got, theta0, hard = flat(out), flat(runs["source"]), flat(runs["rotten_tomatoes"])
+  params, _ = init_from.restore_params(runs["lora"])
+  folded = traverse_util.flatten_dict(lora_merge.merged_params(params, 0, 16.0), sep="/")  # gin's lora.alpha
+  by_key = {init_from.trunk_key(p): v for p, v in folded.items() if init_from.trunk_key(p)}
+  for path in ("trunk/trunk/layer_0/attention/query_kernel", "trunk/trunk/layer_1/attention/value_kernel",
+               "trunk/trunk/layer_0/mlp/wi/kernel"):
+    lora_model = by_key[init_from.trunk_key(path)]
+    want = base.merge("ties", {path: theta0[path]}, [{path: hard[path]}, {path: lora_model}], density=0.5,
+                      scaling=1.0)[path]
+    np.testing.assert_allclose(got[path], want, rtol=1e-5, atol=1e-7, err_msg=path)
+  tau = by_key["layer_0/attention/query_kernel"] - theta0["trunk/trunk/layer_0/attention/query_kernel"]
+  assert np.abs(tau).max() > 0 and np.linalg.matrix_rank(tau.reshape(tau.shape[0], -1), tol=1e-6) <= 4
+  np.testing.assert_array_equal(by_key["layer_0/mlp/wi/kernel"], theta0["trunk/trunk/layer_0/mlp/wi/kernel"])
+  np.testing.assert_array_equal(got["heads/kernel"][0, :, :5], params["heads"]["kernel"][0])  # bbc_topic's head

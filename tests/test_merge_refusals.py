@@ -45,6 +45,8 @@ def test_other_refusals(tmp_path):
     sources.open_runs([a, fake_run(tmp_path, "s", ["bbc_topic"], pretrained_sha=None)])
   with pytest.raises(ValueError, match="is a 'soft' run"):
     sources.open_runs([a, fake_run(tmp_path, "soft", ["bbc_topic"], sharing="soft")])
+  with pytest.raises(ValueError, match="is a lora run of 2 tasks; mtl-merge merges single-task lora runs"):
+    sources.open_runs([a, fake_run(tmp_path, "lora2", ["bbc_topic", "vader_tweets"], sharing="lora")])
   with pytest.raises(ValueError, match=r"another architecture .*EncoderConfig.d_model"):
     sources.open_runs([a, fake_run(tmp_path, "wide", ["bbc_topic"], d_model=64)])
   with pytest.raises(ValueError, match="task 'rotten_tomatoes' is in runs"):

@@ -46,7 +46,7 @@ def statistics(target, method: base.Method, examples: int = 256, batch_size: int
   out = []
   for run in target.runs:
     model = build_model(init_from.encoder_config(run.spec), "hard", run.spec["num_classes"])
-    params = run.params()
+    params = run.params([p for p in _shapes(target) if not p.startswith("heads/")] + ["heads/kernel", "heads/bias"])
     kinds = [task_info.get(t).kind for t in run.tasks]
     stats = {}
     for index, task in enumerate(run.tasks):

@@ -84,6 +84,55 @@ class RunLeaves(Mapping):
     return len(self.metadata)
 
 
+_LORA_KERNELS = {"attention/query_kernel": "query", "attention/key_kernel": "key", "attention/value_kernel": "value",
+                 "attention/out_kernel": "out", "mlp/wi/kernel": "wi", "mlp/wo/kernel": "wo"}
+
+
+class LoraLeaves(Mapping):
+  """A single-task `lora` run as the plain fine-tuned model it computes: {hard-sharing path: array}, each
+  adapted kernel W + (alpha / r) A B folded on access (mtl_jax/pretrained/lora_merge.py's arithmetic), so its
+  task vector is the low-rank product and every merge method works on it. Paths are matched through
+  init_from.trunk_key (the lora trunk is `trunk/layer_k/...`, the hard one `trunk/trunk/layer_k/...`)."""
+
+  def __init__(self, state_dir: pathlib.Path, metadata: Mapping, alpha: float):
+    from mtl_jax.transfer import init_from
+    self.state_dir, self.metadata, self.alpha = state_dir, metadata, alpha
+    self._by_key = {init_from.trunk_key(p): p for p in metadata if init_from.trunk_key(p)}
+    self._trunk_key = init_from.trunk_key
+
+  def _source_path(self, path: str) -> str:
+    key = self._trunk_key(path)
+    if key is None:
+      return path  # heads: same names
+    if key not in self._by_key:
+      raise KeyError(path)
+    return self._by_key[key]
+
+  def __getitem__(self, path: str) -> np.ndarray:
+    source = self._source_path(path)
+    if source not in self.metadata:
+      raise KeyError(path)
+    key = self._trunk_key(path) or ""
+    match = re.match(r"^layer_(\d+)/(.*)$", key)
+    target = _LORA_KERNELS.get(match.group(2)) if match else None
+    prefix = source[:source.index(f"layer_{match.group(1)}/")] if match else ""
+    factors = [f"{prefix}lora_{match.group(1)}/{target}_a", f"{prefix}lora_{match.group(1)}/{target}_b"] \
+        if target else []
+    factors = [f for f in factors if f in self.metadata]
+    got = restore_leaves(self.state_dir, [source, *factors], self.metadata)
+    value = got[source]
+    if len(factors) == 2:
+      a, b = got[factors[0]][0].astype(np.float64), got[factors[1]][0].astype(np.float64)
+      value = (value.astype(np.float64) + (self.alpha / a.shape[-1]) * (a @ b).reshape(value.shape)).astype(value.dtype)
+    return value
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self.metadata)
+
+  def __len__(self) -> int:
+    return len(self.metadata)
+
+
 @dataclasses.dataclass
 class Run:
   model_dir: pathlib.Path
@@ -104,13 +153,29 @@ class Run:
     tree = getattr(meta, "tree", meta)
     return traverse_util.flatten_dict(tree["params"], sep="/")
 
-  def leaves(self) -> RunLeaves:
+  @property
+  def sharing(self) -> str:
+    return self.spec["sharing"]
+
+  def leaves(self) -> Mapping:
+    if self.sharing == "lora":
+      from mtl_jax.pretrained import lora_merge
+      return LoraLeaves(self.state_dir, self.param_metadata(), lora_merge.run_alpha(self.model_dir))
     return RunLeaves(self.state_dir, self.param_metadata())
 
-  def params(self):
-    """The whole params tree (Fisher / Gram statistics run the model)."""
+  def params(self, hard_paths: Sequence[str] = ()):
+    """The whole params tree (Fisher / Gram statistics run the model). A lora run: its update folded in and
+    laid out as the hard-sharing model of `hard_paths` (matched through init_from.trunk_key)."""
     from mtl_jax.transfer import init_from
-    return init_from.restore_params(self.model_dir, self.step)[0]
+    params = init_from.restore_params(self.model_dir, self.step)[0]
+    if self.sharing != "lora":
+      return params
+    from mtl_jax.pretrained import lora_merge
+    folded = traverse_util.flatten_dict(lora_merge.merged_params(params, 0, lora_merge.run_alpha(self.model_dir)),
+                                        sep="/")
+    by_key = {init_from.trunk_key(p): p for p in folded if init_from.trunk_key(p)}
+    hard = {p: folded[by_key[init_from.trunk_key(p)]] if init_from.trunk_key(p) else folded[p] for p in hard_paths}
+    return traverse_util.unflatten_dict(hard, sep="/")
 
   def record(self) -> dict:
     return {"model_dir": str(self.model_dir), "step": self.step, "tasks": self.tasks,
@@ -123,9 +188,12 @@ def open_run(model_dir) -> Run:
   if damage or spec is None:
     raise ValueError(f"--runs {str(model_dir)!r}: " + (f"run_spec.json is {damage}" if damage else
                      "has no run_spec.json; point --runs at mtl-train MODEL_DIRs"))
-  if spec.get("sharing") != "hard":
+  if spec.get("sharing") not in ("hard", "lora"):
     raise ValueError(f"--runs {str(model_dir)!r} is a {spec.get('sharing')!r} run; mtl-merge merges hard-sharing "
-                     "(single-task) runs: one trunk each")
+                     "runs (one trunk each) and single-task lora runs (their low-rank update on the frozen trunk)")
+  if spec["sharing"] == "lora" and len(spec["tasks"]) != 1:
+    raise ValueError(f"--runs {str(model_dir)!r} is a lora run of {len(spec['tasks'])} tasks; mtl-merge merges "
+                     "single-task lora runs (export one task with mtl_jax.pretrained.lora_merge otherwise)")
   steps = finished.configured_steps(model_dir)
   finished.require_final_checkpoint(model_dir, steps, "mtl-merge --runs")
   committed = finished.committed_steps(model_dir)

@@ -55,7 +55,10 @@ MODEL_DIR = {str(out_dir)!r}
 train.mixture_or_task_name = %MIXTURE_OR_TASK_NAME
 train.model_dir = %MODEL_DIR
 train.sharing = 'hard'
-"""
+""" + ("" if runs[0].sharing == "hard" else """\
+param_groups.freeze = []   # the lora run's frozen-trunk rules: the merged run is a plain hard-sharing run
+param_groups.rules = []
+""")
 
 
 def check_out_dir(out_dir) -> pathlib.Path:
