@@ -114,9 +114,10 @@ def test_kill9_after_a_checkpoint_then_during_a_save_then_resume_is_bit_identica
 
 def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path, capsys):
   model_dir = tmp_path / "preempted"
-  proc = _start(model_dir, "--gin.TRAIN_STEPS=100000", "--gin.trainer.train.checkpoint_period=1000",
+  proc = _start(model_dir, "--gin.TRAIN_STEPS=100000", "--gin.trainer.train.checkpoint_period=2",
                 "--gin.trainer.train.eval_period=1000")
-  _wait_for(lambda: (model_dir / "train").exists(), proc)  # writers exist: the loop is about to run
+  # in the loop (its SIGTERM handler installed): the refusal below is immediate now (the lock comes first)
+  _wait_for(_ckpt_dir_exists(model_dir, 2), proc)
   # a second trainer on the same MODEL_DIR (in-process) is refused, naming the running one
   rc = train.main([*COMMON, f"--gin.MODEL_DIR={model_dir}"])
   line = capsys.readouterr().err.strip().splitlines()[-1]
