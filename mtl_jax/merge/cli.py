@@ -12,7 +12,8 @@ and scored on validation; the best is written as an ordinary hard-sharing MODEL_
 run_spec.json with a 'merge' entry, checkpoint, results.json = the pick's validation record + its test keys
 as every run's (run/held_out.py), merge.json = the grid) that mtl-predict, mtl-export, init_from and mtl-train (which resumes it and evaluates)
 read like any run. --examples: training examples per task for Fisher / RegMean statistics.
-Runs must be finished hard-sharing runs from one pretrained checkpoint / init_from source (run_spec.json).
+Runs must be finished hard-sharing runs, or single-task lora runs (merged by their low-rank update W + alpha/r A B),
+from one pretrained checkpoint / init_from source (run_spec.json).
 """
 
 from __future__ import annotations

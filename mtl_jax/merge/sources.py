@@ -3,8 +3,9 @@
 Why the check: task vectors theta_i - theta_0 only mean something when every run started from the same
 theta_0 (Ilharco et al. 2023). run_spec.json records it: the pretrained checkpoint's sha256 and / or the
 init_from source's trunk sha256. A run from scratch, or from another checkpoint, is refused in one line
-naming it. The runs must also be hard-sharing runs of one architecture on disjoint tasks (each task keeps
-its own head in the merged model).
+naming it. The runs must also be of one architecture, on disjoint tasks (each task keeps its own head in
+the merged model), and either hard-sharing runs or single-task lora runs (read as the plain model they
+compute: the frozen trunk plus their low-rank update, so their task vector is that update).
 """
 
 from __future__ import annotations
