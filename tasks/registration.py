@@ -43,11 +43,14 @@ from typing import Callable, Mapping, Sequence
 import seqio
 import tensorflow as tf
 
+from mtl_jax.heads import span_qa
 from mtl_jax.step import metrics as mtl_metrics
 from mtl_jax.input import pairs, task_info
 from tasks import validation
 
 SPLITS = ("train", "validation", "test")
+DOC_STRIDE = 32      # extractive QA: tokens shared by consecutive windows of a long context
+MAX_QUESTION = 64    # extractive QA: question tokens kept
 _LABEL_VOCAB = seqio.PassThroughVocabulary(size=0)
 
 DEFAULT_METRICS = {
@@ -72,7 +75,15 @@ def _to_columns(examples: Sequence[Mapping], kind: str, task_name: str, num_slot
   """Python examples -> column dict for tf.data (ragged for tagging)."""
   n = len(examples)
   cols = {"task": [task_name] * n}
-  if kind == "tagging":
+  if kind == "span_qa":
+    cols["text"] = [e["text"] for e in examples]
+    spans = [span_qa.words(e["context"]) for e in examples]
+    cols["context_words"] = tf.ragged.constant([[e["context"][a:b] for a, b in sp] or [""]
+                                                for e, sp in zip(examples, spans)], dtype=tf.string)
+    cols["answer_words"] = [_answer_words(e, sp) for e, sp in zip(examples, spans)]
+    cols["label"] = [0] * n
+    cols["score"] = [0.0] * n
+  elif kind == "tagging":
     cols["tokens"] = tf.ragged.constant([list(e["tokens"]) for e in examples], dtype=tf.string)
     cols["word_tags"] = tf.ragged.constant([list(e["tags"]) for e in examples], dtype=tf.int32)
     cols["label"] = [0] * n
@@ -87,6 +98,79 @@ def _to_columns(examples: Sequence[Mapping], kind: str, task_name: str, num_slot
     cols["label"] = [int(e.get("label", 0)) for e in examples]
     cols["score"] = [float(e.get("score", 0.0)) for e in examples]
   return cols
+
+
+def _answer_words(example, spans) -> list[int]:
+  """[first word, last word] of the example's first gold answer; [-1, -1] for no answer."""
+  if not example["answers"]:
+    return [-1, -1]
+  a = example["answers"][0]
+  start, end = a["answer_start"], a["answer_start"] + len(a["text"])
+  inside = [k for k, (s, e) in enumerate(spans) if e > start and s < end]
+  return [inside[0], inside[-1]] if inside else [-1, -1]
+
+
+def _tokenize_qa(ex, vocabulary):
+  """Question ids, and the context's word pieces with each piece's word index ('ctx_word')."""
+  pieces = vocabulary.encode_tf(ex.pop("context_words"))  # ragged [words, pieces]
+  return {**ex, "question_ids": tf.cast(vocabulary.encode_tf(ex.pop("text")), tf.int32),
+          "ctx": tf.cast(pieces.flat_values, tf.int32), "ctx_word": tf.cast(pieces.value_rowids(), tf.int32),
+          "tags": tf.zeros([0], tf.int32), "token_type": tf.zeros([0], tf.int32)}
+
+
+def _qa_windows(ds, sequence_length=None, *, vocabulary, doc_stride=DOC_STRIDE, max_question=MAX_QUESTION):
+  """One row per window: `prefix question middle context[s:e] suffix` (the pair layout), consecutive
+  windows sharing `doc_stride` context tokens (at most half a window); 'tags' = each context token's
+  word index, elsewhere -2 in a question's first window and -1 in the others,
+  'label' / 'score' = the answer's start / end position when it lies wholly in the window, else 0 / 0
+  (the null answer at the first token)."""
+  length = (sequence_length or {}).get("inputs")
+
+  def rows(ex):
+    layout = pairs.layout_for(vocabulary)
+    const = lambda ids: tf.constant(list(ids), tf.int32, [len(ids)])
+    head = tf.concat([const(layout.prefix), ex["question_ids"][:max_question], const(layout.middle)], 0)
+    ctx, word = ex["ctx"], ex["ctx_word"]
+    n = tf.size(ctx)
+    budget = n if length is None else tf.maximum(length - tf.size(head) - len(layout.suffix), 1)
+    step = tf.maximum(budget - tf.minimum(doc_stride, budget // 2), 1)  # overlap at most half a window
+    count = 1 + (tf.maximum(n - budget, 0) + step - 1) // step
+    first, last = ex["answer_words"][0], ex["answer_words"][1]
+    positions = tf.range(n)
+    start_piece = tf.reduce_min(tf.where(word == first, positions, n))
+    end_piece = tf.reduce_max(tf.where(word == last, positions, -1))
+    has = (first >= 0) & (start_piece < n) & (end_piece >= start_piece)
+    rest = {k: v for k, v in ex.items() if k not in ("question_ids", "ctx", "ctx_word", "answer_words")}
+
+    def window(w):
+      w = tf.cast(w, tf.int32)
+      s = w * step
+      e = tf.minimum(s + budget, n)
+      ids = tf.concat([head, ctx[s:e], const(layout.suffix)], 0)
+      # -2 on a question's first window (so the metric can regroup windows), -1 on the others'
+      outside = tf.where(w == 0, -2, -1)
+      tags = tf.concat([tf.fill([tf.size(head)], outside), word[s:e], tf.fill([len(layout.suffix)], outside)], 0)
+      types = tf.concat([tf.zeros([tf.size(head)], tf.int32), tf.fill([e - s + len(layout.suffix)], layout.type_b)], 0)
+      inside = has & (start_piece >= s) & (end_piece < e)
+      start = tf.where(inside, tf.size(head) + start_piece - s, 0)
+      end = tf.where(inside, tf.size(head) + end_piece - s, 0)
+      return {**rest, "inputs": ids, "tags": tags, "token_type": types, "label": start,
+              "score": tf.cast(end, tf.float32)}
+    return tf.data.Dataset.range(tf.cast(count, tf.int64)).map(window)
+  return ds.flat_map(rows)
+
+
+def _check_qa(examples, task_name, split):
+  for i, e in enumerate(examples):
+    where = f"task {task_name!r} {split} example {i}"
+    if not isinstance(e.get("text"), str) or not e["text"].strip():
+      raise ValueError(f"{where}: empty question; every QA example needs one")
+    if not isinstance(e.get("context"), str) or not e["context"].strip():
+      raise ValueError(f"{where}: empty context")
+    if not isinstance(e.get("answers"), (list, tuple)):
+      raise ValueError(f"{where}: 'answers' must be a list of {{'text', 'answer_start'}} ([] = no answer)")
+    for a in e["answers"]:
+      span_qa.check_answer(e["context"], a.get("text", ""), a.get("answer_start"), where)
 
 
 def _bos(vocabulary) -> tf.Tensor:
@@ -211,11 +295,15 @@ def _dataset_fn(split, shuffle_files, seed=None, *, examples_fn, kind, task_name
   examples = examples_fn(split)
   if kind == "multiple_choice":
     _check_choices(examples, num_labels, task_name, split)
+  elif kind == "span_qa":
+    _check_qa(examples, task_name, split)
   else:
     validation.validate_examples(examples, task=task_name, split=split, kind=kind, num_labels=num_labels)
   ds = tf.data.Dataset.from_tensor_slices(_to_columns(examples, kind, task_name, num_labels))
   if kind == "multiple_choice":
     tokenize = functools.partial(_tokenize_choices, num_slots=num_labels)
+  elif kind == "span_qa":
+    tokenize = _tokenize_qa
   elif num_texts > 1:
     _check_texts(examples, num_texts, task_name, split)
     tokenize = functools.partial(_tokenize_texts, num_texts=num_texts)
@@ -269,6 +357,10 @@ def add_task(
                                        pair_format=pair_format)]
   if kind == "multiple_choice":  # 'text' = the context, 'choices' = its 2..len(label_names) choices
     preprocessors = [functools.partial(_pack_choices, vocabulary=vocabulary, num_slots=len(info.label_names))]
+  if kind == "span_qa":  # 'text' = the question, 'context', 'answers' [{'text', 'answer_start'}] ([] = none)
+    preprocessors = [functools.partial(_qa_windows, vocabulary=vocabulary)]
+    if metric_fns is None:
+      metric_fns = [span_qa.squad_metric(examples_fn)]
   if kind == "tagging":
     preprocessors.append(functools.partial(_map, fn=_align_tags))
   return _register(name, source, preprocessors, vocabulary, metric_fns, info.kind,

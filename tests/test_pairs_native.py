@@ -42,12 +42,13 @@ def _pairs():
 
 
 PAIRS = _pairs()
+FEW = PAIRS[:-len(EDGE)][::12] + EDGE  # the default suite's sample (~100 pairs); all of PAIRS under -m matrix
 
 
-def _register(name):
+def _register(name, pairs=PAIRS):
   registration.add_task(name, kind="classification", vocabulary=offline.VOCABULARY,
                         examples_fn=lambda split: [{"text": f"{a} | {b}", "texts": [a, b], "label": 0}
-                                                   for a, b in PAIRS],
+                                                   for a, b in pairs],
                         label_names=("no", "yes"), text_fields=("premise", "hypothesis"))
   import seqio
   return seqio.get_mixture_or_task(name)
@@ -58,13 +59,13 @@ def _ours(task, length):
   return [(ex["inputs"].tolist(), ex["token_type"].tolist()) for ex in ds.as_numpy_iterator()]
 
 
-def _check_equal(task, hf, checkpoint):
+def _check_equal(task, hf, checkpoint, pairs):
   gin.bind_parameter("pretrained.checkpoint", str(checkpoint))
   compared = 0
   for length in LENGTHS:
     got = _ours(task, length)
-    assert len(got) == len(PAIRS)
-    for (a, b), (ids, types) in zip(PAIRS, got):
+    assert len(got) == len(pairs)
+    for (a, b), (ids, types) in zip(pairs, got):
       want = hf(a, b, truncation=True, max_length=length, return_token_type_ids=True)
       assert ids == want["input_ids"], (length, a[:60], b[:60])
       assert types == want["token_type_ids"], (length, a[:60], b[:60])
@@ -72,12 +73,13 @@ def _check_equal(task, hf, checkpoint):
   return compared
 
 
-def test_wordpiece_pairs_equal_hf(clean_gin):
+@pytest.mark.parametrize("pairs", [pytest.param(PAIRS, marks=pytest.mark.matrix, id="all"), pytest.param(FEW, id="few")])
+def test_wordpiece_pairs_equal_hf(clean_gin, pairs):
   hf = transformers.AutoTokenizer.from_pretrained(str(store.resolve("all-MiniLM-L6-v2")))
-  task = _register("pair_probe_wordpiece")
-  assert len(PAIRS) >= 1000
-  assert _check_equal(task, hf, "all-MiniLM-L6-v2") == len(PAIRS) * len(LENGTHS)
-  long_a = _ours(task, 24)[PAIRS.index(EDGE[6])]
+  task = _register("pair_probe_wordpiece", pairs)
+  assert len(PAIRS) >= 1000 and len(FEW) >= 90
+  assert _check_equal(task, hf, "all-MiniLM-L6-v2", pairs) == len(pairs) * len(LENGTHS)
+  long_a = _ours(task, 24)[pairs.index(EDGE[6])]
   b_ids = hf("the short second text survives", add_special_tokens=False)["input_ids"]
   assert long_a[0][-len(b_ids) - 2:] == [102] + b_ids + [102] and len(long_a[0]) == 24  # all of b kept
   assert long_a[1] == [0] * (24 - len(b_ids) - 1) + [1] * (len(b_ids) + 1)
@@ -102,14 +104,15 @@ def roberta_dir(tmp_path_factory):
   return path
 
 
-def test_bpe_pairs_equal_hf(clean_gin, roberta_dir):
+@pytest.mark.parametrize("pairs", [pytest.param(PAIRS, marks=pytest.mark.matrix, id="all"), pytest.param(FEW, id="few")])
+def test_bpe_pairs_equal_hf(clean_gin, roberta_dir, pairs):
   hf = transformers.PreTrainedTokenizerFast(
       tokenizer_file=str(roberta_dir / "tokenizer.json"), bos_token="<s>", eos_token="</s>", sep_token="</s>",
       cls_token="<s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>")
   assert hf("a", "b")["input_ids"][:2] == [0, hf("a", add_special_tokens=False)["input_ids"][0]]
   assert tokenizer.vocabulary_for(roberta_dir).pair_layout() == ([0], [2, 2], [2], 0)
-  task = _register("pair_probe_bpe")
-  assert _check_equal(task, hf, roberta_dir) == len(PAIRS) * len(LENGTHS)
+  task = _register("pair_probe_bpe", pairs)
+  assert _check_equal(task, hf, roberta_dir, pairs) == len(pairs) * len(LENGTHS)
 
 
 def test_longest_first_is_hf_rule_and_water_fill_cuts_longest():
@@ -139,7 +142,7 @@ def test_joined_and_scratch_layouts_keep_both_texts(clean_gin):
   registration.add_task("pair_probe_join", kind="classification", vocabulary=offline.VOCABULARY,
                         examples_fn=lambda split: [{"text": "x", "texts": [long_a, b], "label": 0}],
                         label_names=("no", "yes"), text_fields=("premise", "hypothesis"), pair_format="join")
-  native = _register("pair_probe_scratch")
+  native = _register("pair_probe_scratch", FEW)
   import seqio
   spm = offline.VOCABULARY.default
   (ids, types), = _ours(seqio.get_mixture_or_task("pair_probe_join"), 32)
@@ -147,7 +150,7 @@ def test_joined_and_scratch_layouts_keep_both_texts(clean_gin):
   assert len(ids) == 32 and ids[-1] == spm.eos_id and set(types) == {0}
   assert ids[-1 - len(b_ids):-1] == b_ids  # all of the short second text
   assert ids[:len(spm.encode("premise:"))] == list(spm.encode("premise:"))
-  got = dict(zip(PAIRS, _ours(native, 32)))[EDGE[6]]
+  got = dict(zip(FEW, _ours(native, 32)))[EDGE[6]]
   b_ids = list(spm.encode(EDGE[6][1]))
   # from scratch: a </s> b </s>, segments 0 / 1
   assert got[0][-len(b_ids) - 1:] == b_ids + [spm.eos_id] and len(got[0]) == 32
@@ -174,11 +177,17 @@ def test_token_types_reach_the_embedding():
 
 def test_truncation_counts_per_task(clean_gin):
   from mtl_jax.input import truncation
-  task = _register("pair_probe_count")
+  task = _register("pair_probe_count", FEW)
   full = [len(ex["inputs"]) for ex in task.get_dataset(None, split="validation", shuffle=False,
                                                        trim_output_features=False).as_numpy_iterator()]
   found = truncation.counts(["pair_probe_count"], 24)
-  assert found == {"pair_probe_count": {"validation": (sum(n > 24 for n in full), len(PAIRS))}}
-  assert 0 < found["pair_probe_count"]["validation"][0] < len(PAIRS)
+  assert found == {"pair_probe_count": {"validation": (sum(n > 24 for n in full), len(FEW))}}
+  assert 0 < found["pair_probe_count"]["validation"][0] < len(FEW)
   assert truncation.line(found, 24).startswith(f"truncated at inputs=24: pair_probe_count "
-                                              f"{found['pair_probe_count']['validation'][0]}/{len(PAIRS)} validation")
+                                              f"{found['pair_probe_count']['validation'][0]}/{len(FEW)} validation")
+
+
+def test_segments_gin_gives_the_scratch_encoder_segment_embeddings(clean_gin):
+  from mtl_jax.models import encoder
+  gin.parse_config_files_and_bindings(["gin/models/tiny.gin", "gin/models/segments.gin"], [])
+  assert encoder.EncoderConfig(vocab_size=50).type_vocab_size == 2

@@ -139,3 +139,80 @@ def test_gold_offset_not_matching_the_context_is_one_line():
   with pytest.raises(ValueError, match=r"^qa.jsonl:3: answer 'won' is not the context's text at offset 2 "
                                        r"\(there: 'nve'\); fix answer_start$"):
     span_qa.check_answer("Denver won.", "won", 2, "qa.jsonl:3")
+
+
+# ------------------------------------------------------------------ the QA task path
+def _qa_task(examples, name="qa_probe"):
+  import seqio
+  from tasks import offline, registration
+  registration.add_task(name, kind="span_qa", vocabulary=offline.VOCABULARY, label_names=("start", "end"),
+                        examples_fn=lambda split: examples)
+  return seqio.get_mixture_or_task(name)
+
+
+def test_windows_rows_carry_word_indices_and_the_answer_in_its_window(clean_gin):
+  from tasks import offline
+  context = " ".join(f"word{i}" for i in range(60)) + " Denver Broncos won"
+  ex = {"text": "who won?", "context": context,
+        "answers": [{"text": "Denver Broncos", "answer_start": context.index("Denver")}]}
+  task = _qa_task([ex, {"text": "who lost?", "context": "nobody lost today", "answers": []}])
+  rows = list(task.get_dataset({"inputs": 40}, split="validation", shuffle=False).as_numpy_iterator())
+  spm = offline.VOCABULARY.default
+  q = list(spm.encode("who won?"))
+  assert len(rows) >= 3 and rows[-1]["label"] == 0 and rows[-1]["score"] == 0  # the no-answer question
+  answered = [r for r in rows[:-1] if r["label"] > 0]
+  assert len(answered) >= 1 and all(len(r["inputs"]) <= 40 for r in rows)
+  for r in answered:
+    s, e = int(r["label"]), int(r["score"])
+    assert r["inputs"][:len(q)].tolist() == q and r["inputs"][len(q)] == spm.eos_id  # question </s> context
+    assert set(r["tags"][s:e + 1].tolist()) == {60, 61}  # the answer's words
+    assert r["inputs"][s:e + 1].tolist() == list(spm.encode("Denver Broncos"))
+  firsts = [bool((r["tags"] == -2).any()) for r in rows]
+  assert firsts == [True] + [False] * (len(rows) - 2) + [True]  # -2 marks a question's first window
+  assert rows[0]["tags"][rows[0]["tags"] >= 0][0] == 0 and rows[1]["tags"][rows[1]["tags"] >= 0][0] > 0
+
+
+def test_metric_regroups_windows_and_scores_squad():
+  ex1 = {"text": "q", "context": "a b c d e f", "answers": [{"text": "c d", "answer_start": 4}], "id": "1"}
+  ex2 = {"text": "q", "context": "x y", "answers": [], "id": "2"}
+  metric = span_qa.squad_metric(lambda split: [ex1, ex2])
+  # ex1 in two windows: [q </s> a b c d] and [q </s> c d e f]; ex2 one window
+  t1, t2, t3 = np.array([-2, -2, 0, 1, 2, 3]), np.array([-1, -1, 2, 3, 4, 5]), np.array([-2, -2, 0, 1])
+  lg1 = np.zeros((6, 2)); lg2 = np.zeros((6, 2)); lg3 = np.zeros((4, 2))
+  lg2[2, 0] = lg2[3, 1] = 4.0          # window 2: 'c d'
+  lg1[5, 0] = lg1[5, 1] = 1.0          # window 1: 'd', weaker
+  lg3[0] = 9.0                          # ex2: the null answer wins
+  got = metric([t1, t2, t3], [lg1, lg2, lg3])
+  assert got["exact"] == 1.0 and got["f1"] == 1.0 and got["HasAns_total"] == 1 and got["NoAns_exact"] == 1.0
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"text": " ", "context": "abc", "answers": []}, "example 0: empty question"),
+    ({"text": "q", "context": "Denver won", "answers": [{"text": "won", "answer_start": 3}]},
+     "example 0: answer 'won' is not the context's text at offset 3"),
+])
+def test_bad_qa_examples_are_one_line(clean_gin, bad, match):
+  task = _qa_task([bad], "qa_bad")
+  with pytest.raises(ValueError, match=match):
+    task.get_dataset({"inputs": 16}, split="train", shuffle=False)
+
+
+def test_wnut16_qa_trains_through_the_binary(clean_gin, tmp_path):
+  import json
+  from conftest import ONE_DEVICE, TINY_ARGS, run_main
+  model_dir = tmp_path / "run"
+  run_main(*TINY_ARGS, ONE_DEVICE, "--gin_file=gin/tasks/offline_qa.gin", f"--gin.MODEL_DIR='{model_dir}'",
+           "--gin.TRAIN_STEPS=4", "--gin.trainer.train.eval_period=4")
+  task = json.loads((model_dir / "results.json").read_text())["tasks"]["wnut16_qa"]
+  assert 0.0 <= task["exact"] <= task["f1"] <= 1.0 and task["HasAns_total"] + task["NoAns_total"] == task["total"]
+  assert task["total"] > 100 and task["headline"] == task["f1"]
+  from mtl_jax import predict
+  predictor = predict.load(model_dir)
+  context = "Heading to see Taylor Swift in New York tonight with @amy"
+  out = predictor.predict([{"question": "which person is mentioned?", "context": context},
+                           "which geo loc is mentioned?\t" + context], tasks=["wnut16_qa"])
+  for row in out:
+    answer = row["wnut16_qa"]
+    assert answer["answer"] == "" or context[answer["start"]:answer["start"] + len(answer["answer"])] == answer["answer"]
+  with pytest.raises(ValueError, match=r"^in.txt:2: empty question"):
+    predictor.predict(["q\t" + context, "\t" + context], tasks=["wnut16_qa"], source="in.txt")

@@ -9,16 +9,26 @@ offsets. SQuAD v2.0: the null answer is scored at the first token (start_logits[
 end_logits[0], the lowest over windows, as in HF's run_qa post-processing) and wins when it
 beats the best span by more than `null_threshold`.
 
-State: the decoding and windowing (numpy) and SQuAD's metric (mtl_jax/step/squad_metrics.py)
-are here and tested; the head kind (per-token start/end logits trained with cross-entropy)
-and the QA data path are not wired into the trainer yet.
+The head kind `SpanQA`: columns 0 / 1 of the stacked per-task layer's per-token logits are the
+start / end logits (label names ('start', 'end')); the loss is the mean of the start and end
+cross-entropies over the row's real tokens, targets 'label' (start position) and 'score' (end
+position; 0 / 0 = the null answer at the first token). One row = one window
+(tasks/registration.py `_qa_windows`); 'tags' holds each context token's word index (-2
+elsewhere in a question's first window, -1 in its others), so the task's metric (`squad_metric`) regroups a question's windows, decodes
+the best span over them and maps it to the context's characters through the words' offsets.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import re
+from typing import Callable, NamedTuple, Sequence
 
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+from mtl_jax.heads.base import HeadKind
+from mtl_jax.step import squad_metrics
 
 
 class Window(NamedTuple):
@@ -82,3 +92,92 @@ def check_answer(context: str, text: str, char_start: int, where: str) -> None:
     found = context[char_start:char_start + len(text)] if isinstance(char_start, int) and char_start >= 0 else ""
     raise ValueError(f"{where}: answer {text!r} is not the context's text at offset {char_start!r} (there: "
                      f"{found!r}); fix answer_start")
+
+
+class SpanQA(HeadKind):
+  name = "span_qa"
+
+  def example_loss(self, out, batch):
+    real = batch["input_mask"] > 0
+    start = jnp.where(real, out.token_logits[..., 0], -1e9)
+    end = jnp.where(real, out.token_logits[..., 1], -1e9)
+    return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(start, batch["label"])
+                  + optax.softmax_cross_entropy_with_integer_labels(end, batch["score"].astype(jnp.int32)))
+
+  def predict(self, out):
+    """[B, L, 2] start / end logits; the answer is decoded over a question's windows by squad_metric."""
+    return out.token_logits[..., :2]
+
+  def metric_pair(self, prediction, example, label_names):
+    real = int(np.asarray(example["input_mask"]).sum())
+    return np.asarray(example["tags"])[:real], np.asarray(prediction)[:real]
+
+
+def words(context: str) -> list[tuple[int, int]]:
+  """Character (start, end) of each whitespace-separated word: the unit answers are mapped to."""
+  return [(m.start(), m.end()) for m in re.finditer(r"\S+", context)]
+
+
+def decode(examples: Sequence[dict], row_tags: Sequence[np.ndarray], row_logits: Sequence[np.ndarray],
+           max_answer_tokens: int = 30, null_threshold: float | None = None) -> list[Answer]:
+  """Each question's answer from its windows' rows (in order; a question's first window has tags -2
+  outside the context): the best span over the windows, in the context's characters."""
+  groups = []
+  for tags, logits in zip(row_tags, row_logits):
+    tags = np.asarray(tags)
+    if not groups or (tags == -2).any():
+      groups.append([])
+    groups[-1].append((tags, np.asarray(logits)))
+  if len(groups) != len(examples):
+    raise ValueError(f"span_qa.decode: {len(groups)} window groups for {len(examples)} questions; the rows "
+                     "must be the questions' windows in order")
+  out = []
+  for ex, rows in zip(examples, groups):
+    spans = words(ex["context"])
+    offsets = [[spans[w] if w >= 0 else None for w in tags] for tags, _ in rows]
+    out.append(best_span(ex["context"], [(lg[:, 0], lg[:, 1]) for _, lg in rows], offsets, max_answer_tokens,
+                         null_threshold))
+  return out
+
+
+def _groups(row_tags) -> list[list[np.ndarray]]:
+  groups = []
+  for tags in row_tags:
+    tags = np.asarray(tags)
+    if not groups or (tags == -2).any():
+      groups.append([])
+    groups[-1].append(tags)
+  return groups
+
+
+def _split_of_rows(examples_fn, row_tags) -> list[dict]:
+  """The split whose questions these rows are (seqio calls a metric fn with rows only): the one with as
+  many questions as window groups whose contexts' last words the groups reach (validation first)."""
+  groups = _groups(row_tags)
+  reach = [max((int(t.max()) for t in g), default=-1) for g in groups]
+  for split in ("validation", "test", "train"):
+    examples = list(examples_fn(split))
+    if len(examples) == len(groups) and all(r <= len(words(ex["context"])) - 1 for r, ex in zip(reach, examples)):
+      return examples
+  raise ValueError(f"span_qa: {len(groups)} questions' rows match no split of the task; the rows must be one "
+                   "split's windows in order")
+
+
+def squad_metric(examples_fn: Callable[[str], Sequence[dict]], max_answer_tokens: int = 30,
+                 null_threshold: float = 0.0) -> Callable:
+  """A seqio metric fn over a QA task's rows of one split, in order (validation; the test split at the
+  end of a run): regroups each question's windows (a question's first window has tags -2 outside the
+  context), decodes the best span over them
+  and scores SQuAD EM / F1 (v2.0 when the split has unanswerable questions, else v1.1)."""
+  def metric(targets, predictions):
+    examples = _split_of_rows(examples_fn, targets)
+    v2 = any(not ex["answers"] for ex in examples)
+    answers = decode(examples, targets, predictions, max_answer_tokens, null_threshold if v2 else None)
+    golds, preds = {}, {}
+    for i, (ex, answer) in enumerate(zip(examples, answers)):
+      qid = str(ex.get("id", i))
+      golds[qid], preds[qid] = [a["text"] for a in ex["answers"]], answer.text
+    scores = squad_metrics.evaluate(golds, preds, "2.0" if v2 else "1.1")
+    # fractions like every other metric (the official x 100 / 100): 'f1' is the task's headline
+    return {k: (v if k.endswith("total") else v / 100.0) for k, v in scores.items()}
+  return metric

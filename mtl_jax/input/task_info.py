@@ -1,8 +1,9 @@
 """What the model needs to know about a task that a seqio.Task does not carry.
 
 seqio Tasks describe data; the multi-task model also needs each task's head kind
-('classification', 'regression', 'tagging', 'multiple_choice') and its label set (for
-multiple choice: one name per choice slot, e.g. ('choice1', 'choice2'); the most choices). Task modules in
+('classification', 'regression', 'tagging', 'multiple_choice', 'span_qa') and its label set
+(multiple choice: one name per choice slot, e.g. ('choice1', 'choice2'), the most choices;
+extractive QA: ('start', 'end'), the two per-token logits). Task modules in
 `tasks/` register both together through `tasks.registration.add_task`.
 """
 
@@ -12,7 +13,7 @@ import dataclasses
 import difflib
 from typing import Sequence
 
-HEAD_KINDS = ("classification", "regression", "tagging", "multiple_choice")
+HEAD_KINDS = ("classification", "regression", "tagging", "multiple_choice", "span_qa")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,8 @@ import sys
 def _tsv_row(line: int, task: str, result: dict) -> str:
   if "label" in result:
     prediction, probability = result["label"], f"{result['probability']:.6f}"
+  elif "answer" in result:
+    prediction, probability = result["answer"], f"{result['score']:.6f}"
   elif "choice" in result:
     prediction, probability = result["text"], f"{result['probability']:.6f}"
   elif "score" in result:

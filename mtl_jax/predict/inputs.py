@@ -18,7 +18,7 @@ from mtl_jax.input import task_info
 
 
 _PLACEHOLDER = {"classification": {"label": 0}, "regression": {"score": 0.0}, "tagging": {},
-                "multiple_choice": {"label": 0}}
+                "multiple_choice": {"label": 0}, "span_qa": {"answers": []}}
 
 
 def example_for(task: str, record: str | Mapping[str, Any], line: int, source: str = "input") -> dict:
@@ -46,6 +46,8 @@ def _example(task: str, record, line: int, source: str = "input") -> dict:
   kind = task_info.get(task).kind
   if kind == "multiple_choice" and spec is None:
     return _choice_example(task, record, line, source)
+  if kind == "span_qa":
+    return _qa_example(task, record, line, source)
   if isinstance(record, str):
     if not record.strip():
       raise ValueError(f"input line {line} is empty; give one text per line (or a JSON object)")
@@ -103,6 +105,23 @@ def _choice_example(task: str, record, line: int, source: str) -> dict:
   if len(choices) > limit:
     raise ValueError(f"{source}:{line}: {len(choices)} choices but task {task!r} takes at most {limit}")
   return {"text": context.strip(), "choices": [c.strip() for c in choices]}
+
+
+def _qa_example(task: str, record, line: int, source: str) -> dict:
+  """An extractive-QA input: 'question<TAB>context' or {'question' (or 'text'), 'context'}."""
+  if isinstance(record, str):
+    question, _, context = record.partition("\t")
+  elif isinstance(record, Mapping):
+    question, context = record.get("question", record.get("text")), record.get("context")
+  else:
+    raise ValueError(f"{source}:{line}: expected a text or a JSON object, got {type(record).__name__}")
+  if not isinstance(question, str) or not question.strip():
+    raise ValueError(f"{source}:{line}: empty question (task {task!r} reads 'question<TAB>context' or JSON "
+                     "{'question', 'context'})")
+  if not isinstance(context, str) or not context.strip():
+    raise ValueError(f"{source}:{line}: empty context (task {task!r} reads 'question<TAB>context' or JSON "
+                     "{'question', 'context'})")
+  return {"text": question.strip(), "context": context}
 
 
 def words_of(example: Mapping[str, Any]) -> list[str] | None:

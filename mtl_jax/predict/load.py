@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from mtl_jax import heads as heads_lib
-from mtl_jax.heads import multiple_choice
+from mtl_jax.heads import multiple_choice, span_qa
 from mtl_jax.scale import partitioning
 from mtl_jax.input import task_info
 from mtl_jax.predict import compile_cache, config_trust, inputs as inputs_lib
@@ -106,7 +106,7 @@ class Predictor:
   def predict(self, texts: Sequence[str | Mapping[str, Any]], tasks: Sequence[str] | None = None,
               source: str = "input") -> list[dict]:
     """One dict per input: {task: {'label', 'probability'} | {'score'} | {'tags', 'words'} |
-    {'choice', 'text', 'probability'}}.
+    {'choice', 'text', 'probability'} | {'answer', 'start', 'score'} (extractive QA; '' = no answer)}.
 
     An input is a text, or a dict of the task's fields (a file task's text_fields, 'text', or
     'tokens' for tagging). Tagging texts are split into words on whitespace; a word cut off by
@@ -120,6 +120,13 @@ class Predictor:
       examples = inputs_lib.examples_for(task, texts, source, self.task_names if len(tasks) > 1 else ())
       feats = self.features(task, examples)
       out = self.run(feats)
+      if self.infos[task].kind == "span_qa":  # rows are windows: each question's best span over its windows
+        real = feats["input_mask"].sum(1)
+        found = span_qa.decode(examples, [t[:n] for t, n in zip(feats["tags"], real)],
+                               [lg[:n] for lg, n in zip(out["span_qa"], real)], null_threshold=0.0)
+        for i, answer in enumerate(found):
+          results[i][task] = {"answer": answer.text, "start": answer.char_start, "score": answer.score}
+        continue
       for i, example in enumerate(examples):
         results[i][task] = self._describe(task, out, feats, i, example)
     return results

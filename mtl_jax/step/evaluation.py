@@ -155,5 +155,6 @@ def constant_predictor(task_names: Sequence[str]):
     tid = batch["task_id"]
     return {"classification": majority[tid], "regression": mean[tid],
             "tagging": np.zeros_like(batch["tags"]),
-            "multiple_choice": np.zeros(batch["tags"].shape, np.float32)}  # equal scores: the first choice
+            "multiple_choice": np.zeros(batch["tags"].shape, np.float32),  # equal scores: the first choice
+            "span_qa": np.zeros(batch["tags"].shape + (2,), np.float32)}  # ties: the null / first span
   return predict
