@@ -89,7 +89,8 @@ def test_cli_closed_loop_experiment_and_bad_truth_are_one_line(tmp_path, capsys)
   exp = transfer_grid.load([str(out / "select_vs_all__bbc_topic__k1.gin")])
   assert exp.targets == ("bbc_topic",) and exp.baseline
   assert exp.sources == ("rotten_tomatoes", "taskemb_group.rotten_tomatoes.vader_tweets", "vader_tweets")
-  assert exp.env == {"MTL_JAX_TASKEMB_GROUPS": "taskemb_group.rotten_tomatoes.vader_tweets=rotten_tomatoes,vader_tweets"}
+  group = "taskemb_group.rotten_tomatoes.vader_tweets"
+  assert exp.env == {"MTL_JAX_TASKEMB_GROUPS": f"{group}=rotten_tomatoes,vader_tweets"}
   exp.validate()
   # without --k: the default cut-offs that fit 2 candidates (1; not 3)
   assert cli.main([a for a in argv if not a.startswith("--k=")]) == 0
@@ -108,4 +109,5 @@ def test_cli_closed_loop_experiment_and_bad_truth_are_one_line(tmp_path, capsys)
   matrix["experiment"] = {}
   (tmp_path / "transfer_matrix.json").write_text(json.dumps(matrix))
   assert cli.main([*argv[:-3], "--k=1", *argv[-2:]]) == 2
-  assert "target 'bbc_topic' has 1 candidate source(s) ['rotten_tomatoes']: ranking needs >= 2" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert "target 'bbc_topic' has 1 candidate source(s) ['rotten_tomatoes']: ranking needs >= 2" in err

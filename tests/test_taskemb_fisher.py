@@ -143,7 +143,8 @@ def test_sampled_labels_change_the_fisher_and_bad_options_are_one_line():
   spec = fisher.FisherSpec(model, KINDS, params="trunk", activations=False, labels="sampled")
   sampled = fisher.flat_vector(fisher.diagonal_fisher(spec, params, [batch], seed=3)["params"])
   again = fisher.flat_vector(fisher.diagonal_fisher(spec, params, [batch], seed=3)["params"])
-  gold = fisher.flat_vector(fisher.diagonal_fisher(dataclasses.replace(spec, labels="labels"), params, [batch])["params"])
+  gold_spec = dataclasses.replace(spec, labels="labels")
+  gold = fisher.flat_vector(fisher.diagonal_fisher(gold_spec, params, [batch])["params"])
   np.testing.assert_array_equal(sampled, again)
   assert not np.allclose(sampled, gold) and sampled.max() > 0
   with pytest.raises(ValueError, match="labels='gold'"):

@@ -80,7 +80,8 @@ def parse_args(argv):
   p.add_argument("--per_component", action="store_true", help="also rank by every activation component alone")
   p.add_argument("--textemb_pooling", default="example", help="example (each text's mean first, the paper) | token")
   p.add_argument("--taskemb_target_runs", help="MODEL_DIR template with {task} and {seed} of the runs that "
-                 "embed the transfer matrix's targets (e.g. mtl-transfer's target__none__to__{task}__REGIME__seed{seed})")
+                 "embed the transfer matrix's targets (e.g. mtl-transfer's "
+                 "target__none__to__{task}__REGIME__seed{seed})")
   p.add_argument("--target_regime", type=int, default=None, help="embed targets from their N-example subset")
   p.add_argument("--oracle", help="CSV of a known task x task relation (similarity CSV format): method 'oracle'")
   p.add_argument("--select_k", type=int, default=None, help="write the closed-loop experiment of the top-K sources")
@@ -233,7 +234,8 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
                                 else None) for t in tasks]
     emb = np.stack([g["mean"] for g in got])  # [T, K+1, D]
     _save(out_dir, index, "textemb", None, tasks, {"layers": emb, "textemb": emb[:, -1]},
-          f"mean token state of {trunk.describe} (pooling {args.textemb_pooling})", {"tokens": [g["tokens"] for g in got]})
+          f"mean token state of {trunk.describe} (pooling {args.textemb_pooling})",
+          {"tokens": [g["tokens"] for g in got]})
     m = similarity.cosine_matrix(emb[:, -1])
     _add(methods, "textemb", m, _matrix_predictor(tasks, m))
     per_layer, _ = components.cosines([components.of_layers(e) for e in emb])
@@ -271,46 +273,6 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
   return methods, index
 
 
-def _expected_sources(record, regime, tasks) -> dict[str, list[str]]:
-  """{target: the sources the experiment asked for} (mtl-transfer's spec), restricted to `tasks`."""
-  from mtl_jax.transfer.grid import NONE
-  spec = record.get("experiment") or {}
-  if not spec.get("targets"):
-    return {}
-  pairs = spec.get("pairs") or {}
-  out = {}
-  for t in spec["targets"]:
-    if t in tasks:
-      out[t] = [s for s in pairs.get(t, spec.get("sources", [])) if s in tasks and s != t and s != NONE]
-  return out
-
-
-def read_truth(args, tasks) -> tuple[dict, str, dict, dict]:
-  """(truth[target][source], regime, ties, the record) from --transfer_matrix; one line on bad input."""
-  from mtl_jax.taskemb import ranking
-  record = json.loads(pathlib.Path(args.transfer_matrix).read_text())
-  regimes = sorted({r["regime"] for r in record["matrix"]})
-  regime = args.regime or (regimes[0] if len(regimes) == 1 else None)
-  if regime is None:
-    raise ValueError(f"the transfer matrix has regimes {regimes}: pick one with --regime")
-  truth = ranking.truth_from_transfer(record, regime)
-  truth = {t: {s: v for s, v in src.items() if s in tasks} for t, src in truth.items() if t in tasks}
-  for target, wanted in _expected_sources(record, regime, tasks).items():
-    missing = [s for s in wanted if s not in truth.get(target, {})]
-    if missing:
-      raise ValueError(f"the transfer matrix has missing cells: target {target!r} has no finished score for "
-                       f"source(s) {missing} in regime {regime!r}; finish them (mtl-transfer resumes) or drop "
-                       "those tasks from --tasks")
-  if not truth:
-    raise ValueError(f"the transfer matrix has no target among {tasks} with a source among them")
-  if args.k is None:
-    fewest = min(len(v) for v in truth.values())
-    args.k = [k for k in (1, 3) if k <= fewest] or [1]
-  for target, sources in truth.items():
-    ranking.check_target(target, sources, args.k)
-  return truth, regime, ranking.truth_ties(record, regime), record
-
-
 def run(args, echo=print) -> dict:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
@@ -332,7 +294,8 @@ def run(args, echo=print) -> dict:
     if t not in tasks:
       raise ValueError(f"--target {t!r} is not among --tasks {tasks}; add it")
   out_dir = pathlib.Path(args.out_dir).absolute()
-  truth, regime, ties, record = read_truth(args, tasks) if args.transfer_matrix else ({}, None, {}, {})
+  from mtl_jax.taskemb import select, truth as truth_lib
+  truth, regime, ties, record = truth_lib.read(args, tasks) if args.transfer_matrix else ({}, None, {}, {})
   args.k = args.k or [1, 3]
   (out_dir / "plots").mkdir(parents=True, exist_ok=True)
   methods, index = embed(args, tasks, out_dir, echo, targets=list(truth) or args.target)
@@ -385,7 +348,8 @@ def run(args, echo=print) -> dict:
                  f"{sum(len(v) for v in sources_of.values())} (target, source) pairs; score = the target's "
                  f"headline metric after fine-tuning from the source (mean over the matrix's {over}).")
     notes.append("Seeds: TaskEmb over its fine-tuning runs' seeds, affinity over its runs, Random over "
-                 f"{args.random_seeds} draws; TextEmb, oracle and DataSize are deterministic. TaskEmb: Fisher statistic "
+                 f"{args.random_seeds} draws; TextEmb, oracle and DataSize are deterministic. TaskEmb: Fisher "
+                 "statistic "
                  f"{args.fisher_statistic!r}, components fused by {args.combine!r}; ndcg_vu is Vu et al.'s NDCG "
                  "(2^rel - 1, full list), rank_of_best averaged is their rho.")
     for r in rows:
@@ -407,44 +371,12 @@ def run(args, echo=print) -> dict:
                                      {"TRAIN_STEPS": args.finetune_steps}, args.seeds, f"{method} ({out_dir})")
     proposals[method] = " | ".join("+".join(g) for g in named) + f" (score {total:.3f}; {path.name})"
     echo(f"mtl-taskemb: groups from {method}: {proposals[method]}")
-  selections = _select(args, tasks, truth, methods, files, out_dir, echo) if args.select_k is not None else {}
+  selections = select.write(args, tasks, truth, methods, files, out_dir, echo) if args.select_k is not None else {}
   (out_dir / "report.md").write_text(report.markdown("Task embeddings and source ranking", notes, rows, figures,
                                                      proposals, out_dir, sections))
   echo(f"mtl-taskemb: wrote {out_dir / 'report.md'}, embeddings.json, {len(figures)} similarity heatmaps")
   return {"matrices": {m: [x for x, _ in v] for m, v in methods.items()}, "rows": rows, "groups": proposals,
           "per_target": per_target, "selections": selections}
-
-
-def _steps(n: int) -> dict:
-  return {"TRAIN_STEPS": n, "trainer.train.eval_period": n, "trainer.train.checkpoint_period": n}
-
-
-def _select(args, tasks, truth, methods, files, out_dir, echo) -> dict:
-  """Writes the closed-loop experiment of the --target(s); {target: selected sources, 'path': gin file}."""
-  from mtl_jax.taskemb import select
-  method = args.select_method or ("taskemb" if "taskemb" in methods else next(iter(methods)))
-  if method not in methods:
-    raise ValueError(f"--select_method={method!r} was not computed; computed: {sorted(methods)}")
-  arms_of, out = {}, {}
-  for i, target in enumerate(args.target):
-    candidates = ([c for c in args.candidates if c != target] if args.candidates else
-                  list(truth[target]) if target in truth else [t for t in tasks if t != target])
-    unknown = [c for c in candidates if c not in tasks]
-    if unknown:
-      raise ValueError(f"--candidates {unknown} are not among --tasks; add them")
-    per_seed = [pred({target: candidates})[target] for _, pred in methods[method]]
-    predicted = {s: float(np.mean([p[s] for p in per_seed])) for s in candidates}
-    chosen = select.top_k(predicted, args.select_k, target)
-    arms_of[target] = {"selected": chosen, "all": candidates,
-                       "random": select.random_subset(candidates, args.select_k, seed=i, avoid=chosen)}
-    out[target] = chosen
-    echo(f"mtl-taskemb: top-{args.select_k} sources of {target} by {method}: {', '.join(chosen)}")
-  regimes = {f"n{args.target_regime}": args.target_regime} if args.target_regime else {"full": None}
-  name = "_".join(args.target) if len(args.target) == 1 else f"{len(args.target)}_targets"
-  out["path"] = str(select.experiment_gin(out_dir / f"select_vs_all__{name}__k{args.select_k}.gin", arms_of, method,
-                                          files, regimes, args.select_seeds, {}, _steps(300), _steps(60)))
-  echo(f"mtl-taskemb: wrote {out['path']}")
-  return out
 
 
 def main(argv=None) -> int:

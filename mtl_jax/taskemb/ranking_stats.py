@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mtl_jax.compare import stats
+from mtl_jax.taskemb.report import label
 
 BASELINES = ("datasize", "random")
 LOWER_IS_BETTER = ("regret", "rank_of_best")
@@ -78,7 +79,7 @@ def markdown(result: dict) -> str:
   """The table (mean [95% bootstrap CI over targets]) and the comparison table (Holm-adjusted)."""
   metrics = result["metrics"]
   head = "| method | seeds | " + " | ".join(
-      f"{m.replace('_', ' ')} {'↓' if m.startswith(LOWER_IS_BETTER) else '↑'}" for m in metrics) + " |"
+      f"{label(m)} {'↓' if m.startswith(LOWER_IS_BETTER) else '↑'}" for m in metrics) + " |"
   lines = [head, "|" + "---|" * (len(metrics) + 2)]
   for r in result["rows"]:
     lines.append(f"| {r['method']} | {r['seeds']} | " + " | ".join(_ci(r[m]) for m in metrics) + " |")
@@ -86,7 +87,8 @@ def markdown(result: dict) -> str:
             "score on a target is averaged over its seeds first. Paired over targets: t-test (primary), exact "
             f"sign-flip p, Holm-Bonferroni over the {len(result['comparisons'])} comparisons below; ▲/▼ only where "
             "the adjusted p < 0.05 (direction: better / worse than the baseline).", "",
-            "| method | vs | metric | difference [95% CI] | p | p sign-flip | p Holm | |", "|---|---|---|---|---|---|---|---|"]
+            "| method | vs | metric | difference [95% CI] | p | p sign-flip | p Holm | |",
+            "|---|---|---|---|---|---|---|---|"]
   for c in result["comparisons"]:
     lo, hi = c["ci"]
     ci = f"{c['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else f"{c['diff']:+.3f}"

@@ -8,6 +8,12 @@ from typing import Mapping, Sequence
 from mtl_jax.taskemb import ranking
 
 LOWER_IS_BETTER = ("regret", "rank_of_best")
+LABELS = {"rank_of_best": "rank of best (ρ)", "ndcg_vu": "NDCG Vu"}
+
+
+def label(metric: str) -> str:
+  """A metric's column title: Vu et al.'s names where they are theirs."""
+  return LABELS.get(metric, metric.replace("_", " "))
 
 
 def summarise(scores: Mapping[str, Sequence[dict]]) -> list[dict]:
@@ -35,7 +41,7 @@ def write_csv(path: pathlib.Path, rows: Sequence[dict]) -> None:
 def table(rows: Sequence[dict]) -> str:
   keys = _keys(rows)
   head = "| method | seeds | " + " | ".join(
-      f"{k.replace('_', ' ')} {'↓' if k.startswith(LOWER_IS_BETTER) else '↑'}" for k in keys) + " |"
+      f"{label(k)} {'↓' if k.startswith(LOWER_IS_BETTER) else '↑'}" for k in keys) + " |"
   lines = [head, "|" + "---|" * (len(keys) + 2)]
   for r in rows:
     cells = [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" if r["n"] > 1 else f"{r[k][0]:.3f}" for k in keys]

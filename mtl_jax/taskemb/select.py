@@ -82,3 +82,34 @@ def experiment_gin(path: pathlib.Path, arms_of: Mapping[str, Mapping[str, Sequen
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("\n".join(lines))
   return path
+
+
+def _steps(n: int) -> dict:
+  return {"TRAIN_STEPS": n, "trainer.train.eval_period": n, "trainer.train.checkpoint_period": n}
+
+
+def write(args, tasks, truth, methods, files, out_dir, echo=print) -> dict:
+  """Writes the closed-loop experiment of the --target(s); {target: selected sources, 'path': gin file}."""
+  method = args.select_method or ("taskemb" if "taskemb" in methods else next(iter(methods)))
+  if method not in methods:
+    raise ValueError(f"--select_method={method!r} was not computed; computed: {sorted(methods)}")
+  arms_of, out = {}, {}
+  for i, target in enumerate(args.target):
+    candidates = ([c for c in args.candidates if c != target] if args.candidates else
+                  list(truth[target]) if target in truth else [t for t in tasks if t != target])
+    unknown = [c for c in candidates if c not in tasks]
+    if unknown:
+      raise ValueError(f"--candidates {unknown} are not among --tasks; add them")
+    per_seed = [pred({target: candidates})[target] for _, pred in methods[method]]
+    predicted = {s: float(np.mean([p[s] for p in per_seed])) for s in candidates}
+    chosen = top_k(predicted, args.select_k, target)
+    arms_of[target] = {"selected": chosen, "all": candidates,
+                       "random": random_subset(candidates, args.select_k, seed=i, avoid=chosen)}
+    out[target] = chosen
+    echo(f"mtl-taskemb: top-{args.select_k} sources of {target} by {method}: {', '.join(chosen)}")
+  regimes = {f"n{args.target_regime}": args.target_regime} if args.target_regime else {"full": None}
+  name = "_".join(args.target) if len(args.target) == 1 else f"{len(args.target)}_targets"
+  out["path"] = str(experiment_gin(out_dir / f"select_vs_all__{name}__k{args.select_k}.gin", arms_of, method,
+                                          files, regimes, args.select_seeds, {}, _steps(300), _steps(60)))
+  echo(f"mtl-taskemb: wrote {out['path']}")
+  return out

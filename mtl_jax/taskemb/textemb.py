@@ -95,4 +95,5 @@ def task_textemb(featurizer: featurize.Featurizer, task_name: str, length: int, 
         return
 
   got = text_mean(featurizer, batches(), pooling)
-  return featurize.write_cache(featurizer, path, {k: v for k, v in got.items() if k != "pooling"}) | {"pooling": pooling}
+  arrays = {k: v for k, v in got.items() if k != "pooling"}
+  return featurize.write_cache(featurizer, path, arrays) | {"pooling": pooling}
