@@ -29,7 +29,7 @@ from mtl_jax import heads as heads_lib
 from mtl_jax.heads import multiple_choice, span_qa
 from mtl_jax.scale import partitioning
 from mtl_jax.input import task_info
-from mtl_jax.predict import compile_cache, config_trust, inputs as inputs_lib
+from mtl_jax.predict import config_trust, inputs as inputs_lib
 from mtl_jax.run import quiet_orbax
 
 CHECKPOINTS = ("auto", "best", "latest")
@@ -181,7 +181,6 @@ def load(model_dir: str | os.PathLike, checkpoint: str = "auto", batch_size: int
                      "MODEL_DIR")
   config_trust.check(config_path, trust_config)  # before gin runs its imports
   quiet_orbax.install()  # no "Metadata file does not exist" warning for checkpoints_best
-  compile_cache.enable()  # the next process reads the compiled forward pass
   which = _checkpoint_step(model_dir, checkpoint)
   spec = json.loads(spec_path.read_text())
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
