@@ -153,3 +153,20 @@ def test_sampled_labels_change_the_fisher_and_bad_options_are_one_line():
     fisher.FisherSpec(model, KINDS, statistic="mean")
   with pytest.raises(ValueError, match="nothing to measure"):
     fisher.FisherSpec(model, KINDS, params="none", activations=False)
+
+
+def test_regime_batches_are_the_subset_a_limited_run_trains_on():
+  """A target embedded from its own regime sees exactly the N examples train_example_limit draws."""
+  import seqio
+  import tasks.synthetic_catalogue  # noqa: F401  registers the catalogue
+  from mtl_jax.input import input_pipeline
+  task = seqio.get_mixture_or_task("syncat_f1_m1")
+  got = fisher.regime_batches(task, ["syncat_f1_m1"], 32, 16, limit=40, subset_seed=2)
+  rows = [tuple(ids[m > 0]) for b in got for ids, m, w in zip(b["input_ids"], b["input_mask"], b["weight"]) if w > 0]
+  trained = input_pipeline._limited_train_dataset(task, {"inputs": 32}, seed=7, limit=40, subset_seed=2,
+                                                  shard_info=None).take(40)
+  want = [tuple(e["inputs"][e["inputs"] > 0]) for e in trained.as_numpy_iterator()]
+  assert len(rows) == 40 and sorted(rows) == sorted(want)
+  other = fisher.regime_batches(task, ["syncat_f1_m1"], 32, 16, limit=40, subset_seed=3)
+  assert sorted(tuple(i[m > 0]) for b in other for i, m, w in zip(b["input_ids"], b["input_mask"], b["weight"])
+                if w > 0) != sorted(want)
