@@ -41,3 +41,25 @@ def test_tf_import_turns_onednn_off(tmp_path):
   proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr
   assert _noise(proc.stderr) == []
+
+
+def test_progress_bar_only_on_a_terminal_unless_asked(monkeypatch):
+  from mtl_jax import train
+
+  class Stream:
+    def __init__(self, tty):
+      self.tty = tty
+
+    def isatty(self):
+      return self.tty
+
+  def shown(argv, stdout_tty, stderr_tty):
+    monkeypatch.setattr(sys, "stdout", Stream(stdout_tty))
+    monkeypatch.setattr(sys, "stderr", Stream(stderr_tty))
+    args, _ = train.parse_args(["--gin_file=gin/runs/quickstart.gin", *argv])
+    return train.show_progress(args)
+
+  assert shown([], True, True) is True
+  assert shown([], False, True) is False and shown([], True, False) is False  # a log file: no carriage returns
+  assert shown(["--progress"], False, False) is True
+  assert shown(["--no_progress"], True, True) is False
