@@ -12,6 +12,8 @@ task's text_fields, e.g. {"premise": ..., "hypothesis": ...}; 'tokens' for taggi
 --format=tsv: a header, then one row per input line and task: line, task, prediction, probability
 (the probability of a class; empty for scores; tags as space-separated word/TAG).
 The checkpoint: 'auto' = the best-by-validation one if the run saved one, else the latest.
+A MODEL_DIR whose config.gin imports a module outside mtl_jax / tasks is refused (reading it would run
+that module's code); --trust_config reads it anyway.
 """
 
 from __future__ import annotations
