@@ -4,6 +4,7 @@
 
     reviews/from_files.task.name = 'my_reviews'
     reviews/from_files.task.kind = 'classification'          # | 'regression' | 'tagging' | 'multiple_choice'
+    #                                                        # | 'span_qa' (question / context / answers fields)
     reviews/from_files.task.train = 'data/reviews_train.csv'
     reviews/from_files.task.validation = 'data/reviews_dev.csv'   # optional: else the hash split
     reviews/from_files.task.text_fields = 'text'             # or ['premise', 'hypothesis']
@@ -56,13 +57,15 @@ def task(name: str = gin.REQUIRED, kind: str = gin.REQUIRED, train: str = gin.RE
          text_fields: Sequence[str] | str = ("text",), label_field: str = "label",
          label_names: Sequence[str] | None = None, tokens_field: str = "tokens", tags_field: str = "tags",
          token_column: int = 0, tag_column: int = -1, pair_format: str = "native",
-         choices_field: str = "choices") -> str:
+         choices_field: str = "choices", question_field: str = "question", context_field: str = "context",
+         answers_field: str = "answers") -> str:
   """Reads and checks the files, registers the seqio Task `name`, returns `name`."""
   spec = file_tasks.FileTaskSpec(
       name=name, kind=kind, train=train, validation=validation, test=test, format=format,
       text_fields=text_fields, label_field=label_field, label_names=label_names, tokens_field=tokens_field,
       tags_field=tags_field, token_column=token_column, tag_column=tag_column,
-      base_dirs=(os.getcwd(), _repo_root()), pair_format=pair_format, choices_field=choices_field)
+      base_dirs=(os.getcwd(), _repo_root()), pair_format=pair_format, choices_field=choices_field,
+      question_field=question_field, context_field=context_field, answers_field=answers_field)
   if name in seqio.TaskRegistry.names() and name not in SPECS:
     raise file_tasks.FileTaskError(f"file task name {name!r} is already a registered task (not from files); "
                                    "choose another from_files.task.name")
@@ -101,7 +104,8 @@ def mixture(name: str = gin.REQUIRED, tasks: Sequence = gin.REQUIRED) -> str:
 
 
 _TASK_KEYS = ("name", "kind", "train", "validation", "test", "format", "text_fields", "label_field", "label_names",
-              "tokens_field", "tags_field", "token_column", "tag_column", "pair_format", "choices_field")
+              "tokens_field", "tags_field", "token_column", "tag_column", "pair_format", "choices_field", "question_field",
+              "context_field", "answers_field")
 
 
 @gin.configurable(module="from_files")

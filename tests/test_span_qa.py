@@ -216,3 +216,49 @@ def test_wnut16_qa_trains_through_the_binary(clean_gin, tmp_path):
     assert answer["answer"] == "" or context[answer["start"]:answer["start"] + len(answer["answer"])] == answer["answer"]
   with pytest.raises(ValueError, match=r"^in.txt:2: empty question"):
     predictor.predict(["q\t" + context, "\t" + context], tasks=["wnut16_qa"], source="in.txt")
+
+
+def _qa_rows(*rows):
+  import json
+  return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+GOOD_QA = [{"question": "who won?", "context": "Denver won the game", "answers": [{"text": "Denver", "answer_start": 0}]},
+           {"question": "what was won?", "context": "Denver won the game",
+            "answers": {"text": ["the game"], "answer_start": [11]}},
+           {"question": "who lost?", "context": "nobody lost", "answers": []}]
+
+
+def test_file_task_qa_reads_squad_style_answers(clean_gin, tmp_path):
+  from tasks import from_files
+  path = tmp_path / "qa.jsonl"
+  path.write_text(_qa_rows(*GOOD_QA))
+  from_files.task(name="qa_file", kind="span_qa", train=str(path), validation=str(path), test=str(path))
+  examples, labels = from_files.SPECS["qa_file"].read()
+  assert labels == ("start", "end")
+  assert [e["answers"] for e in examples["validation"]] == [
+      [{"text": "Denver", "answer_start": 0}], [{"text": "the game", "answer_start": 11}], []]
+  assert from_files.SPECS["qa_file"].input_example({"question": "who?", "context": "x y"}) == {
+      "text": "who?", "context": "x y", "answers": []}
+
+
+@pytest.mark.parametrize("bad, expected", [
+    ({"question": "q", "context": "Denver won", "answers": [{"text": "won", "answer_start": 3}]},
+     "2: answer 'won' is not the context's text at offset 3 (there: 'ver'); fix answer_start"),
+    ({"question": "  ", "context": "Denver won", "answers": []}, "2: empty question in 'question'; drop the row or fill it"),
+])
+def test_bad_qa_rows_are_one_line_and_write_nothing(tmp_path, capsys, bad, expected):
+  from mtl_jax import train
+  from conftest import ONE_DEVICE
+  path = tmp_path / "bad.jsonl"
+  path.write_text(_qa_rows(GOOD_QA[0], bad))
+  gin_file = tmp_path / "bad.gin"
+  gin_file.write_text("\n".join([
+      "import tasks.from_files", "bad/from_files.task.name = 'bad_qa'", "bad/from_files.task.kind = 'span_qa'",
+      f"bad/from_files.task.train = {str(path)!r}", "MIXTURE_OR_TASK_NAME = @bad/from_files.task()"]) + "\n")
+  model_dir = tmp_path / "never"
+  capsys.readouterr()
+  rc = train.main(["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
+                   f"--gin_file={gin_file}", "--gin.TRAIN_STEPS=2", f"--gin.MODEL_DIR={model_dir}", ONE_DEVICE])
+  err = [l for l in capsys.readouterr().err.splitlines() if l.startswith("mtl-train")]
+  assert rc == 2 and err == [f"mtl-train: error: {path}:{expected}"] and not model_dir.exists()

@@ -27,6 +27,11 @@ in CSV / TSV a cell holding one, or the texts separated by ' | '), 2 or more per
 is the right choice's 0-based index or its text. Label names are choice slots ('choice1' ...,
 as many as the most choices of any row).
 
+Extractive QA (kind 'span_qa'): `question_field`, `context_field` and `answers_field` (a JSON
+list of {"text", "answer_start"} with character offsets into the context, SQuAD style; also
+{"text": [...], "answer_start": [...]}; [] = no answer); each answer must be the context's text
+at its offset. Missing splits hash the context, so a context's questions share a split.
+
 Labels: `label_names` if given (every label must be one of them); else the distinct labels
 of the train file, sorted (numerically if they are all integers), and a validation or
 test label outside them is an error. Regression labels must be finite numbers.
@@ -50,7 +55,7 @@ from typing import Any, Mapping, Sequence
 
 from mtl_jax.data import splits as split_rule
 
-KINDS = ("classification", "regression", "tagging", "multiple_choice")
+KINDS = ("classification", "regression", "tagging", "multiple_choice", "span_qa")
 FORMATS = ("csv", "tsv", "jsonl", "conll")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll",
                ".bio": "conll", ".iob": "conll", ".txt": "conll"}
@@ -87,6 +92,9 @@ class FileTaskSpec:
   base_dirs: Sequence[str] = ()
   pair_format: str = "native"
   choices_field: str = "choices"
+  question_field: str = "question"
+  context_field: str = "context"
+  answers_field: str = "answers"
 
   def __post_init__(self):
     if not isinstance(self.name, str) or not self.name or not self.name.replace("_", "").isalnum():
@@ -147,7 +155,9 @@ class FileTaskSpec:
       path = self.path(split)
       if path is not None:
         rows[split] = (path, self._rows(path))
-    if self.kind == "multiple_choice":
+    if self.kind == "span_qa":
+      labels = ("start", "end")
+    elif self.kind == "multiple_choice":
       most = max(len(self._choices(r, path, line)) for path, records in rows.values() for line, r in records)
       labels = self.label_names or tuple(f"choice{i + 1}" for i in range(most))
     else:
@@ -174,6 +184,8 @@ class FileTaskSpec:
       return (self.tokens_field, self.tags_field)
     if self.kind == "multiple_choice":
       return (*self.text_fields, self.choices_field, self.label_field)
+    if self.kind == "span_qa":
+      return (self.question_field, self.context_field, self.answers_field)
     return (*self.text_fields, self.label_field)
 
   def _delimited(self, path, lines, fmt) -> list[tuple[int, dict]]:
@@ -258,6 +270,8 @@ class FileTaskSpec:
     if field in self.text_fields:
       return "text_fields"
     return {self.label_field: "label_field", self.tokens_field: "tokens_field", self.choices_field: "choices_field",
+            self.question_field: "question_field", self.context_field: "context_field",
+            self.answers_field: "answers_field",
             self.tags_field: "tags_field"}.get(field, "fields")
 
   # ------------------------------------------------------------------ labels and examples
@@ -290,6 +304,36 @@ class FileTaskSpec:
       raise FileTaskError(f"{_where(path or 'input', line)}: {self.choices_field!r} must hold >= 2 non-empty choices, "
                           f"got {value!r}; give a JSON list (or 'a | b' in CSV / TSV)")
     return [" ".join(c.split()) for c in choices]
+
+  def _qa_example(self, record, path, line, with_answers: bool = True) -> dict:
+    from mtl_jax.heads import span_qa
+    where = _where(path or "input", line)
+    question, context = record.get(self.question_field), record.get(self.context_field)
+    if not isinstance(question, str) or not question.strip():
+      raise FileTaskError(f"{where}: empty question in {self.question_field!r}; drop the row or fill it")
+    if not isinstance(context, str) or not context.strip():
+      raise FileTaskError(f"{where}: empty context in {self.context_field!r}; drop the row or fill it")
+    example = {"text": " ".join(question.split()), "context": context, "answers": []}
+    if not with_answers:
+      return example
+    value = record.get(self.answers_field)
+    if isinstance(value, str):
+      try:
+        value = json.loads(value)
+      except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict) and isinstance(value.get("text"), list):  # SQuAD's columns form
+      value = [{"text": t, "answer_start": s} for t, s in zip(value["text"], value.get("answer_start", []))]
+    if not isinstance(value, list) or not all(isinstance(a, dict) and isinstance(a.get("text"), str) for a in value):
+      raise FileTaskError(f"{where}: {self.answers_field!r} must be a JSON list of {{\"text\", \"answer_start\"}} "
+                          f"([] = no answer), got {value!r}")
+    for a in value:
+      try:
+        span_qa.check_answer(context, a["text"], a.get("answer_start"), where)
+      except ValueError as e:
+        raise FileTaskError(str(e)) from None
+    example["answers"] = [{"text": a["text"], "answer_start": a["answer_start"]} for a in value]
+    return example
 
   def _choice_example(self, record, path, line) -> dict:
     context = self.text(record, path, line)
@@ -342,6 +386,8 @@ class FileTaskSpec:
       return {"tokens": [t.strip() for t in tokens], "tags": [0] * len(tokens)}
     if self.kind == "multiple_choice":
       return self._choice_example(record, path, line)
+    if self.kind == "span_qa":
+      return self._qa_example(record, path, line, with_answers=False)
     return self._text_example(record, path, line)
 
   def _example(self, item, labels, path) -> dict:
@@ -351,6 +397,8 @@ class FileTaskSpec:
       lines = record.get(_LINES, [line] * len(tags))  # CoNLL: each token's own line
       return {"tokens": tokens, "tags": [_index(t, labels, path, n, "tag", self.name) for t, n in zip(tags, lines)],
               "text": " ".join(tokens)}
+    if self.kind == "span_qa":
+      return self._qa_example(record, path, line)
     value = record[self.label_field]
     if self.kind == "multiple_choice":
       example = self._choice_example(record, path, line)
@@ -384,7 +432,7 @@ class FileTaskSpec:
       for split in missing:
         examples[split] = []
       for ex in pool:
-        split = split_rule.split_of(ex["text"])
+        split = split_rule.split_of(ex.get("context") or ex["text"])
         examples[split if split in missing else "train"].append(ex)
     for split, exs in examples.items():
       if not exs:

@@ -46,7 +46,7 @@ def _example(task: str, record, line: int, source: str = "input") -> dict:
   kind = task_info.get(task).kind
   if kind == "multiple_choice" and spec is None:
     return _choice_example(task, record, line, source)
-  if kind == "span_qa":
+  if kind == "span_qa" and spec is None:
     return _qa_example(task, record, line, source)
   if isinstance(record, str):
     if not record.strip():
@@ -54,6 +54,9 @@ def _example(task: str, record, line: int, source: str = "input") -> dict:
     if spec is not None:
       if kind == "tagging":
         record = {spec.tokens_field: record}
+      elif kind == "span_qa":  # question<TAB>context
+        question, _, context = record.partition("\t")
+        record = {spec.question_field: question, spec.context_field: context}
       elif kind == "multiple_choice" and len(spec.text_fields) == 1:  # context<TAB>choice<TAB>choice...
         context, *choices = record.split("\t")
         record = {spec.text_fields[0]: context, spec.choices_field: choices}

@@ -25,7 +25,7 @@ from clu import metric_writers
 
 from mtl_jax.run import checkpoints
 from mtl_jax.step import evaluation, optim
-from mtl_jax.input import features, input_pipeline, mixing_monitor
+from mtl_jax.input import features, input_pipeline, mixing_monitor, truncation
 from mtl_jax.scale import partitioning
 from mtl_jax.run import eval_schedule, held_out, lock, run_spec, starting_point
 from mtl_jax.step import step_hooks, steps as steps_lib
@@ -227,6 +227,8 @@ def train(
         " ".join(f"{k}={v:,}" for k, v in counts.items()) + optim.groups_note(state.params), flush=True)
   if lead and test_split.note():
     print(test_split.note(), flush=True)
+  if lead:  # how many validation examples the input length cuts, per task (#26: truncation is never silent)
+    print("mtl_jax: " + truncation.line(truncation.counts(names, length), length), flush=True)
 
   writer = metric_writers.create_default_writer(str(model_dir / "train"), just_logging=not lead)
   eval_writer = metric_writers.create_default_writer(str(model_dir / "eval"), just_logging=not lead)
