@@ -30,6 +30,10 @@ class Method:
   grid: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)  # validation grid of hparams
   needs: str | None = None    # per-source statistics: None, 'fisher' or 'gram'
   uses_base: bool = True      # False: the starting point is not read (simple average)
+  # per-tensor quantities (TIES' trim thresholds, majority sign) from a first pass over the row blocks,
+  # passed to merge_leaf as keyword arguments: prepare(path, base, finetuned, seed, blocks, **hparams)
+  prepare: Callable[..., dict] | None = None
+  elementwise_stats: bool = True  # stats have the tensor's shape (Fisher), so row blocks slice them too
 
 
 def register(method: Method) -> Method:
@@ -53,6 +57,23 @@ def leaf_rng(seed: int, path: str) -> np.random.Generator:
   return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+CHUNK = 1 << 20  # entries per row block: a merge's float64 temporaries stay this small whatever the tensor
+
+
+def blocks(shape, chunk: int = CHUNK) -> list:
+  """Row blocks (slices of axis 0) of about `chunk` entries; one block for small tensors and scalars."""
+  size = int(np.prod(shape)) if shape else 1
+  if not shape or size <= chunk or shape[0] < 2:
+    return [slice(None)]
+  rows = max(1, chunk // max(1, size // shape[0]))
+  return [slice(i, min(i + rows, shape[0])) for i in range(0, shape[0], rows)]
+
+
+def block_rng(seed: int, path: str, index: int, count: int) -> np.random.Generator:
+  """Block `index`'s generator (the leaf's own when the tensor is one block)."""
+  return leaf_rng(seed, path if count == 1 else f"{path}#{index}")
+
+
 def task_vectors(base: np.ndarray, finetuned: Sequence[np.ndarray]) -> np.ndarray:
   """[N, ...] theta_i - theta_0 (Ilharco et al. 2023), in float64 for exact references."""
   return np.stack([np.asarray(f, np.float64) - np.asarray(base, np.float64) for f in finetuned])
@@ -60,8 +81,10 @@ def task_vectors(base: np.ndarray, finetuned: Sequence[np.ndarray]) -> np.ndarra
 
 def merge(method: str | Method, base: Mapping[str, np.ndarray] | None, finetuned: Sequence[Mapping[str, np.ndarray]],
           stats: Sequence[Mapping[str, np.ndarray]] | None = None, seed: int = 0, keys: Sequence[str] | None = None,
-          **hparams) -> dict[str, np.ndarray]:
-  """{path: merged tensor} for every path of `keys` (default: the first model's), one leaf at a time.
+          chunk: int = CHUNK, **hparams) -> dict[str, np.ndarray]:
+  """{path: merged tensor} for every path of `keys` (default: the first model's), one leaf at a time, each
+  in row blocks of about `chunk` entries (an embedding table is half of MiniLM: its float64 temporaries
+  would otherwise cost several models).
 
   `stats[i][path]` (when the method needs them) may be missing for a path: that leaf falls back to the
   simple average (RegMean's non-linear params, Fisher-free leaves)."""
@@ -83,6 +106,12 @@ def merge(method: str | Method, base: Mapping[str, np.ndarray] | None, finetuned
     if method.needs:
       s = [m.get(path) for m in stats]
       s = None if any(x is None for x in s) else s
-    merged = method.merge_leaf(path, b, leaves, s, leaf_rng(seed, path), **hparams)
-    out[path] = np.asarray(merged, dtype)
+    parts = blocks(leaves[0].shape, chunk) if s is None or method.elementwise_stats else [slice(None)]
+    extra = method.prepare(path, b, leaves, seed, parts, **hparams) if method.prepare else {}
+    merged = np.empty(leaves[0].shape, dtype)
+    for i, part in enumerate(parts):  # float64 work on one row block at a time
+      merged[part] = method.merge_leaf(path, None if b is None else b[part], [x[part] for x in leaves],
+                                       s if s is None or not method.elementwise_stats else [x[part] for x in s],
+                                       block_rng(seed, path, i, len(parts)), **extra, **hparams)
+    out[path] = merged
   return out

@@ -42,4 +42,5 @@ def merge_leaf(path, base_leaf, finetuned, stats, rng, alpha: float = 0.9):
   return np.linalg.solve(lhs, rhs).reshape(np.shape(finetuned[0]))
 
 
-METHOD = base.register(base.Method("regmean", merge_leaf, grid={"alpha": (0.5, 0.9)}, needs="gram", uses_base=False))
+METHOD = base.register(base.Method("regmean", merge_leaf, grid={"alpha": (0.5, 0.9)}, needs="gram", uses_base=False,
+                                      elementwise_stats=False))
