@@ -108,7 +108,7 @@ def test_bad_transfer_config_is_one_line(tmp_path, capsys):
   assert "transfer.regimes['tiny'] = 0" in capsys.readouterr().err
   lines = []
   assert cli.main([*TINY, f"--exp_dir={tmp_path}", "--dry_run"], echo=lines.append) == 0
-  assert lines[-1] == "mtl-transfer: 2 source cells, 6 target cells"
+  assert lines[-1] == "mtl-transfer: 8 cells, 8 to run (2 source cells, 6 target cells)"
   assert any("--gin.init_from.model_dir=" in l and "--gin.input_pipeline.train_example_limit.limit=64" in l
              for l in lines)
 

@@ -119,6 +119,8 @@ def subprocess_launcher(argv: Sequence[str], log_path: pathlib.Path, env: Mappin
     log.flush()
     proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env))
     _CHILDREN.add(proc)  # SIGTERM / SIGINT to the runner are forwarded to it (forward_signals)
+    if _STOPPING:  # the signal came while it was being started
+      proc.send_signal(signal.SIGTERM)
     try:
       return proc.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the child too: let it save its checkpoint
@@ -133,6 +135,7 @@ def subprocess_launcher(argv: Sequence[str], log_path: pathlib.Path, env: Mappin
 
 
 _CHILDREN: set = set()  # running cell processes of subprocess_launcher
+_STOPPING: list = []     # non-empty while a forwarded signal is being handled
 
 
 class Interrupted(KeyboardInterrupt):
@@ -160,6 +163,7 @@ class forward_signals:
   def _handle(self, signum, frame):
     del frame
     self.signum = self.signum or signum
+    _STOPPING[:] = [signum]
     for proc in list(_CHILDREN):
       try:
         proc.send_signal(signal.SIGTERM)
@@ -167,6 +171,7 @@ class forward_signals:
         pass
 
   def __exit__(self, *exc):
+    _STOPPING.clear()
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
