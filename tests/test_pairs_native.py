@@ -191,3 +191,48 @@ def test_segments_gin_gives_the_scratch_encoder_segment_embeddings(clean_gin):
   from mtl_jax.models import encoder
   gin.parse_config_files_and_bindings(["gin/models/tiny.gin", "gin/models/segments.gin"], [])
   assert encoder.EncoderConfig(vocab_size=50).type_vocab_size == 2
+
+
+def test_minilm_on_native_pairs_matches_transformers_with_token_types(clean_gin):
+  """The task pipeline's pair ids and token types through our MiniLM trunk == transformers' BertModel."""
+  torch = pytest.importorskip("torch")
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from mtl_jax.input import features as features_lib
+  from mtl_jax.models.encoder import Embedder
+  from mtl_jax.pretrained import encode
+  from mtl_jax.sharing.hard import HardSharing
+
+  class PairEncoder(nn.Module):  # encode.Encoder, with the token types passed on
+    config: object
+
+    @nn.compact
+    def __call__(self, ids, mask, types):
+      x = Embedder(self.config, name="embedder")(ids, True, types)
+      return HardSharing(self.config, 1, name="trunk")(x, mask, jnp.zeros(ids.shape[:1], jnp.int32), True)
+
+  pairs_ = [("A man is playing a guitar.", "Someone plays music."), ("Short.", "A much longer second sentence here."),
+            EDGE[4]]
+  registration.add_task("pair_probe_model", kind="classification", vocabulary=offline.VOCABULARY,
+                        examples_fn=lambda split: [{"text": "x", "texts": [a, b], "label": 0} for a, b in pairs_],
+                        label_names=("no", "yes"), text_fields=("premise", "hypothesis"))
+  gin.bind_parameter("pretrained.checkpoint", "all-MiniLM-L6-v2")
+  import seqio
+  ds = seqio.get_mixture_or_task("pair_probe_model").get_dataset({"inputs": 32}, split="validation", shuffle=False)
+  ds = features_lib.EncoderFeatureConverter(["pair_probe_model"])(ds, {"inputs": 32})
+  rows = list(ds.as_numpy_iterator())
+  ids, mask, types = (np.stack([r[k] for r in rows]) for k in ("input_ids", "input_mask", "token_type_ids"))
+  assert (types == 1).any(axis=1).all()
+  minilm = encode.TextEncoder("all-MiniLM-L6-v2")
+  ours = np.asarray(jax.jit(lambda p, i, m, t: PairEncoder(minilm.config).apply({"params": p}, i, m, t))(
+      minilm.params, ids, mask, types))
+  model = transformers.AutoModel.from_pretrained(str(minilm.checkpoint.path)).eval()
+  with torch.no_grad():
+    want = model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long),
+                 token_type_ids=torch.tensor(types, dtype=torch.long)).last_hidden_state.numpy()
+    no_types = model(input_ids=torch.tensor(ids, dtype=torch.long),
+                     attention_mask=torch.tensor(mask, dtype=torch.long)).last_hidden_state.numpy()
+  real = mask.astype(bool)
+  assert np.abs(ours - want)[real].max() <= 1e-4
+  assert np.abs(no_types - want)[real].max() > 1e-2  # the token types matter
