@@ -11,6 +11,7 @@ import pytest
 import trunk_families as tf_
 from mtl_jax.models import deberta
 from mtl_jax.pretrained import checkpoint as ckpt_lib
+from mtl_jax.input import pairs
 from mtl_jax.pretrained import tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -93,6 +94,13 @@ def test_sentencepiece_ids_equal_hf_on_corpus_sentences(tmp_path):
     assert (vocab.add_bos, vocab.bos_id, vocab.eos_id, vocab.pad_id) == (True, 1, 2, 0)
     for text in texts:
       assert [1] + list(vocab.encode(text)) + [2] == hf(text)["input_ids"], (directory.name, text)
+    layout = pairs.layout_for(vocab)  # pairs as "Task formats" builds them: HF's tokenizer(a, b)
+    for first, second in zip(texts[:40], texts[40:80]):
+      a_ids, b_ids = list(vocab.encode(first)), list(vocab.encode(second))
+      want = hf(first, second)
+      assert [*layout.prefix, *a_ids, *layout.middle, *b_ids, *layout.suffix] == want["input_ids"], (first, second)
+      n_a = len(layout.prefix) + len(a_ids) + len(layout.middle)
+      assert [0] * n_a + [layout.type_b] * (len(want["input_ids"]) - n_a) == want["token_type_ids"]
   assert any(3 in hf(t)["input_ids"] for t in texts)  # [UNK] occurs: unseen characters are compared too
   assert tokenizer.vocabulary_for(fast_dir).encode("a [SEP] b") == hf("a [SEP] b")["input_ids"][1:-1]
 
@@ -125,3 +133,19 @@ def test_config_tensor_disagreement_names_the_tensor(tmp_path, v3_dir):
   with pytest.raises(ValueError, match=r"tensor 'encoder\.rel_embeddings\.weight' has shape \(16, 32\), "
                                        r"config\.json implies \(32, 32\)"):
     ckpt_lib.open_checkpoint(bad).params()
+
+
+def test_lora_merge_export_matches_the_lora_model(v3_dir, tmp_path):
+  """lora_merge folds task 1's factors into the kernels; HF runs the export as our LoRA model runs task 1."""
+  ids, mask = tf_.padded_batch([30, 4, 17] if VOCAB < 110 else [11, 4, 8], VOCAB, first_id=1)
+  tf_.check_lora_merge(v3_dir, ids, mask, tmp_path, ("query", "key", "value", "out", "wi", "wo"))
+
+
+def test_pairs_token_types_match_transformers(tmp_path):
+  """DeBERTa-v2 layouts with type_vocab_size 2 (v3 has none) embed the pair's second text as type 1."""
+  config = _config()
+  config.type_vocab_size = 2
+  path = tf_.save_random(transformers.DebertaV2Model(config), tmp_path / "typed")
+  ids, mask = tf_.padded_batch([30, 4, 17], VOCAB, first_id=1)
+  types = ((np.arange(ids.shape[1])[None] >= np.array([12, 2, 9])[:, None]) * mask).astype(np.int32)
+  tf_.check_token_types(path, ids, mask, types)

@@ -5,11 +5,11 @@ tokenizer ids, every strategy, bad input."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 import trunk_families as tf_
 from mtl_jax.pretrained import checkpoint as ckpt_lib
+from mtl_jax.input import pairs
 from mtl_jax.pretrained import tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -74,6 +74,10 @@ def test_bpe_ids_equal_hf_on_corpus_sentences(tmp_path):
   assert (vocab.add_bos, vocab.bos_id, vocab.eos_id) == (True, 1, 2)
   for text in texts:
     assert [1] + list(vocab.encode(text)) + [2] == hf(text)["input_ids"], text
+  layout = pairs.layout_for(vocab)  # pairs as "Task formats" builds them: HF's tokenizer(a, b)
+  for first, second in zip(texts[:40], texts[40:80]):
+    ids = [*layout.prefix, *vocab.encode(first), *layout.middle, *vocab.encode(second), *layout.suffix]
+    assert ids == hf(first, second)["input_ids"], (first, second)
 
 
 @pytest.mark.parametrize("strategy", tf_.STRATEGY_PARAMS)
@@ -103,3 +107,9 @@ def test_config_tensor_disagreement_names_the_tensor(tmp_path, mb_dir):
   with pytest.raises(ValueError, match=r"tensor 'layers\.0\.mlp\.Wi\.weight' has shape \(96, 32\), "
                                        r"config\.json implies \(80, 32\)"):
     ckpt_lib.open_checkpoint(bad).params()
+
+
+def test_lora_merge_export_matches_the_lora_model(mb_dir, tmp_path):
+  """lora_merge folds task 1's factors into the kernels; HF runs the export as our LoRA model runs task 1."""
+  ids, mask = tf_.padded_batch([30, 4, 17] if VOCAB < 110 else [11, 4, 8], VOCAB, first_id=1)
+  tf_.check_lora_merge(mb_dir, ids, mask, tmp_path, ("query", "key", "value", "out", "wo"))

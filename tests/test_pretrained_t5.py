@@ -11,6 +11,7 @@ import pytest
 import trunk_families as tf_
 from mtl_jax.models import t5
 from mtl_jax.pretrained import checkpoint as ckpt_lib
+from mtl_jax.input import pairs
 from mtl_jax.pretrained import tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -90,6 +91,11 @@ def test_sentencepiece_ids_equal_hf_on_corpus_sentences(tmp_path):
     assert not vocab.add_bos and vocab.eos_id == 1 and vocab.pad_id == 0
     for text in texts:
       assert list(vocab.encode(text)) + [vocab.eos_id] == hf(text)["input_ids"], (directory.name, text)
+    layout = pairs.layout_for(vocab)  # pairs as "Task formats" builds them: HF's tokenizer(a, b)
+    for first, second in zip(texts[:40], texts[40:80]):
+      a_ids, b_ids = list(vocab.encode(first)), list(vocab.encode(second))
+      want = hf(first, second)
+      assert [*layout.prefix, *a_ids, *layout.middle, *b_ids, *layout.suffix] == want["input_ids"], (first, second)
   assert any(2 in hf(t)["input_ids"] for t in texts)  # <unk> occurs: unseen characters are compared too
 
 
@@ -114,3 +120,9 @@ def test_bad_inputs_name_what_is_supported_or_the_tensor(tmp_path, t5_dir):
   (bad / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
   with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; supported: .*electra, t5"):
     ckpt_lib.open_checkpoint(bad)
+
+
+def test_lora_merge_export_matches_the_lora_model(t5_dir, tmp_path):
+  """lora_merge folds task 1's factors into the kernels; HF runs the export as our LoRA model runs task 1."""
+  ids, mask = tf_.padded_batch([30, 4, 17] if VOCAB < 110 else [11, 4, 8], VOCAB)
+  tf_.check_lora_merge(t5_dir, ids, mask, tmp_path, ("query", "key", "value", "out", "wo"), transformers.T5EncoderModel)

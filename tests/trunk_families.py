@@ -15,9 +15,9 @@ from mtl_jax.pretrained import encode, export, load
 
 TOL = 1e-4
 STRATEGIES = ("hard", "soft", "sluice", "cross_stitch", "mmoe", "adapters", "lora", "adapter_fusion")
-# the default suite trains hard and lora (the two layer seams: encoder.layer_module, peft_layer.run_trunk);
-# the rest of the sweep (10-25 s each on the shared box) runs under the matrix marker
-STRATEGY_PARAMS = [s if s in ("hard", "lora") else pytest.param(s, marks=pytest.mark.matrix) for s in STRATEGIES]
+# the default suite trains hard (encoder.layer_module's seam; peft_layer.run_trunk's is run by each file's
+# lora-merge test); the rest of the sweep (10-25 s each on the shared box) runs under the matrix marker
+STRATEGY_PARAMS = [s if s == "hard" else pytest.param(s, marks=pytest.mark.matrix) for s in STRATEGIES]
 
 
 def save_random(model, path, seed=0):
@@ -118,3 +118,54 @@ def train_one_step(path, strategy, vocab):
   moved = [p for p in before if not np.array_equal(before[p], after[p]) and load.checkpoint_key(p) is not None]
   assert moved, f"{strategy}: no trunk param moved"
   assert strategy in sharing_lib.names()
+
+
+def check_lora_merge(path, ids, mask, tmp_path, targets, model_class=None, task=1, alpha=8.0):
+  """A lora model started from the checkpoint, its factors random (as after training): task `task`'s
+  trunk output == HF's hidden states of the lora_merge export (the update folded into the kernels)."""
+  transformers = pytest.importorskip("transformers")
+  from flax.core import meta
+  from mtl_jax.models.encoder import Embedder
+  from mtl_jax.models.multitask import MultiTaskModel
+  from mtl_jax.pretrained import lora_merge
+  from mtl_jax.sharing import lora
+  from mtl_jax.step.steps import dummy_batch
+  ckpt = ckpt_lib.open_checkpoint(path)
+  cfg = ckpt.encoder_config(dropout_rate=0.0)
+  strategy = lora.lora(cfg, 2, rank=4, alpha=alpha, targets=targets)
+  model = MultiTaskModel(cfg, strategy, (2, 2))
+  params = meta.unbox(jax.jit(model.init)(jax.random.key(0), dummy_batch(2, 8))["params"])
+  params = load.into_params(params, ckpt.params())
+  rng = np.random.default_rng(5)
+  flat = {p: (0.2 * rng.standard_normal(v.shape)).astype(np.float32) if "/lora_" in f"/{p}" else np.asarray(v)
+          for p, v in traverse_util.flatten_dict(params, sep="/").items()}
+  assert sum("/lora_" in f"/{p}" for p in flat) == 2 * len(targets) * cfg.num_layers
+  params = traverse_util.unflatten_dict(flat, sep="/")
+  x = Embedder(cfg).apply({"params": params["embedder"]}, ids)
+  task_id = np.full(ids.shape[:1], task, np.int32)
+  got = np.asarray(strategy.apply({"params": params["trunk"]}, x, mask, task_id, True))
+  out = export.export_params(lora_merge.merged_params(params, task, alpha), cfg, tmp_path / "lora_merged", source=path)
+  model_class = model_class or transformers.AutoModel
+  want = hf_hidden(model_class.from_pretrained(str(out)), ids, mask)
+  diff = real_diff(got, want, mask)
+  print(f"lora merge {cfg.model_type} {targets}: max|diff| = {diff:.2e}")
+  assert diff <= TOL
+  assert real_diff(want, ours(path, ids, mask), mask) > 1e-3  # the LoRA update changed the function
+
+
+def check_token_types(path, ids, mask, types, model_class=None):
+  """Pairs: token_type_ids 0 / 1 reach the embedder as HF's (our Embedder + hard trunk vs HF)."""
+  transformers = pytest.importorskip("transformers")
+  from mtl_jax.models.encoder import Embedder
+  from mtl_jax.sharing.hard import HardSharing
+  ckpt = ckpt_lib.open_checkpoint(path)
+  cfg = ckpt.encoder_config(dropout_rate=0.0)
+  params = encode.encoder_params(ckpt.params())
+  x = Embedder(cfg).apply({"params": params["embedder"]}, ids, True, types)
+  got = np.asarray(HardSharing(cfg, 1).apply({"params": params["trunk"]}, x, mask, np.zeros(len(ids), np.int32), True))
+  model_class = model_class or transformers.AutoModel
+  want = hf_hidden(model_class.from_pretrained(str(path)), ids, mask, token_type_ids=types)
+  diff = real_diff(got, want, mask)
+  print(f"{cfg.model_type} with token types: max|diff| = {diff:.2e}")
+  assert diff <= TOL
+  assert real_diff(want, hf_hidden(model_class.from_pretrained(str(path)), ids, mask), mask) > 1e-3  # types matter

@@ -63,16 +63,17 @@ def layer_inputs(cfg: EncoderConfig, mask, length: int):
   return mask, RelativeTable(cfg, name="positions")()
 
 
-def embed(module: nn.Module, input_ids, deterministic: bool):
-  """encoder.Embedder's body for DeBERTa-v2: tokens (+ type 0), projection, LayerNorm, dropout."""
+def embed(module: nn.Module, input_ids, deterministic: bool, token_type_ids=None):
+  """encoder.Embedder's body for DeBERTa-v2: tokens (+ token types), projection, LayerNorm, dropout."""
   cfg = module.config
   init = nn.initializers.normal(0.02)
   width = cfg.embed_dim or cfg.d_model
   x = nn.Embed(cfg.vocab_size, width, name="token", embedding_init=param_init(init, ("vocab", "embed")),
                param_dtype=cfg.params_dtype)(input_ids)
-  if cfg.type_vocab_size:
-    x = x + module.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, width),
-                         cfg.params_dtype)[0]
+  if cfg.type_vocab_size:  # segments: 1 on a native pair's second text (mtl_jax/input/pairs.py), else 0
+    table = module.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, width),
+                         cfg.params_dtype)
+    x = x + (table[0] if token_type_ids is None else table[jnp.clip(token_type_ids, 0, cfg.type_vocab_size - 1)])
   if cfg.embed_dim:
     x = nn.Dense(cfg.d_model, name="projection", use_bias=False, dtype=cfg.compute_dtype,
                  param_dtype=cfg.params_dtype, kernel_init=param_init(_DENSE_INIT, (None, "embed")))(x)

@@ -43,14 +43,14 @@ class EncoderConfig:
   vocab_size: int = 0
   # Architecture switches for pretrained checkpoints (defaults: the from-scratch encoder).
   norm: str = "pre"              # 'pre': x + f(LN(x)), final LN; 'post' (BERT): LN(x + f(x)), no final LN
-                                 # (other model_types: 'post', their layers carry their own norms, the last the final one)
+                                 # (other model_types: 'post': their layers carry their own norms, the last the final)
   gelu_exact: bool = False       # erf GELU (BERT) instead of the tanh approximation
   layer_norm_eps: float = 1e-6
   type_vocab_size: int = 0       # > 0: token-type (segment) embeddings, every token type 0
   embed_norm: bool = False       # LayerNorm + dropout after the embedding sum (BERT)
   position_offset: int = 0       # first position id (RoBERTa: padding_idx + 1 = 2)
   pooling: str = "mean"          # sequence heads read the masked 'mean' or the first ('cls') token
-  model_type: str = "bert"       # the layout: picks the embedder and layer (mtl_jax/models/families.py; RoBERTa is 'bert')
+  model_type: str = "bert"       # the layout: embedder + layer (mtl_jax/models/families.py; RoBERTa is 'bert')
   embed_dim: int = 0             # > 0: embeddings of this width projected to d_model (ELECTRA's embedding_size)
   kv_dim: int = 0                # > 0: per-head width when not d_model / num_heads (T5's d_kv)
   mlp_activation: str = "gelu"   # 'gelu' (erf or tanh per gelu_exact) or 'relu' (T5 v1.0)
@@ -119,8 +119,8 @@ class Embedder(nn.Module):
     cfg = self.config
     custom = families.embed_fn(cfg)
     if custom is not None:
-      return nn.with_logical_constraint(custom(self, input_ids, deterministic).astype(cfg.compute_dtype),
-                                        ("batch", "length", "embed"))
+      x = custom(self, input_ids, deterministic, token_type_ids)
+      return nn.with_logical_constraint(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
     init = nn.initializers.normal(0.02)
     width = cfg.embed_dim or cfg.d_model
     tok = nn.Embed(cfg.vocab_size, width, name="token", embedding_init=param_init(init, ("vocab", "embed")),

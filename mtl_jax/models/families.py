@@ -26,8 +26,8 @@ _LAYOUTS: dict[str, dict] = {}
 
 def register(model_type: str, **parts) -> None:
   """parts: layer (the layer class), peft_layer (the one taking `hooks`), embed (fn(embedder_module,
-  input_ids, deterministic) -> x; absent: encoder.Embedder's own), layer_inputs (fn(config, mask, length)
-  -> what every layer gets as its mask argument; absent: the mask)."""
+  input_ids, deterministic, token_type_ids) -> x; absent: encoder.Embedder's own), layer_inputs
+  (fn(config, mask, length) -> what every layer gets as its mask argument; absent: the mask)."""
   _LAYOUTS.setdefault(model_type, {}).update(parts)
 
 
@@ -80,7 +80,7 @@ def layer_class(config, peft: bool = False):
 
 
 def embed_fn(config):
-  """None: encoder.Embedder's own embeddings; else fn(embedder_module, input_ids, deterministic) -> x."""
+  """None: encoder.Embedder's own embeddings; else fn(embedder_module, input_ids, deterministic, token_type_ids)."""
   return _part(config, "embed")
 
 

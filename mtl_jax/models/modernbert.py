@@ -56,7 +56,8 @@ def _rotate(x_BLHK, cos_LK, sin_LK):
   return x_BLHK * cos + rotated * sin
 
 
-def embed(module: nn.Module, input_ids, deterministic: bool):
+def embed(module: nn.Module, input_ids, deterministic: bool, token_type_ids=None):
+  del token_type_ids  # no token-type embeddings in this layout
   cfg = module.config
   x = nn.Embed(cfg.vocab_size, cfg.d_model, name="token", param_dtype=cfg.params_dtype,
                embedding_init=param_init(nn.initializers.normal(0.02), ("vocab", "embed")))(input_ids)

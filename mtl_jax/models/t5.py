@@ -77,8 +77,9 @@ def layer_inputs(cfg: EncoderConfig, mask, length: int):
   return mask, RelativeBias(cfg, name="positions")(length)
 
 
-def embed(module: nn.Module, input_ids, deterministic: bool):
+def embed(module: nn.Module, input_ids, deterministic: bool, token_type_ids=None):
   """encoder.Embedder's body for T5: the shared token table, then dropout."""
+  del token_type_ids  # no token-type embeddings in this layout
   cfg = module.config
   x = nn.Embed(cfg.vocab_size, cfg.d_model, name="token", param_dtype=cfg.params_dtype,
                embedding_init=param_init(nn.initializers.normal(1.0), ("vocab", "embed")))(input_ids)

@@ -99,8 +99,8 @@ def hf_config(config: EncoderConfig, source: dict | None = None, extra: dict | N
     return out
   roberta = config.position_offset > 0
   kind = "electra" if config.model_type == "electra" else "roberta" if roberta else "bert"
-  out = dict(source or {"model_type": kind,
-                        "architectures": [{"electra": "ElectraModel", "roberta": "RobertaModel"}.get(kind, "BertModel")],
+  architecture = {"electra": "ElectraModel", "roberta": "RobertaModel"}.get(kind, "BertModel")
+  out = dict(source or {"model_type": kind, "architectures": [architecture],
                         "pad_token_id": config.position_offset - 1 if roberta else 0,
                         "position_embedding_type": "absolute"})
   if config.model_type == "electra":

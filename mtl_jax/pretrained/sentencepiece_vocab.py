@@ -1,8 +1,8 @@
 """The tokenizer of a SentencePiece checkpoint (T5, DeBERTa-v2 / v3) as a seqio Vocabulary.
 
-Why two routes (tokenizer.vocabulary_for picks): checkpoints that ship tokenizer.json (HF's fast tokenizer, converted from the
-SentencePiece model) are run by `tokenizers` (tokenizer.TokenizersVocabulary: T5 `pieces </s>`,
-DeBERTa `[CLS] pieces [SEP]`); those with only the SentencePiece model (T5 spiece.model, DeBERTa-v3
+Why two routes (tokenizer.vocabulary_for picks): checkpoints that ship tokenizer.json (HF's fast
+tokenizer, converted from the SentencePiece model) are run by `tokenizers` (tokenizer.TokenizersVocabulary:
+T5 `pieces </s>`, DeBERTa `[CLS] pieces [SEP]`); those with only the SentencePiece model (T5 spiece.model, DeBERTa-v3
 spm.model as on the hub) by seqio's SentencePieceVocabulary, in-graph as t5x does, with the
 specials HF's tokenizer puts around a text. Known limit of the spm-only route: a special token
 written literally in the text ('[SEP]') is split as text (HF's added-token matching is not applied).
