@@ -149,3 +149,36 @@ def test_pairs_token_types_match_transformers(tmp_path):
   ids, mask = tf_.padded_batch([30, 4, 17], VOCAB, first_id=1)
   types = ((np.arange(ids.shape[1])[None] >= np.array([12, 2, 9])[:, None]) * mask).astype(np.int32)
   tf_.check_token_types(path, ids, mask, types)
+
+
+@pytest.mark.matrix
+def test_quickstart_run_from_a_deberta_v3_layout_checkpoint(tmp_path, capsys):
+  """The whole quickstart (500 steps, 3 offline tasks) through the binary's main() from a random-init
+  DeBERTa-v3-layout checkpoint with its own spm.model; run_spec records the layout; the trained trunk
+  exports and transformers loads it."""
+  import sentencepiece as spm
+  from mtl_jax import train
+  from mtl_jax.pretrained import export
+  from tasks import offline
+  ckpt = tmp_path / "ckpt"
+  train_text = [e["text"] for name in ("rotten_tomatoes", "bbc_topic", "vader_tweets")
+                for e in offline.examples(name, "train")[:300]]
+  ckpt.mkdir()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(train_text), model_prefix=str(ckpt / "spm"), vocab_size=1000, pad_id=0, pad_piece="[PAD]",
+      bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]", unk_id=3, unk_piece="[UNK]",
+      user_defined_symbols=["[MASK]"], model_type="unigram", minloglevel=2)
+  config = _config()
+  config.vocab_size, config.max_position_embeddings = 1000, 128
+  tf_.save_random(transformers.DebertaV2Model(config), ckpt)
+  model_dir = tmp_path / "run"
+  assert train.main(["--gin_file=gin/runs/quickstart.gin", f"--gin.pretrained.checkpoint={ckpt}",
+                     f"--gin.MODEL_DIR={model_dir}", "--gin.trainer.train.eval_batch_size=256"]) == 0
+  spec = json.loads((model_dir / "run_spec.json").read_text())
+  assert (spec["encoder"]["model_type"], spec["encoder"]["relative_buckets"], spec["encoder"]["vocab_size"]) == (
+      "deberta-v2", 8, 1000)
+  results = json.loads((model_dir / "results.json").read_text())
+  assert results["step"] == 500 and np.isfinite(results["average"])
+  out = export.export_model_dir(model_dir, tmp_path / "exported")
+  model, info = transformers.AutoModel.from_pretrained(str(out), output_loading_info=True)
+  assert not info["missing_keys"] and (out / "spm.model").is_file()
