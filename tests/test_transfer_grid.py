@@ -41,9 +41,9 @@ def test_tiny_grid_end_to_end_writes_every_file_and_rerun_skips(tmp_path):
 
   table = json.loads((exp_dir / "transfer_matrix.json").read_text())["matrix"]
   assert len(table) == 6
-  def headline(cell_id):
+  def headline(cell_id):  # the held-out test split of the checkpoint validation selected (run/held_out.py)
     record = json.loads((runs / cell_id / "results.json").read_text())
-    return record["tasks"][cell_id.split("__")[3]]["headline"]
+    return record["test"][cell_id.split("__")[3]]["headline"]
   for row in table:
     got = headline(f"target__{row['source']}__to__{row['target']}__n64__seed0")
     assert row["mean"] == pytest.approx(got) and row["n"] == 1
