@@ -10,6 +10,7 @@ TOOLS = (
     ("mtl-transfer", "mtl_jax.transfer", "transfer matrix: sources x targets x regimes x seeds, two stages"),
     ("mtl-probe", "mtl_jax.probe", "linear / MLP probes on frozen per-layer features, learning curves"),
     ("mtl-taskemb", "mtl_jax.taskemb", "task embeddings (TextEmb, TaskEmb, TAG affinity), source ranking"),
+    ("mtl-merge", "mtl_jax.merge", "merge single-task runs (task arithmetic, TIES, DARE, Fisher, RegMean) into one MODEL_DIR"),
     ("mtl-predict", "mtl_jax.predict", "predictions of a trained MODEL_DIR on texts / JSONL"),
     ("mtl-encode", "mtl_jax.pretrained.encode", "texts -> ids, mask, final hidden states (npz)"),
     ("mtl-export", "mtl_jax.pretrained.export", "a trained trunk -> Hugging Face model directory"),

@@ -170,7 +170,7 @@ def test_the_tool_list(capsys):
   from mtl_jax import __main__ as face
   assert face.main(["--help"]) == 0
   out = capsys.readouterr().out
-  for tool in ("mtl-train", "mtl-compare", "mtl-transfer", "mtl-probe", "mtl-taskemb", "mtl-predict",
+  for tool in ("mtl-train", "mtl-compare", "mtl-transfer", "mtl-probe", "mtl-taskemb", "mtl-merge", "mtl-predict",
                "mtl-encode", "mtl-export"):
     assert tool in out
   import importlib.util

@@ -80,3 +80,18 @@ def test_every_gin_file_binds_a_method_and_a_grid_it_takes():
   for name, s in bound.items():
     points = select.candidates(base.get(name), s.grid)
     assert len(points) == max(1, int(__import__("numpy").prod([len(v) for v in s.grid.values()])))
+
+
+def test_a_run_whose_config_imports_a_foreign_module_is_refused_unless_trusted(tmp_path, capsys):
+  """Merging parses the runs' config.gin, and gin runs its imports: only this project's modules
+  (issue 'The first hour with your own data', item 9), --trust_config to override."""
+  a = fake_run(tmp_path, "a", ["rotten_tomatoes"])
+  b = fake_run(tmp_path, "b", ["vader_tweets"])
+  (b / "config.gin").write_text("import tasks.offline\nimport antigravity_payload\nTRAIN_STEPS = 4\n")
+  err = one_line_error(["--runs", str(a), str(b), "--out", str(tmp_path / "out"), "--method", "ties"], capsys)
+  assert "antigravity_payload" in err and "--trust_config" in err and f"{b / 'config.gin'}:2" in err
+  assert not (tmp_path / "out").exists()
+  # trusted: the config check is skipped and the next check (no committed checkpoint) speaks instead
+  err = one_line_error(["--runs", str(a), str(b), "--out", str(tmp_path / "out"), "--method", "ties",
+                        "--trust_config"], capsys)
+  assert "antigravity_payload" not in err

@@ -42,12 +42,10 @@ def register(method: Method) -> Method:
 
 
 def get(name: str) -> Method:
-  from mtl_jax.merge import methods  # noqa: F401  registers every method file
-  return METHODS.get(name)()
+  return METHODS.get(name)()  # every method file registered itself: the package imports them (merge/__init__.py)
 
 
 def names() -> tuple[str, ...]:
-  from mtl_jax.merge import methods  # noqa: F401
   return METHODS.names()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 
 
@@ -39,6 +40,7 @@ def parse_grid(items) -> dict:
 
 def run(args) -> dict:
   from mtl_jax.merge import base, select, settings as settings_lib, sources, target as target_lib
+  from mtl_jax.predict import config_trust
   bound = settings_lib.from_gin(args.gin_file)
   if not (args.method or bound.method):
     raise ValueError("no merge method: pass --method NAME or --gin_file=gin/merge/<method>.gin; methods: "
@@ -51,6 +53,10 @@ def run(args) -> dict:
   args.seed = bound.seed if args.seed is None else args.seed
   select.candidates(method, grid)  # a bad --grid before any work
   target_lib.check_out_dir(args.out)
+  for run_dir in args.runs:  # the merged run parses their config.gin, whose imports run: this project's only
+    config = pathlib.Path(run_dir) / "config.gin"
+    if config.is_file():
+      config_trust.check(config, args.trust_config)
   runs = sources.open_runs(args.runs)
   target = target_lib.build(runs, args.out)
   best = select.pick(target, method, grid, seed=args.seed, examples=args.examples, test=not args.no_test)
@@ -82,6 +88,8 @@ def main(argv=None) -> int:
   parser.add_argument("--examples", type=int, help="training examples per task (Fisher / RegMean; default 256)")
   parser.add_argument("--seed", type=int, help="DARE's drop draws (default 0)")
   parser.add_argument("--no_test", action="store_true", help="do not score the pick on the test split")
+  parser.add_argument("--trust_config", action="store_true",
+                      help="read runs whose config.gin imports modules outside mtl_jax / tasks")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
