@@ -182,3 +182,7 @@ def test_quickstart_run_from_a_deberta_v3_layout_checkpoint(tmp_path, capsys):
   out = export.export_model_dir(model_dir, tmp_path / "exported")
   model, info = transformers.AutoModel.from_pretrained(str(out), output_loading_info=True)
   assert not info["missing_keys"] and (out / "spm.model").is_file()
+
+
+def test_init_from_carries_the_trunk_and_its_shared_parts(v3_dir):
+  tf_.check_init_from(v3_dir)

@@ -113,3 +113,7 @@ def test_lora_merge_export_matches_the_lora_model(mb_dir, tmp_path):
   """lora_merge folds task 1's factors into the kernels; HF runs the export as our LoRA model runs task 1."""
   ids, mask = tf_.padded_batch([30, 4, 17] if VOCAB < 110 else [11, 4, 8], VOCAB, first_id=1)
   tf_.check_lora_merge(mb_dir, ids, mask, tmp_path, ("query", "key", "value", "out", "wo"))
+
+
+def test_init_from_carries_the_trunk_and_its_shared_parts(mb_dir):
+  tf_.check_init_from(mb_dir)

@@ -169,3 +169,32 @@ def check_token_types(path, ids, mask, types, model_class=None):
   print(f"{cfg.model_type} with token types: max|diff| = {diff:.2e}")
   assert diff <= TOL
   assert real_diff(want, hf_hidden(model_class.from_pretrained(str(path)), ids, mask), mask) > 1e-3  # types matter
+
+
+def check_init_from(path, source="hard", target="sluice"):
+  """init_from's path: a `source` run's params started from the checkpoint and moved (as trained) ->
+  init_from.plain_encoder -> into a `target` model: every target trunk copy holds the moved weights,
+  the shared position table included."""
+  from flax.core import meta
+  from mtl_jax.models.multitask import build_model
+  from mtl_jax.step.steps import dummy_batch
+  from mtl_jax.transfer import init_from
+  ckpt = ckpt_lib.open_checkpoint(path)
+  cfg = ckpt.encoder_config(dropout_rate=0.0)
+  init = lambda strategy: meta.unbox(jax.jit(build_model(cfg, strategy, [2, 2]).init)(
+      jax.random.key(0), dummy_batch(2, 8))["params"])
+  src = traverse_util.flatten_dict(load.into_params(init(source), ckpt.params()), sep="/")
+  rng = np.random.default_rng(7)
+  src = {p: np.asarray(v) + 0.01 * rng.standard_normal(v.shape).astype(np.float32) for p, v in src.items()}
+  plain = init_from.plain_encoder(traverse_util.unflatten_dict(src, sep="/"), {"sharing": source, "tasks": ["a", "b"]})
+  assert set(plain) == {init_from.trunk_key(k) for k in ckpt.params()} | ({"ln_final/scale", "ln_final/bias"}
+                                                                         & set(plain))
+  tgt = traverse_util.flatten_dict(init_from.into_params(init(target), plain), sep="/")
+  by_key = {init_from.trunk_key(p): v for p, v in src.items() if init_from.trunk_key(p) is not None}
+  loaded = 0
+  for p, v in tgt.items():
+    key = init_from.trunk_key(p)
+    if key is not None:
+      np.testing.assert_array_equal(np.asarray(v).reshape((-1,) + by_key[key].shape)[-1], by_key[key], err_msg=p)
+      loaded += 1
+  assert loaded >= len(ckpt.params())
