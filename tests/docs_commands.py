@@ -95,11 +95,11 @@ def all_commands() -> list[Command]:
 
 
 def untagged_tool_lines() -> list[str]:
-  """Tool commands hiding in blocks without a shell language (they would escape the test)."""
+  """Tool commands hiding in untagged blocks (they would escape the test; output is tagged `text`)."""
   bad = []
   for path in pages():
     for lang, start, body in blocks(path):
-      if lang not in SHELL_LANGS:
+      if not lang:
         bad += [f"{path.relative_to(ROOT)}:{start + k}: {line.strip()[:60]}"
                 for k, line in enumerate(body) if TOOL_START.match(line)]
   return bad

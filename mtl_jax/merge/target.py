@@ -136,7 +136,8 @@ class Target:
     params = self.device_params(flat)
     with jax.set_mesh(steps.mesh):
       opt_state = jax.jit(steps.tx.init, out_shardings=steps.state_shardings.opt_state)(params)
-      weighting = jax.device_put(steps.weighting.init(len(self.names)), steps.state_shardings.weighting)
+      weighting = jax.device_put(steps.weighting.init_with_params(len(self.names), params),
+                                 steps.state_shardings.weighting)  # buffer methods size theirs from params
     state = TrainState(step=jnp.asarray(train_steps, jnp.int32), params=params, opt_state=opt_state,
                        weighting=weighting)
     ckpt = checkpoints.Checkpoints(self.out_dir, keep=1, period=1)

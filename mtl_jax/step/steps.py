@@ -105,7 +105,7 @@ class Steps:
     self.weighting = weighting or weighting_lib.configured(self.num_tasks)
     if self.weighting.kind == "gradient" and not self.grouped:
       raise ValueError(f"weighting {self.weighting.name!r} combines per-task gradients and needs task-grouped "
-                       "batches; include gin/mixing/grouped.gin (BATCH_SIZE a multiple of the task count)")
+                       "batches; include gin/mixing/grouped.gin (any BATCH_SIZE: task groups are padded)")
     self.microbatches = microbatch.configured() if microbatches is None else microbatch.configured(microbatches)
     microbatch.check(self.microbatches, batch_size, self.num_tasks, self.grouped, self.weighting)
     example = dummy_batch(batch_size, length)

@@ -82,6 +82,8 @@ def restore_params(model_dir: pathlib.Path, step: str | int = "latest"):
   """(params, step) of a run's checkpoint, restored onto one device whatever mesh saved it. 'latest' of a
   source whose results.json claims the final step is that step's checkpoint or a refusal, never an older one."""
   import orbax.checkpoint as ocp
+  from mtl_jax.run import quiet_orbax
+  quiet_orbax.install()  # every reader of runs (init_from, taskemb, merge, predict): no orbax metadata notes
   if step == "latest":
     finished.require_final_checkpoint(model_dir, finished.configured_steps(model_dir), "init_from.model_dir")
   folder = model_dir / ("checkpoints_best" if step == "best" else "checkpoints")
