@@ -12,6 +12,7 @@ from test_compare_report import png_size
 
 from mtl_jax.compare import cli, runner
 from conftest import TINY_ARGS, run_cell_in_process, subprocess_env
+import pytest
 
 STEPS = 4
 
@@ -38,6 +39,7 @@ def _argv(exp_dir):
           f"--exp_dir={exp_dir}", "--name=real_e2e"]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_real_grid_end_to_end_then_rerun_launches_nothing(tmp_path):
   # One test, not a module fixture shared by two: under pytest-xdist two tests could land on
   # two workers and run the 4 trainings twice, concurrently.

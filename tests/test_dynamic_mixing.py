@@ -162,6 +162,7 @@ def _final(model_dir):
   return [np.asarray(x) for x in jax.tree.leaves(tree)], meta
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_kill9_mid_schedule_then_resume_is_exact(tmp_path):
   # the uninterrupted and the resumed run are main() in-process; the killed one a child on the same 8 fake
   # devices (results depend on the device count, not on the process: child and in-process agree bit for bit)

@@ -55,6 +55,7 @@ def t128_run(tmp_path_factory):
   return rc, model_dir, _FIRST_BATCH[0]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_t128_mixture_trains_end_to_end(t128_run):
   rc, model_dir, _ = t128_run
   assert rc == 0
@@ -70,6 +71,7 @@ def t128_batch(t128_run):
   return t128_run[2]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 @pytest.mark.parametrize("sharing", ["hard", "soft", "mmoe"])
 def test_t128_batch_trains_with_every_sluice_free_strategy(t128_batch, sharing):
   from tasks.synthetic import VOCABULARY

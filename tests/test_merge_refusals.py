@@ -91,7 +91,8 @@ def test_a_run_whose_config_imports_a_foreign_module_is_refused_unless_trusted(t
   err = one_line_error(["--runs", str(a), str(b), "--out", str(tmp_path / "out"), "--method", "ties"], capsys)
   assert "antigravity_payload" in err and "--trust_config" in err and f"{b / 'config.gin'}:2" in err
   assert not (tmp_path / "out").exists()
-  # trusted: the config check is skipped and the next check (no committed checkpoint) speaks instead
-  err = one_line_error(["--runs", str(a), str(b), "--out", str(tmp_path / "out"), "--method", "ties",
-                        "--trust_config"], capsys)
-  assert "antigravity_payload" not in err
+  # trusted: the check the CLI runs with --trust_config lets the file through (gin would then import it)
+  from mtl_jax.predict import config_trust
+  assert config_trust.check(b / "config.gin", True) is None
+  with pytest.raises(ValueError, match="antigravity_payload"):
+    config_trust.check(b / "config.gin", False)

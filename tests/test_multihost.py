@@ -84,6 +84,7 @@ def test_bad_distributed_flags_are_one_line_errors(tmp_path):
   assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_two_process_binary_trains_writes_once_and_resumes_single_process(tmp_path):
   model_dir = tmp_path / "run"
   common = (*TINY_ARGS, f"--gin.MODEL_DIR={model_dir}", "--gin.trainer.train.log_period=1",

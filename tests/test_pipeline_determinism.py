@@ -39,6 +39,7 @@ for name, layout, seed in [("synthetic_r50_t2", "mixed", 0), ("synthetic_r50_t2"
 """
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_same_seed_same_batches_across_processes():
   """Two concurrent processes (different hash seeds) print identical digests."""
   procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT], cwd=REPO_ROOT, text=True,

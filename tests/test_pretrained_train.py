@@ -10,6 +10,7 @@ from safetensors.numpy import load_file
 from mtl_jax import train
 from mtl_jax.pretrained import export
 from pretrained_fixtures import write_tiny_checkpoint
+import pytest
 
 BASE = ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin", "--gin_file=gin/pretrained/minilm.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}", "--gin.BATCH_SIZE=16", "--gin.TRAIN_STEPS=2",
@@ -50,6 +51,7 @@ def test_frozen_pretrained_trunk_trains_heads_records_and_refuses_another_checkp
   assert sorted(p.name for p in model_dir.iterdir()) == before
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_sluice_from_a_pretrained_checkpoint_trains(tmp_path):
   ckpt = write_tiny_checkpoint(tmp_path / "ckpt", pooling="mean")
   model_dir = tmp_path / "sluice"

@@ -81,6 +81,7 @@ def test_featurized_layers_equal_an_independent_encoder_pass_and_are_cached(tiny
   assert cached.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_probe_cli_writes_curves_for_every_size_seed_and_model(tiny_checkpoint, tmp_path):
   out = tmp_path / "out"
   argv = [f"--featurizer=tiny={tiny_checkpoint}", "--tasks=chatterbot_intent", "--sizes=40,all", "--seeds=0,1",

@@ -94,6 +94,7 @@ def _kill9_when(model_dir, cond):
   return out
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_kill9_after_a_checkpoint_then_during_a_save_then_resume_is_bit_identical(uninterrupted, tmp_path):
   """One chain: killed after step 4's checkpoint; the resumed child killed again while a save after
   step 6 is in progress; the last resume ends where the uninterrupted run did."""
@@ -112,6 +113,7 @@ def test_kill9_after_a_checkpoint_then_during_a_save_then_resume_is_bit_identica
   assert a == b
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_sigterm_saves_and_exits_zero_then_resumes(tmp_path, capsys):
   model_dir = tmp_path / "preempted"
   proc = _start(model_dir, "--gin.TRAIN_STEPS=100000", "--gin.trainer.train.checkpoint_period=2",
@@ -214,6 +216,7 @@ def _main_with_faults(monkeypatch, model_dir, faults=""):
   return train.main(["--no_progress", *AWKWARD, f"--gin.MODEL_DIR={model_dir}"])
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_sigterm_in_eval_then_twice_in_a_save_then_disk_full_each_resumes_exactly(tmp_path, monkeypatch, capsys):
   """One chain of runs in-process: each interruption leaves a usable checkpoint, and the run
   finished after all of them is bit-identical to an uninterrupted one."""
@@ -257,6 +260,7 @@ def small_tmpfs(tmp_path):
   subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_real_full_disk_one_line_then_resume_is_exact_once_space_is_back(uninterrupted, small_tmpfs):
   model_dir = small_tmpfs / "run"
   proc = run_binary(*COMMON, f"--gin.MODEL_DIR={model_dir}", env_extra={"devices": 8}, check=False)

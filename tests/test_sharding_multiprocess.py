@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 MESH, RESTORE_MESH, NUM_STEPS = (4, 2), (2, 4), 10
@@ -65,6 +66,7 @@ def worker(process_id: int, port: int, out: pathlib.Path) -> None:
            **{f"pred_{k}": np.asarray(v) for k, v in predictions.items()})
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_two_processes_match_one_process_and_checkpoint_restores_elsewhere(tmp_path):
   port = free_port()
   from conftest import subprocess_env  # local: this file also runs as the child script

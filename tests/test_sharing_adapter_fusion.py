@@ -167,6 +167,7 @@ def _flat(model_dir):
   return flax.traverse_util.flatten_dict(nn.meta.unbox(init_from.restore_params(model_dir)[0]), sep="/")
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_stage_two_from_an_adapters_run_through_the_binary(tmp_path):
   source, fused = tmp_path / "adapters", tmp_path / "fusion"
   assert train.main([*BASE, "--gin_file=gin/sharing/adapters.gin", "--gin.adapters.placement=['mlp']",

@@ -51,6 +51,7 @@ def logged(model_dir: pathlib.Path, tag: str) -> list[float]:
   return [e.value for e in acc.Scalars(tag)]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_strategy_trains_through_main(runs, name):
   model_dir, proc = runs[name]

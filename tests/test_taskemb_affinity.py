@@ -82,6 +82,7 @@ BASE = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/m
         "--gin.trainer.train.eval_batch_size=512", ONE_DEVICE]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_hook_in_a_training_run_writes_the_mean_and_leaves_training_unchanged(tmp_path):
   plain = train.main([*BASE, f"--gin.MODEL_DIR={tmp_path / 'plain'}"])
   assert plain == 0

@@ -6,6 +6,7 @@ import numpy as np
 
 from mtl_jax.compare import grid
 from mtl_jax.taskemb import cli
+import pytest
 
 TASKS = ["bbc_topic", "rotten_tomatoes", "vader_tweets"]
 
@@ -25,6 +26,7 @@ def _matrix_and_affinity(tmp_path):
   return matrix
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_cli_end_to_end_on_tiny_shapes(tmp_path, capsys):
   _matrix_and_affinity(tmp_path)
   out = tmp_path / "out"

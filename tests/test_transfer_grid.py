@@ -25,6 +25,7 @@ def in_process(calls):
   return launch
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_tiny_grid_end_to_end_writes_every_file_and_rerun_skips(tmp_path):
   exp_dir, calls, lines = tmp_path / "exp", [], []
   assert cli.main([*TINY, f"--exp_dir={exp_dir}"], launcher=in_process(calls), echo=lines.append) == 0

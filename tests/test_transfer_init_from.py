@@ -51,6 +51,7 @@ def _source_flat(source_dir):
   return traverse_util.flatten_dict(jax.device_get(params), sep="/")
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_sluice_column_into_hard_and_soft_mean_into_sluice_copy_exact_values(sources):
   src = _source_flat(sources["sluice"])
   column = QUICK.index("rotten_tomatoes")
@@ -88,6 +89,7 @@ def test_per_task_source_needs_a_named_trunk(sources):
     init_from.restore_params(sources["sluice"], 7)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_target_trains_records_refuses_other_source_and_resumes_exactly(sources, tmp_path, capsys, monkeypatch):
   source = [f"--gin.init_from.model_dir={sources['sluice']}", "--gin.init_from.task=bbc_topic"]
   target = [*BASE, "--gin.MIXTURE_OR_TASK_NAME=vader_movie", "--gin.TRAIN_STEPS=4", *source]

@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 
 from conftest import ONE_DEVICE, REPO, TINY_ARGS, subprocess_env
 from mtl_jax import train
+import pytest
 
 ARGS = (*TINY_ARGS, "--gin_file=gin/weighting/gradnorm.gin", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=8",
         "--gin.trainer.train.checkpoint_period=2", "--gin.trainer.train.eval_period=8",
@@ -25,6 +26,7 @@ def _state(model_dir, step):
   return tree, [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_gradnorm_kill9_then_resume_is_bit_identical(tmp_path, clean_gin):
   reference = tmp_path / "reference"
   assert train.main(["--no_progress", *ARGS, f"--gin.MODEL_DIR={reference}"]) == 0
