@@ -118,6 +118,7 @@ def _forget_file_tasks():
     seqio.MixtureRegistry.remove("file_example_mix")
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_example_gin_trains_csv_jsonl_tsv_conll_with_an_offline_task_and_resumes(tmp_path, capsys):
   model_dir = tmp_path / "run"
   args = ["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/tasks/example_files.gin",

@@ -87,6 +87,7 @@ def test_foreign_import_in_an_included_file_is_found(tmp_path):
   assert config_trust.foreign_imports(tmp_path / "config.gin") == [(str(tmp_path / "inner.gin"), 1, "os.path")]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_predict_process_stderr_has_no_absl_warning_or_onednn_error(run, tmp_path):
   model_dir, _ = run
   texts = tmp_path / "two.txt"

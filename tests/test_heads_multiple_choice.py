@@ -81,6 +81,7 @@ def test_bad_items_are_one_line(clean_gin, bad, match):
     seqio.get_mixture_or_task("mc_bad").get_dataset({"inputs": 16}, split="train", shuffle=False)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_chatterbot_choice_trains_through_the_binary_and_predicts(clean_gin, tmp_path):
   model_dir = tmp_path / "run"
   run = run_main(*TINY_ARGS, ONE_DEVICE,

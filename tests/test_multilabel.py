@@ -177,6 +177,7 @@ def test_tagging_member_and_unlabelled_input_refused():
     next(ip.train_batches(ip.get_provider("mlt_empty"), LENGTHS, 1, seed=0))
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_offline_demonstration_trains(tmp_path):
   from mtl_jax import train
   rc = train.main(["--gin_file=gin/runs/multilabel_vader.gin", "--gin_file=gin/models/tiny.gin",

@@ -40,6 +40,7 @@ def test_every_strategy_predicts_as_the_eval_path(file_tasks, sharing):
   assert_predict_equals_eval(predictor, records)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_a_pretrained_tokenizer_mmoe_run_predicts_as_the_eval_path(tmp_path, clean_gin):  # load() sets mmoe.num_experts = 2
   ckpt = write_tiny_checkpoint(tmp_path / "ckpt", layers=1, pooling="mean")
   gin_file = tmp_path / "two_files.gin"

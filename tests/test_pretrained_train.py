@@ -17,6 +17,7 @@ BASE = ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin", 
         "--gin.trainer.train.eval_batch_size=256"]
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_frozen_pretrained_trunk_trains_heads_records_and_refuses_another_checkpoint(tmp_path, capsys):
   ckpt = write_tiny_checkpoint(tmp_path / "ckpt", d=48, heads=2, ff=96, pooling="mean")
   model_dir = tmp_path / "run"

@@ -157,6 +157,7 @@ def six_steps(tmp_path_factory):
   return model_dir
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 @pytest.mark.parametrize("damage", [_truncate_largest, _delete_state], ids=["truncated", "partially_deleted"])
 def test_corrupt_latest_checkpoint_falls_back(six_steps, tmp_path, damage):
   import shutil

@@ -100,6 +100,7 @@ def test_bad_settings_name_the_value():
     sharing.adapters.adapters(ph.PRE, 2, placement=["ffn"])
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_adapters_train_through_the_binary_with_the_trunk_frozen(tmp_path, capsys):
   model_dir = tmp_path / "adapters"
   assert train.main(["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",

@@ -130,6 +130,7 @@ def test_bad_settings_name_the_value():
     lora_merge.merged_params({"trunk": {"layer_0": {"w": np.zeros(2)}}}, 0, 16.0)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_lora_trains_through_the_binary_and_merge_refuses_a_scratch_trunk(tmp_path, capsys):
   model_dir = tmp_path / "lora"
   assert train.main(["--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",

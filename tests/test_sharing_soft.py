@@ -117,6 +117,7 @@ def train_spread(weight: float, steps: int = 12, tx=None) -> float:
   return tower_spread(state.params)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_huge_weight_keeps_towers_equal():
   # Adam moves every coordinate by ~lr whatever the gradient's size, so a huge tie keeps
   # the towers within that step of each other, while untied towers drift apart.

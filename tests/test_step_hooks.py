@@ -28,6 +28,7 @@ class _Recorder:
 step_hooks.register("test_recorder")(_Recorder)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_hook_sees_each_step_state_and_batch_then_closes(tmp_path):
   SEEN.clear()
   assert train.main([*BASE, f"--gin.MODEL_DIR={tmp_path / 'run'}", "--gin.step_hooks.names=['test_recorder']"]) == 0

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import ONE_DEVICE, run_main
+import pytest
 
 
 def _scalars(logdir, tag):
@@ -19,6 +20,7 @@ def _scalars(logdir, tag):
   return out
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_wnut16_ner_trains(tmp_path, clean_gin):
   run_main("--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
            "--gin.MIXTURE_OR_TASK_NAME=wnut16_ner", f"--gin.MODEL_DIR={tmp_path}",

@@ -80,6 +80,7 @@ def test_sluice_column_into_hard_and_soft_mean_into_sluice_copy_exact_values(sou
                  np.array_equal(got[k], soft[k]) for k in got)  # heads are fresh
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_per_task_source_needs_a_named_trunk(sources):
   with pytest.raises(ValueError, match="set init_from.task to one of bbc_topic, rotten_tomatoes, vader_tweets or 'mean'"):
     _target_params(sources["sluice"], "hard", None)
@@ -123,6 +124,7 @@ def test_target_trains_records_refuses_other_source_and_resumes_exactly(sources,
     np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
+@pytest.mark.e2e  # slow end-to-end (marker e2e: CI's second step)
 def test_tokenizer_mismatch_is_refused(sources):
   with pytest.raises(ValueError, match="was started from scratch but this run from .*drop pretrained.checkpoint"):
     starting_point.FromRun(init_from.InitFrom(model_dir=str(sources["soft"]), task="mean"),
