@@ -60,13 +60,22 @@ def table(cfg: EncoderConfig) -> list[Entry]:
   if cfg.embed_dim:
     entries += [Entry("embeddings_project.weight", "embedder/projection/kernel", (d, e), np.transpose, np.transpose),
                 Entry("embeddings_project.bias", "embedder/projection/bias", (d,), _same, _same)]
+  return entries + _post_ln_layers(cfg, ln, qkv_suffix="")
+
+
+
+def _post_ln_layers(cfg: EncoderConfig, ln, qkv_suffix: str) -> list[Entry]:
+  """The BERT-named post-LN layers (BERT / RoBERTa / ELECTRA: attention.self.query; DeBERTa-v2:
+  attention.self.query_proj): `ln(hf, ours)` gives a LayerNorm's two entries."""
+  d, h, k, f = cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.mlp_dim
+  entries = []
   for layer in range(cfg.num_layers):
     hf, ours = f"encoder.layer.{layer}.", f"layer_{layer}/"
     for proj in ("query", "key", "value"):
       entries += [
-          Entry(f"{hf}attention.self.{proj}.weight", f"{ours}attention/{proj}_kernel", (h * k, d),
+          Entry(f"{hf}attention.self.{proj}{qkv_suffix}.weight", f"{ours}attention/{proj}_kernel", (h * k, d),
                 lambda w: w.T.reshape(d, h, k), lambda w: w.reshape(d, h * k).T),
-          Entry(f"{hf}attention.self.{proj}.bias", f"{ours}attention/{proj}_bias", (h * k,),
+          Entry(f"{hf}attention.self.{proj}{qkv_suffix}.bias", f"{ours}attention/{proj}_bias", (h * k,),
                 lambda b: b.reshape(h, k), lambda b: b.reshape(h * k)),
       ]
     entries += [
@@ -81,7 +90,6 @@ def table(cfg: EncoderConfig) -> list[Entry]:
         *ln(f"{hf}output.LayerNorm", f"{ours}ln_mlp"),
     ]
   return entries
-
 
 def _t5_table(cfg: EncoderConfig) -> list[Entry]:
   """T5EncoderModel's tensors (no biases; the relative bias table in block 0 only, shared by all layers:
@@ -131,27 +139,7 @@ def _deberta_table(cfg: EncoderConfig) -> list[Entry]:
   entries += ln("embeddings.LayerNorm", "embedder/ln")
   entries += [Entry("encoder.rel_embeddings.weight", "positions/embedding", (2 * deberta.span(cfg), d), _same, _same),
               *ln("encoder.LayerNorm", "positions/ln")]
-  for layer in range(cfg.num_layers):
-    hf, ours = f"encoder.layer.{layer}.", f"layer_{layer}/"
-    for proj in ("query", "key", "value"):
-      entries += [
-          Entry(f"{hf}attention.self.{proj}_proj.weight", f"{ours}attention/{proj}_kernel", (h * k, d),
-                lambda w: w.T.reshape(d, h, k), lambda w: w.reshape(d, h * k).T),
-          Entry(f"{hf}attention.self.{proj}_proj.bias", f"{ours}attention/{proj}_bias", (h * k,),
-                lambda b: b.reshape(h, k), lambda b: b.reshape(h * k)),
-      ]
-    entries += [
-        Entry(f"{hf}attention.output.dense.weight", f"{ours}attention/out_kernel", (d, h * k),
-              lambda w: w.T.reshape(h, k, d), lambda w: w.reshape(h * k, d).T),
-        Entry(f"{hf}attention.output.dense.bias", f"{ours}attention/out_bias", (d,), _same, _same),
-        *ln(f"{hf}attention.output.LayerNorm", f"{ours}ln_attention"),
-        Entry(f"{hf}intermediate.dense.weight", f"{ours}mlp/wi/kernel", (f, d), np.transpose, np.transpose),
-        Entry(f"{hf}intermediate.dense.bias", f"{ours}mlp/wi/bias", (f,), _same, _same),
-        Entry(f"{hf}output.dense.weight", f"{ours}mlp/wo/kernel", (d, f), np.transpose, np.transpose),
-        Entry(f"{hf}output.dense.bias", f"{ours}mlp/wo/bias", (d,), _same, _same),
-        *ln(f"{hf}output.LayerNorm", f"{ours}ln_mlp"),
-    ]
-  return entries
+  return entries + _post_ln_layers(cfg, ln, qkv_suffix="_proj")
 
 
 def _modernbert_table(cfg: EncoderConfig) -> list[Entry]:
