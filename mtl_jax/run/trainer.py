@@ -58,7 +58,8 @@ def param_counts(params) -> dict[str, int]:
 def check_model_dir(model_dir) -> pathlib.Path:
   """MODEL_DIR must be (creatable as) a writable directory; checked without creating it."""
   if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
-    raise ValueError(f"MODEL_DIR must be a directory path, got {model_dir!r}; set --gin.MODEL_DIR=/path/to/run")
+    got = "nothing (no gin file or flag sets it)" if model_dir is gin.REQUIRED else repr(model_dir)
+    raise ValueError(f"MODEL_DIR must be a directory path, got {got}; set --gin.MODEL_DIR=/path/to/run")
   path = pathlib.Path(model_dir).absolute()
   probe = path
   while not probe.exists():
