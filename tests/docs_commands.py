@@ -115,7 +115,7 @@ python() {
     case "${2:-}" in
       mtl_jax.train) command python3 "$@" --gin.TRAIN_STEPS=4 --gin.trainer.train.eval_period=2 \
           --gin.trainer.train.checkpoint_period=2 --gin.BATCH_SIZE=8 --no_progress; return;;
-      mtl_jax.compare) command python3 "$@" --binding=TRAIN_STEPS=4 --binding=BATCH_SIZE=8 --seeds=0,1; return;;
+      mtl_jax.compare) command python3 "$@" --binding=TRAIN_STEPS=4 --binding=BATCH_SIZE=8 --seeds=0; return;;
     esac
   fi
   command python3 "$@"
