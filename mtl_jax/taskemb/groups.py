@@ -97,6 +97,11 @@ def experiment_gin(path: pathlib.Path, name: str, groups: Sequence[Sequence[str]
            f"experiment.bindings = {dict(bindings)!r}",
            f"experiment.env = {{{ENV!r}: {env_value(groups)!r}}}",
            f"experiment.exp_dir = {('/tmp/mtl_compare/' + name)!r}", ""]
+  return write_experiment(path, lines)
+
+
+def write_experiment(path, lines: Sequence[str]) -> pathlib.Path:
+  """An experiment gin file (its folder made first); shared by the group proposals and select.py."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("\n".join(lines))

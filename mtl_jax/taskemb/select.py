@@ -78,10 +78,7 @@ def experiment_gin(path: pathlib.Path, arms_of: Mapping[str, Mapping[str, Sequen
             f"transfer.target_bindings = {dict(target_bindings)!r}",
             f"transfer.env = {{{groups.ENV!r}: {env!r}}}",
             f"transfer.exp_dir = {('/tmp/mtl_transfer/' + name)!r}", ""]
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text("\n".join(lines))
-  return path
+  return groups.write_experiment(path, lines)
 
 
 def _steps(n: int) -> dict:
