@@ -118,9 +118,8 @@ def _in_process(argv, log_path, env):
 
 
 def readme_own_data():
-  """README "Your own data": the gin file of its heredoc and the mtl-compare command's arguments."""
-  text = (REPO / "README.md").read_text()
-  section = text.split("## Your own data", 1)[1].split("\n## ", 1)[0]
+  """docs/howto/own_data.md: the gin file of its heredoc and the mtl-compare command's arguments."""
+  section = (REPO / "docs" / "howto" / "own_data.md").read_text()
   gin_text = re.search(r"cat > /tmp/my_tasks.gin <<'GIN'\n(.*?)\nGIN\n", section, re.S).group(1)
   command = re.search(r"^python -m mtl_jax\.compare .*?(?<!\\)$", section, re.M | re.S).group(0)
   return gin_text, shlex.split(command.replace("\\\n", " "))[3:]
