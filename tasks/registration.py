@@ -334,11 +334,13 @@ def add_task(
     num_examples: Mapping[str, int] | None = None,
     text_fields: Sequence[str] = (),
     pair_format: str = "native",
+    splits: Sequence[str] = SPLITS,
 ) -> seqio.Task:
   """Registers `name` in seqio.TaskRegistry and its head kind in mtl_jax.input.task_info.
 
   With two or more `text_fields` each example carries 'texts' (one string per field) and the
-  input is built by `pair_format` (module docstring); else 'text'."""
+  input is built by `pair_format` (module docstring); else 'text'. `splits`: the ones the task
+  has (a source without a labelled test split leaves 'test' out)."""
   info = task_info.register(task_info.TaskInfo(name, kind, tuple(label_names)))
   text_fields = tuple(text_fields)
   pairs.check_format(pair_format, f"task {name!r}")
@@ -347,7 +349,7 @@ def add_task(
                                    num_labels=(len(info.label_names) if kind == "multiple_choice"
                                                else info.num_classes), vocabulary=vocabulary,
                                    num_texts=max(len(text_fields), 1)),
-      splits=SPLITS,
+      splits=tuple(splits),
       num_input_examples=dict(num_examples) if num_examples else None,
       examples_fn=examples_fn,
   )

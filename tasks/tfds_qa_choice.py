@@ -1,0 +1,97 @@
+"""Extractive QA and multiple choice from TFDS: SQuAD v1.1 / v2.0, HellaSwag, PIQA (plus COPA in tasks/glue.py).
+
+  task             kind             TFDS                 splits              metric
+  squad_v1         span_qa          squad/v1.1:3.0.0     train, validation   SQuAD v1.1 EM / F1
+  squad_v2         span_qa          squad/v2.0:3.0.0     train, validation   SQuAD v2.0 EM / F1, HasAns / NoAns
+  hellaswag        multiple_choice  hellaswag:1.1.0      train, validation   accuracy (4 endings)
+  piqa             multiple_choice  piqa:1.0.0           train, validation   accuracy (2 solutions)
+  super_glue_copa_mc  (tasks/glue.py)                                        accuracy (2 choices)
+
+Why through Python examples (registration.add_task) and not seqio's TFDS source: the QA metric
+regroups a question's doc-stride windows against the split's questions (heads/span_qa.squad_metric
+needs `examples_fn`), and the QA / MC checks (gold offsets matching the context, 2+ choices, a
+non-empty question) then run on TFDS data as on file tasks: one line naming the example. A split is
+read once per process and kept. SQuAD v2.0's unanswerable questions have no gold answer; the model
+answers null (the first token) when its null score beats the best span by more than the threshold
+(span_qa.squad_metric's null_threshold). SWAG is not in TFDS (4.9): a file task can carry it
+(kind=multiple_choice). Test splits: SQuAD has none public, HellaSwag's and PIQA's labels are hidden,
+so none is registered (the run's held-out test line names these tasks).
+
+Read-only: the data must be prepared beforehand (`tfds build squad/v2.0`); mtl_jax never downloads
+at training time. Tests use `tfds.testing.mock_data` (tests/test_tasks_tfds_qa_choice.py).
+Vocabulary: the offline tasks' (tasks.offline.VOCABULARY: SentencePiece or the run's checkpoint).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from mtl_jax.step import metrics as M
+from tasks import offline, registration
+
+SQUAD_VERSION = "3.0.0"
+HELLASWAG_VERSION = "1.1.0"
+PIQA_VERSION = "1.0.0"
+SPLITS = ("train", "validation")
+
+
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_split(tfds_name: str, split: str) -> list[dict]:
+  """Every example of a prepared TFDS split as numpy dicts; never downloads (one line if unprepared)."""
+  import tensorflow_datasets as tfds
+  try:
+    ds = tfds.builder(tfds_name).as_dataset(split=split, shuffle_files=False)
+  except AssertionError as e:  # TFDS: "Dataset ...: could not find data in ..."
+    raise RuntimeError(f"TFDS data for {tfds_name!r} is not prepared and mtl_jax does not download at "
+                       f"training time; run `tfds build {tfds_name.split(':')[0]}` first ({e})") from None
+  return list(ds.as_numpy_iterator())
+
+
+def tfds_examples(tfds_name: str, convert: Callable[[dict], dict]) -> Callable[[str], list]:
+  """examples_fn(split) over a TFDS dataset: each split read and converted once; unknown split -> []."""
+  @functools.lru_cache(maxsize=None)
+  def cached(split: str) -> tuple:
+    return tuple(convert(ex) for ex in read_split(tfds_name, split))
+
+  def examples(split: str) -> list:
+    return list(cached(split)) if split in SPLITS else []
+  examples.cache_clear = cached.cache_clear
+  return examples
+
+
+def squad_example(ex: dict) -> dict:
+  """TFDS squad -> {'text': question, 'context', 'answers' [{'text', 'answer_start'}], 'id'} (v2.0's
+  unanswerable questions have no answers; their 'plausible_answers' are not gold)."""
+  answers = ex["answers"]
+  return {"text": _text(ex["question"]), "context": _text(ex["context"]), "id": _text(ex["id"]),
+          "answers": [{"text": _text(t), "answer_start": int(s)}
+                      for t, s in zip(answers["text"], answers["answer_start"])]}
+
+
+def hellaswag_example(ex: dict) -> dict:
+  return {"text": _text(ex["context"]), "choices": [_text(e) for e in ex["endings"]], "label": int(ex["label"])}
+
+
+def piqa_example(ex: dict) -> dict:
+  return {"text": _text(ex["goal"]), "choices": [_text(ex["sol1"]), _text(ex["sol2"])], "label": int(ex["label"])}
+
+
+EXAMPLES = {
+    "squad_v1": tfds_examples(f"squad/v1.1:{SQUAD_VERSION}", squad_example),
+    "squad_v2": tfds_examples(f"squad/v2.0:{SQUAD_VERSION}", squad_example),
+    "hellaswag": tfds_examples(f"hellaswag:{HELLASWAG_VERSION}", hellaswag_example),
+    "piqa": tfds_examples(f"piqa:{PIQA_VERSION}", piqa_example),
+}
+
+for _name in ("squad_v1", "squad_v2"):
+  registration.add_task(_name, kind="span_qa", vocabulary=offline.VOCABULARY, label_names=("start", "end"),
+                        examples_fn=EXAMPLES[_name], splits=SPLITS)
+registration.add_task("hellaswag", kind="multiple_choice", vocabulary=offline.VOCABULARY,
+                      label_names=("ending1", "ending2", "ending3", "ending4"), examples_fn=EXAMPLES["hellaswag"],
+                      metric_fns=(M.accuracy,), splits=SPLITS)
+registration.add_task("piqa", kind="multiple_choice", vocabulary=offline.VOCABULARY, label_names=("sol1", "sol2"),
+                      examples_fn=EXAMPLES["piqa"], metric_fns=(M.accuracy,), splits=SPLITS)
