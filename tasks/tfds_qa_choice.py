@@ -1,10 +1,12 @@
-"""Extractive QA and multiple choice from TFDS: SQuAD v1.1 / v2.0, HellaSwag, PIQA (plus COPA in tasks/glue.py).
+"""Extractive QA and multiple choice from TFDS: SQuAD v1.1 / v2.0, HellaSwag, PIQA (plus COPA in tasks/glue.py),
+and CoNLL-2003 NER (a second tagging task beside the offline wnut16_ner, for transfer across task classes).
 
   task             kind             TFDS                 splits              metric
   squad_v1         span_qa          squad/v1.1:3.0.0     train, validation   SQuAD v1.1 EM / F1
   squad_v2         span_qa          squad/v2.0:3.0.0     train, validation   SQuAD v2.0 EM / F1, HasAns / NoAns
   hellaswag        multiple_choice  hellaswag:1.1.0      train, validation   accuracy (4 endings)
   piqa             multiple_choice  piqa:1.0.0           train, validation   accuracy (2 solutions)
+  conll2003_ner    tagging          conll2003:1.0.0      train, val., test   span F1, token accuracy (BIO, 9 tags)
   super_glue_copa_mc  (tasks/glue.py)                                        accuracy (2 choices)
 
 Why through Python examples (registration.add_task) and not seqio's TFDS source: the QA metric
@@ -33,7 +35,9 @@ from tasks import offline, registration
 SQUAD_VERSION = "3.0.0"
 HELLASWAG_VERSION = "1.1.0"
 PIQA_VERSION = "1.0.0"
+CONLL_VERSION = "1.0.0"
 SPLITS = ("train", "validation")
+CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")  # TFDS 'ner' order
 
 
 def _text(value) -> str:
@@ -51,14 +55,14 @@ def read_split(tfds_name: str, split: str) -> list[dict]:
   return list(ds.as_numpy_iterator())
 
 
-def tfds_examples(tfds_name: str, convert: Callable[[dict], dict]) -> Callable[[str], list]:
+def tfds_examples(tfds_name: str, convert: Callable[[dict], dict], splits=SPLITS) -> Callable[[str], list]:
   """examples_fn(split) over a TFDS dataset: each split read and converted once; unknown split -> []."""
   @functools.lru_cache(maxsize=None)
   def cached(split: str) -> tuple:
     return tuple(convert(ex) for ex in read_split(tfds_name, split))
 
   def examples(split: str) -> list:
-    return list(cached(split)) if split in SPLITS else []
+    return list(cached(split)) if split in splits else []
   examples.cache_clear = cached.cache_clear
   return examples
 
@@ -80,11 +84,16 @@ def piqa_example(ex: dict) -> dict:
   return {"text": _text(ex["goal"]), "choices": [_text(ex["sol1"]), _text(ex["sol2"])], "label": int(ex["label"])}
 
 
+def conll_example(ex: dict) -> dict:
+  return {"tokens": [_text(t) for t in ex["tokens"]], "tags": [int(t) for t in ex["ner"]]}
+
+
 EXAMPLES = {
     "squad_v1": tfds_examples(f"squad/v1.1:{SQUAD_VERSION}", squad_example),
     "squad_v2": tfds_examples(f"squad/v2.0:{SQUAD_VERSION}", squad_example),
     "hellaswag": tfds_examples(f"hellaswag:{HELLASWAG_VERSION}", hellaswag_example),
     "piqa": tfds_examples(f"piqa:{PIQA_VERSION}", piqa_example),
+    "conll2003_ner": tfds_examples(f"conll2003:{CONLL_VERSION}", conll_example, registration.SPLITS),
 }
 
 for _name in ("squad_v1", "squad_v2"):
@@ -95,3 +104,5 @@ registration.add_task("hellaswag", kind="multiple_choice", vocabulary=offline.VO
                       metric_fns=(M.accuracy,), splits=SPLITS)
 registration.add_task("piqa", kind="multiple_choice", vocabulary=offline.VOCABULARY, label_names=("sol1", "sol2"),
                       examples_fn=EXAMPLES["piqa"], metric_fns=(M.accuracy,), splits=SPLITS)
+registration.add_task("conll2003_ner", kind="tagging", vocabulary=offline.VOCABULARY, label_names=CONLL_TAGS,
+                      examples_fn=EXAMPLES["conll2003_ner"])

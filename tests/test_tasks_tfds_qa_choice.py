@@ -34,7 +34,9 @@ HELLASWAG = [
 ]
 PIQA = [{"id": "p1", "goal": "Cool hot soup", "sol1": "Blow on it", "sol2": "Heat it more", "label": 0},
         {"id": "p2", "goal": "Dry wet hands", "sol1": "Wash them", "sol2": "Use a towel", "label": 1}]
-RECORDS = {"squad/v1.1": SQUAD, "squad/v2.0": SQUAD_V2, "hellaswag": HELLASWAG, "piqa": PIQA}
+CONLL = [{"tokens": ["EU", "rejects", "German", "call"], "ner": [3, 0, 7, 0], "pos": [0, 0, 0, 0],
+          "chunks": [0, 0, 0, 0]}]
+RECORDS = {"squad/v1.1": SQUAD, "squad/v2.0": SQUAD_V2, "hellaswag": HELLASWAG, "piqa": PIQA, "conll2003/conll2003": CONLL}
 
 
 def _serve(records):
@@ -67,6 +69,20 @@ def test_catalogue():
   assert task_info.get("hellaswag").label_names == ("ending1", "ending2", "ending3", "ending4")
   import seqio
   assert tuple(seqio.get_mixture_or_task("piqa").splits) == ("train", "validation")  # test labels hidden
+
+
+def test_conll_tags_are_tfds_names_and_reach_first_pieces(served):
+  import tensorflow_datasets as tfds_
+  names = tfds_.builder_cls("conll2003")(data_dir="/nonexistent").info.features["ner"].feature.names
+  assert tuple(names) == tqc.CONLL_TAGS == task_info.get("conll2003_ner").label_names
+  spm = offline.VOCABULARY.default
+  with served(RECORDS):
+    (row,) = _rows("conll2003_ner", "test")
+  first_pieces, pos = [], 0
+  for word in CONLL[0]["tokens"]:
+    first_pieces.append(pos)
+    pos += len(spm.encode(word))
+  assert row["tags"][first_pieces].tolist() == CONLL[0]["ner"]
 
 
 def test_squad_records_become_windows_and_v2_scores_the_null_answer(served):
