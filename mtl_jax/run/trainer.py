@@ -27,7 +27,7 @@ from mtl_jax.run import checkpoints
 from mtl_jax.step import evaluation, optim
 from mtl_jax.input import features, input_pipeline, mixing_monitor, truncation
 from mtl_jax.scale import partitioning
-from mtl_jax.run import eval_schedule, held_out, lock, run_spec, starting_point
+from mtl_jax.run import eval_schedule, held_out, lock, run_spec, seeds_in_step, starting_point
 from mtl_jax.step import step_hooks, steps as steps_lib
 from mtl_jax.input import task_info
 from mtl_jax.models.multitask import build_model
@@ -145,6 +145,7 @@ def train(
     batch_size: int = gin.REQUIRED,
     sharing: str = "hard",
     seed: int = 0,
+    seeds: list | None = None,
     eval_period: int = 100,
     checkpoint_period: int = 100,
     keep_checkpoints: int = 3,
@@ -156,6 +157,8 @@ def train(
     progress: bool = True,
 ) -> dict:
   """Trains (or resumes) and returns the final evaluation record (also in results.json)."""
+  if seeds is not None:  # K seeds, one vmapped step, a MODEL_DIR each: {seed: record} (run/seeds_in_step.py)
+    return seeds_in_step.train(train, dict(locals()))
   # ---- 1. settings (nothing is written until every check below has passed) ----
   train_steps = _positive_int("TRAIN_STEPS", train_steps)
   batch_size = _positive_int("BATCH_SIZE", batch_size)
@@ -198,6 +201,7 @@ def train(
   tx, schedule = optim.make_optimizer(train_steps)
   steps = steps_lib.Steps(model, tx, [i.kind for i in infos], mesh, rules, seed, batch_size, length,
                           grouped=layout == "grouped")
+  steps = seeds_in_step.lane_steps(steps)  # in a train.seeds lane: its steps go through the shared vmapped step
   spec = run_spec.make(config, sharing, names, [i.num_classes for i in infos], steps.abstract_state.params,
                        start_from.record)
   run_spec.check_compatible(model_dir, spec)

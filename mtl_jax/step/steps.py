@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from mtl_jax import heads as heads_lib
+from mtl_jax.input import packing
 from mtl_jax.step import losses
 from mtl_jax.scale import microbatch, partitioning
 from mtl_jax import weighting as weighting_lib
@@ -108,6 +109,7 @@ class Steps:
                        "batches; include gin/mixing/grouped.gin (any BATCH_SIZE: task groups are padded)")
     self.microbatches = microbatch.configured() if microbatches is None else microbatch.configured(microbatches)
     microbatch.check(self.microbatches, batch_size, self.num_tasks, self.grouped, self.weighting)
+    packing.check(model.config, self.task_kinds)  # packed rows: a layout / head that cannot, refused here
     example = dummy_batch(batch_size, length)
 
     def init_boxed(rng):  # placement comes from out_shardings below (init's forward pass is dead code)
@@ -121,9 +123,9 @@ class Steps:
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
         nn.meta.unbox(boxed), self.state_shardings)
     self._init = jax.jit(lambda rng: nn.meta.unbox(init_boxed(rng)), out_shardings=self.state_shardings)
-    bs = partitioning.batch_sharding(mesh)
+    bs = self.batch_sharding = partitioning.batch_sharding(mesh)
     self.batch_shardings = jax.tree.map(lambda _: bs, example)
-    self.train_step = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.batch_shardings),
+    self.train_step = jax.jit(self._train_step, in_shardings=(self.state_shardings, bs),  # any batch keys (packed)
                               out_shardings=(self.state_shardings, partitioning.replicated(mesh)),
                               donate_argnums=(0,))
     self.predict_step = jax.jit(self._predict_step, in_shardings=(self.state_shardings.params, self.batch_shardings),
@@ -187,8 +189,9 @@ class Steps:
     return weighting_grads.param_step(self.weighting, self._task_losses, params, batch, rng, wstate, step,
                                       self.num_tasks)
 
-  def _train_step(self, state: TrainState, batch):
-    rng = jax.random.fold_in(jax.random.key(self.seed), state.step)
+  def _train_step(self, state: TrainState, batch, seed=None):
+    """seed: a traced per-seed value under the 'seeds' axis (step/seed_axis.py); default the run's."""
+    rng = jax.random.fold_in(jax.random.key(self.seed if seed is None else seed), state.step)
     loss, aux, grads, wstate = self._loss_and_grads(state.params, batch, rng, state.weighting, state.step)
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -214,7 +217,7 @@ class Steps:
   def put_batch(self, batch):
     """Host numpy batch (this process's rows) -> global array sharded on 'data'."""
     return jax.tree.map(
-        lambda x, s: jax.make_array_from_process_local_data(s, x), with_token_types(batch), self.batch_shardings)
+        lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), with_token_types(batch))
 
   def put_global_batch(self, batch):
     """Host numpy batch holding ALL rows (the same on every process, e.g. an eval batch)
