@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.models import families
+from mtl_jax.models import families, projections
 from mtl_jax.models.encoder import EncoderConfig, LayerNorm, _DENSE_INIT, param_init, residual_block
 
 
@@ -87,20 +87,12 @@ class DisentangledAttention(nn.Module):
   @nn.compact
   def __call__(self, x, mask, rel_RD, deterministic: bool, hooks):
     cfg = self.config
-    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    dt = cfg.compute_dtype
     x = x.astype(dt)
-    h, k = cfg.num_heads, cfg.head_dim
-    kernels = {}
-    def proj(name, inp):
-      if name not in kernels:
-        kernels[name] = (
-            self.param(f"{name}_kernel", param_init(_DENSE_INIT, ("embed", "heads", "kv")), (cfg.d_model, h, k), pdt),
-            self.param(f"{name}_bias", param_init(nn.initializers.zeros, ("heads", "kv")), (h, k), pdt))
-      w_DHK, b_HK = kernels[name]
-      y = jnp.einsum("...d,dhk->...hk", inp, w_DHK.astype(inp.dtype)) + b_HK.astype(inp.dtype)
-      delta = hooks.lora(name, inp)
-      return y if delta is None else y + delta.reshape(y.shape).astype(y.dtype)
-    q_BLHK, k_BLHK, v_BLHK = proj("query", x), proj("key", x), proj("value", x)
+    k = cfg.head_dim
+    kernels = {name: projections.head_kernels(self, name, bias=True) for name in ("query", "key", "value")}
+    q_BLHK, k_BLHK, v_BLHK = (projections.project_heads(x, kernels[name], hooks, name)
+                              for name in ("query", "key", "value"))
     # The table goes through the layer's own query / key projections (share_att_key); with a LoRA on
     # them each example's table projection carries its task's update, so a merged export is exact.
     rel_RD = rel_RD.astype(dt)
@@ -125,11 +117,7 @@ class DisentangledAttention(nn.Module):
     logits = jnp.where(mask[:, None, None, :].astype(bool), logits, jnp.finfo(jnp.float32).min)
     probs = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs.astype(dt), v_BLHK)
-    w_HKD = self.param("out_kernel", param_init(_DENSE_INIT, ("heads", "kv", "embed")), (h, k, cfg.d_model), pdt)
-    b_D = self.param("out_bias", param_init(nn.initializers.zeros, ("embed",)), (cfg.d_model,), pdt)
-    y = jnp.einsum("blhk,hkd->bld", out_BLHK, w_HKD.astype(dt)) + b_D.astype(dt)
-    delta = hooks.lora("out", out_BLHK.reshape(out_BLHK.shape[:2] + (h * k,)))
-    return y if delta is None else y + delta.astype(dt)
+    return projections.out_projection(self, out_BLHK, hooks, bias=True)
 
 
 class Mlp(nn.Module):
@@ -141,12 +129,7 @@ class Mlp(nn.Module):
   def __call__(self, x, deterministic: bool, hooks):
     del deterministic
     cfg = self.config
-    dtypes = dict(dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
-    def dense(name, features, axes, inp):
-      y = nn.Dense(features, name=name, kernel_init=param_init(_DENSE_INIT, axes), **dtypes,
-                   bias_init=param_init(nn.initializers.zeros, axes[1:]))(inp)
-      delta = hooks.lora(name, inp)
-      return y if delta is None else y + delta.astype(y.dtype)
+    dense = lambda name, features, axes, inp: projections.dense(cfg, name, features, axes, inp, hooks, bias=True)
     h = dense("wi", cfg.mlp_dim, ("embed", "mlp"), x)
     h = nn.with_logical_constraint(nn.gelu(h, approximate=not cfg.gelu_exact), ("batch", "length", "mlp"))
     return dense("wo", cfg.d_model, ("mlp", "embed"), h)

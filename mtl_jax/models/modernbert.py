@@ -21,8 +21,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.models import families
-from mtl_jax.models.encoder import EncoderConfig, _DENSE_INIT, param_init
+from mtl_jax.models import families, projections
+from mtl_jax.models.encoder import EncoderConfig, param_init
 from mtl_jax.scale import precision
 
 
@@ -72,14 +72,10 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x, mask, deterministic: bool, hooks):
     cfg = self.config
-    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    dt = cfg.compute_dtype
     x = x.astype(dt)
-    h, k, length = cfg.num_heads, cfg.head_dim, x.shape[1]
-    def proj(name):
-      w_DHK = self.param(f"{name}_kernel", param_init(_DENSE_INIT, ("embed", "heads", "kv")), (cfg.d_model, h, k), pdt)
-      y = jnp.einsum("bld,dhk->blhk", x, w_DHK.astype(dt))
-      delta = hooks.lora(name, x)
-      return y if delta is None else y + delta.reshape(y.shape).astype(dt)
+    k, length = cfg.head_dim, x.shape[1]
+    proj = lambda name: projections.in_projection(self, name, x, hooks, bias=False)
     cos, sin = rotary(length, k, cfg.rope_theta if self.is_global else cfg.rope_theta_local)
     q_BLHK, k_BLHK, v_BLHK = _rotate(proj("query"), cos, sin), _rotate(proj("key"), cos, sin), proj("value")
     logits = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK).astype(jnp.float32) / np.float32(np.sqrt(k))
@@ -90,10 +86,7 @@ class Attention(nn.Module):
     logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
     probs = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs.astype(dt), v_BLHK)
-    w_HKD = self.param("out_kernel", param_init(_DENSE_INIT, ("heads", "kv", "embed")), (h, k, cfg.d_model), pdt)
-    y = jnp.einsum("blhk,hkd->bld", out_BLHK, w_HKD.astype(dt))
-    delta = hooks.lora("out", out_BLHK.reshape(out_BLHK.shape[:2] + (h * k,)))
-    return y if delta is None else y + delta.astype(dt)
+    return projections.out_projection(self, out_BLHK, hooks, bias=False)
 
 
 class Mlp(nn.Module):
@@ -102,15 +95,12 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x, deterministic: bool, hooks):
     cfg = self.config
-    dtypes = dict(dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, use_bias=False)
-    dense = lambda name, n, axes: nn.Dense(n, name=name, kernel_init=param_init(_DENSE_INIT, axes), **dtypes)
-    h = nn.gelu(dense("wi_0", cfg.mlp_dim, ("embed", "mlp"))(x), approximate=not cfg.gelu_exact)
-    h = h * dense("wi_1", cfg.mlp_dim, ("embed", "mlp"))(x)
+    dense = lambda name, n, axes, inp: projections.dense(cfg, name, n, axes, inp, hooks, bias=False)
+    h = nn.gelu(dense("wi_0", cfg.mlp_dim, ("embed", "mlp"), x), approximate=not cfg.gelu_exact)
+    h = h * dense("wi_1", cfg.mlp_dim, ("embed", "mlp"), x)
     h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
     h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
-    y = dense("wo", cfg.d_model, ("mlp", "embed"))(h)
-    delta = hooks.lora("wo", h)
-    return y if delta is None else y + delta.astype(y.dtype)
+    return dense("wo", cfg.d_model, ("mlp", "embed"), h)
 
 
 class ModernBertLayer(nn.Module):

@@ -24,8 +24,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.models import families
-from mtl_jax.models.encoder import EncoderConfig, _DENSE_INIT, param_init
+from mtl_jax.models import families, projections
+from mtl_jax.models.encoder import EncoderConfig, param_init
 from mtl_jax.scale import precision
 
 
@@ -92,23 +92,15 @@ class T5Attention(nn.Module):
   @nn.compact
   def __call__(self, x, mask, bias_1HLL, deterministic: bool, hooks):
     cfg = self.config
-    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    dt = cfg.compute_dtype
     x = x.astype(dt)
-    h, k = cfg.num_heads, cfg.head_dim
-    def proj(name):
-      w_DHK = self.param(f"{name}_kernel", param_init(_DENSE_INIT, ("embed", "heads", "kv")), (cfg.d_model, h, k), pdt)
-      y = jnp.einsum("bld,dhk->blhk", x, w_DHK.astype(dt))
-      delta = hooks.lora(name, x)
-      return y if delta is None else y + delta.reshape(y.shape).astype(dt)
+    proj = lambda name: projections.in_projection(self, name, x, hooks, bias=False)
     q_BLHK, k_BLHK, v_BLHK = proj("query"), proj("key"), proj("value")
     logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK).astype(jnp.float32) + bias_1HLL
     logits_BHLL = jnp.where(mask[:, None, None, :].astype(bool), logits_BHLL, jnp.finfo(jnp.float32).min)
     probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL.astype(dt), v_BLHK)
-    w_HKD = self.param("out_kernel", param_init(_DENSE_INIT, ("heads", "kv", "embed")), (h, k, cfg.d_model), pdt)
-    y = jnp.einsum("blhk,hkd->bld", out_BLHK, w_HKD.astype(dt))
-    delta = hooks.lora("out", out_BLHK.reshape(out_BLHK.shape[:2] + (h * k,)))
-    return y if delta is None else y + delta.astype(dt)
+    return projections.out_projection(self, out_BLHK, hooks, bias=False)
 
 
 class T5Mlp(nn.Module):
@@ -117,20 +109,15 @@ class T5Mlp(nn.Module):
   @nn.compact
   def __call__(self, x, deterministic: bool, hooks):
     cfg = self.config
-    dtypes = dict(dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, use_bias=False)
     act = nn.relu if cfg.mlp_activation == "relu" else (lambda h: nn.gelu(h, approximate=not cfg.gelu_exact))
-    def dense(name, features, axes, inp, lora_name):
-      y = nn.Dense(features, name=name, kernel_init=param_init(_DENSE_INIT, axes), **dtypes)(inp)
-      delta = hooks.lora(lora_name, inp)
-      return y if delta is None else y + delta.astype(y.dtype)
+    dense = lambda name, features, axes, inp: projections.dense(cfg, name, features, axes, inp, hooks, bias=False)
     if cfg.mlp_gated:
-      h = act(dense("wi_0", cfg.mlp_dim, ("embed", "mlp"), x, "wi_0")) * dense("wi_1", cfg.mlp_dim, ("embed", "mlp"),
-                                                                            x, "wi_1")
+      h = act(dense("wi_0", cfg.mlp_dim, ("embed", "mlp"), x)) * dense("wi_1", cfg.mlp_dim, ("embed", "mlp"), x)
     else:
-      h = act(dense("wi", cfg.mlp_dim, ("embed", "mlp"), x, "wi"))
+      h = act(dense("wi", cfg.mlp_dim, ("embed", "mlp"), x))
     h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
     h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
-    return dense("wo", cfg.d_model, ("mlp", "embed"), h, "wo")
+    return dense("wo", cfg.d_model, ("mlp", "embed"), h)
 
 
 class T5Layer(nn.Module):

@@ -25,8 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.models import families
-from mtl_jax.models.encoder import EncoderConfig, LayerNorm, _DENSE_INIT, final_norm, param_init, residual_block
+from mtl_jax.models import families, projections
+from mtl_jax.models.encoder import EncoderConfig, LayerNorm, final_norm, param_init, residual_block
 
 PLACES = ("attention", "mlp")
 PROJECTIONS = ("query", "key", "value", "out", "wi", "wo")
@@ -85,26 +85,16 @@ class PeftAttention(nn.Module):
   @nn.compact
   def __call__(self, x, mask, deterministic: bool, hooks: Hooks):
     cfg = self.config
-    dt, pdt = cfg.compute_dtype, cfg.params_dtype
+    dt = cfg.compute_dtype
     x = x.astype(dt)
-    h, k = cfg.num_heads, cfg.head_dim
-    def proj(name):
-      w_DHK = self.param(f"{name}_kernel", param_init(_DENSE_INIT, ("embed", "heads", "kv")), (cfg.d_model, h, k), pdt)
-      b_HK = self.param(f"{name}_bias", param_init(nn.initializers.zeros, ("heads", "kv")), (h, k), pdt)
-      y = jnp.einsum("bld,dhk->blhk", x, w_DHK.astype(dt)) + b_HK.astype(dt)
-      delta = hooks.lora(name, x)
-      return y if delta is None else y + delta.reshape(y.shape).astype(dt)
+    proj = lambda name: projections.in_projection(self, name, x, hooks, bias=True)
     q_BLHK, k_BLHK, v_BLHK = proj("query"), proj("key"), proj("value")
-    logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK) / jnp.sqrt(k).astype(x.dtype)
+    logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK) / jnp.sqrt(cfg.head_dim).astype(x.dtype)
     logits_BHLL = logits_BHLL.astype(jnp.float32)
     logits_BHLL = jnp.where(mask[:, None, None, :].astype(bool), logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
     probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL.astype(dt), v_BLHK)
-    w_HKD = self.param("out_kernel", param_init(_DENSE_INIT, ("heads", "kv", "embed")), (h, k, cfg.d_model), pdt)
-    b_D = self.param("out_bias", param_init(nn.initializers.zeros, ("embed",)), (cfg.d_model,), pdt)
-    y = jnp.einsum("blhk,hkd->bld", out_BLHK, w_HKD.astype(dt)) + b_D.astype(dt)
-    delta = hooks.lora("out", out_BLHK.reshape(out_BLHK.shape[:2] + (h * k,)))
-    return y if delta is None else y + delta.astype(dt)
+    return projections.out_projection(self, out_BLHK, hooks, bias=True)
 
 
 class PeftMlp(nn.Module):
@@ -115,12 +105,7 @@ class PeftMlp(nn.Module):
   @nn.compact
   def __call__(self, x, deterministic: bool, hooks: Hooks):
     cfg = self.config
-    dtypes = dict(dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype)
-    def dense(name, features, axes, inp):
-      y = nn.Dense(features, name=name, kernel_init=param_init(_DENSE_INIT, axes), **dtypes,
-                   bias_init=param_init(nn.initializers.zeros, axes[1:]))(inp)
-      delta = hooks.lora(name, inp)
-      return y if delta is None else y + delta.astype(y.dtype)
+    dense = lambda name, features, axes, inp: projections.dense(cfg, name, features, axes, inp, hooks, bias=True)
     h = dense("wi", cfg.mlp_dim, ("embed", "mlp"), x)
     h = nn.with_logical_constraint(nn.gelu(h, approximate=not cfg.gelu_exact), ("batch", "length", "mlp"))
     if cfg.norm == "pre":
