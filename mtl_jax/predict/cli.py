@@ -54,10 +54,11 @@ def main(argv=None) -> int:
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
   if args.batch_size < 1:
     parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
-  from mtl_jax.predict import inputs, load
+  from mtl_jax.predict import fast, inputs, load
   from mtl_jax.train import one_line
   try:
     records = inputs.read_records(args.input, args.input_format)
+    fast.enable_compile_cache()  # the forward's ~1-2 s compile, read back on the next predict
     predictor = load(args.model_dir, args.checkpoint, args.batch_size, trust_config=args.trust_config)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else None
     results = predictor.predict(records, tasks, source="stdin" if args.input == "-" else args.input)

@@ -21,16 +21,18 @@ _PLACEHOLDER = {"classification": {"label": 0}, "regression": {"score": 0.0}, "t
                 "multiple_choice": {"label": 0}, "span_qa": {"answers": []}}
 
 
-def example_for(task: str, record: str | Mapping[str, Any], line: int, source: str = "input") -> dict:
-  """The example of `task` for one input (a plain text or a JSON object), `source`:`line` in errors."""
-  return {**_example(task, record, line, source), **_PLACEHOLDER[task_info.get(task).kind]}
+def example_for(task: str, record: str | Mapping[str, Any], line: int, source: str = "input",
+                specs: Mapping | None = None) -> dict:
+  """The example of `task` for one input (a plain text or a JSON object), `source`:`line` in errors.
+  `specs`: the file tasks' specs by name (default: those registered in this process, tasks.from_files)."""
+  return {**_example(task, record, line, source, specs), **_PLACEHOLDER[task_info.get(task).kind]}
 
 
-def examples_for(task: str, records, source: str = "input", run_tasks=()) -> list[dict]:
+def examples_for(task: str, records, source: str = "input", run_tasks=(), specs: Mapping | None = None) -> list[dict]:
   """Every record's example of `task`; a record that does not fit the task is one error naming the
   input file and line, and how to leave the task out (--tasks) when the run has other tasks."""
   try:
-    return [example_for(task, r, i + 1, source) for i, r in enumerate(records)]
+    return [example_for(task, r, i + 1, source, specs) for i, r in enumerate(records)]
   except ValueError as e:
     message = str(e)
     others = [t for t in run_tasks if t != task]
@@ -40,9 +42,11 @@ def examples_for(task: str, records, source: str = "input", run_tasks=()) -> lis
     raise ValueError(message) from None
 
 
-def _example(task: str, record, line: int, source: str = "input") -> dict:
-  from tasks import from_files  # registered file tasks, if the run has any
-  spec = from_files.SPECS.get(task)
+def _example(task: str, record, line: int, source: str = "input", specs: Mapping | None = None) -> dict:
+  if specs is None:
+    from tasks import from_files  # registered file tasks, if the run has any (imports seqio)
+    specs = from_files.SPECS
+  spec = specs.get(task)
   kind = task_info.get(task).kind
   if kind == "multiple_choice" and spec is None:
     return _choice_example(task, record, line, source)
