@@ -9,7 +9,6 @@ import pytest
 
 import trunk_families as tf_
 from mtl_jax.pretrained import checkpoint as ckpt_lib
-from mtl_jax.input import pairs
 from mtl_jax.pretrained import store, tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -54,14 +53,8 @@ def test_wordpiece_ids_equal_hf_on_corpus_sentences(tmp_path):
   vocab = tokenizer.vocabulary_for(tmp_path)
   texts = [e["text"] for e in offline.examples("rotten_tomatoes", "train")[:200]]
   assert len(hf) == 30522
-  for text in texts:
-    assert [vocab.bos_id] + list(vocab.encode(text)) + [vocab.eos_id] == hf(text)["input_ids"], text
-  layout = pairs.layout_for(vocab)  # pairs as "Task formats" builds them: HF's tokenizer(a, b), types 0 / 1
-  for first, second in zip(texts[:40], texts[40:80]):
-    a_ids, b_ids, want = list(vocab.encode(first)), list(vocab.encode(second)), hf(first, second)
-    assert [*layout.prefix, *a_ids, *layout.middle, *b_ids, *layout.suffix] == want["input_ids"], (first, second)
-    n_a = len(layout.prefix) + len(a_ids) + len(layout.middle)
-    assert [0] * n_a + [layout.type_b] * (len(want["input_ids"]) - n_a) == want["token_type_ids"]
+  assert vocab.add_bos
+  tf_.check_ids_and_pairs(vocab, hf, texts, types=True)
 
 
 @pytest.mark.parametrize("strategy", tf_.STRATEGY_PARAMS)
@@ -70,20 +63,15 @@ def test_every_strategy_trains_one_step(strategy, electra_dir):
 
 
 def test_config_tensor_disagreement_names_the_tensor(tmp_path, electra_dir):
-  bad = tmp_path / "bad"
-  shutil.copytree(electra_dir, bad)
-  config = json.loads((bad / "config.json").read_text())
-  config["embedding_size"] = 24
-  (bad / "config.json").write_text(json.dumps(config))
-  with pytest.raises(ValueError, match=r"tensor 'electra\.embeddings\.word_embeddings\.weight' has shape "
-                                       r"\(120, 16\), config\.json implies \(120, 24\)") as e:
-    ckpt_lib.open_checkpoint(bad).params()
-  assert "\n" not in str(e.value)
+  bad = tf_.with_config(electra_dir, tmp_path, embedding_size=24)
+  tf_.check_one_line_error(lambda: ckpt_lib.open_checkpoint(bad).params(),
+                           r"tensor 'electra\.embeddings\.word_embeddings\.weight' has shape \(120, 16\), "
+                           r"config\.json implies \(120, 24\)")
 
 
 def test_lora_merge_export_matches_the_lora_model(electra_dir, tmp_path):
   """lora_merge folds task 1's factors into the kernels; HF runs the export as our LoRA model runs task 1."""
-  ids, mask = tf_.padded_batch([30, 4, 17] if VOCAB < 110 else [11, 4, 8], VOCAB, first_id=2)
+  ids, mask = tf_.padded_batch([11, 4, 8], VOCAB, first_id=2)
   tf_.check_lora_merge(electra_dir, ids, mask, tmp_path, ("query", "key", "value", "out", "wi", "wo"))
 
 

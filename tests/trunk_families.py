@@ -1,8 +1,12 @@
 """Shared checks for the trunk layouts chosen by model_type (tests/test_pretrained_<type>.py):
 hidden states against HF transformers on a random-weight model saved with save_pretrained, the
-export round trip through AutoModel.from_pretrained, and one training step of every strategy."""
+export round trip through AutoModel.from_pretrained, tokenizer ids and pairs against HF's tokenizer,
+one-line errors on edited configs, and one training step of every strategy."""
 
 from __future__ import annotations
+
+import json
+import shutil
 
 import jax
 import numpy as np
@@ -198,3 +202,45 @@ def check_init_from(path, source="hard", target="sluice"):
       np.testing.assert_array_equal(np.asarray(v).reshape((-1,) + by_key[key].shape)[-1], by_key[key], err_msg=p)
       loaded += 1
   assert loaded >= len(ckpt.params())
+
+
+def with_config(path, tmp_path, **changes):
+  """A copy of the checkpoint at `path` whose config.json has `changes` (the tensors untouched)."""
+  bad = tmp_path / "bad"
+  shutil.copytree(path, bad, dirs_exist_ok=True)
+  config = json.loads((path / "config.json").read_text())
+  (bad / "config.json").write_text(json.dumps({**config, **changes}))
+  return bad
+
+
+def check_one_line_error(fn, match):
+  """fn() raises ValueError matching `match`, on one line (the project's bad-input rule)."""
+  with pytest.raises(ValueError, match=match) as e:
+    fn()
+  assert "\n" not in str(e.value)
+
+
+def check_ids_and_pairs(vocab, hf, texts, types=False):
+  """Our ids == HF's tokenizer's on every text (specials from the vocabulary: bos only where it adds
+  one) and on pairs built as "Task formats" builds them (pairs.layout_for == HF's tokenizer(a, b));
+  types: the pair's token_type_ids too (first text 0, second layout.type_b)."""
+  from mtl_jax.input import pairs
+  bos = [vocab.bos_id] if vocab.add_bos else []
+  for text in texts:
+    assert bos + list(vocab.encode(text)) + [vocab.eos_id] == hf(text)["input_ids"], text
+  layout = pairs.layout_for(vocab)
+  for first, second in zip(texts[:40], texts[40:80]):
+    a_ids, b_ids, want = list(vocab.encode(first)), list(vocab.encode(second)), hf(first, second)
+    assert [*layout.prefix, *a_ids, *layout.middle, *b_ids, *layout.suffix] == want["input_ids"], (first, second)
+    if types:
+      n_a = len(layout.prefix) + len(a_ids) + len(layout.middle)
+      assert [0] * n_a + [layout.type_b] * (len(want["input_ids"]) - n_a) == want["token_type_ids"]
+
+
+def position_params(path):
+  """The param paths of a hard model built from the checkpoint that hold relative positions."""
+  from mtl_jax.models.multitask import build_model
+  from mtl_jax.step.steps import dummy_batch
+  cfg = ckpt_lib.open_checkpoint(path).encoder_config()
+  shapes = jax.eval_shape(build_model(cfg, "hard", [2]).init, jax.random.key(0), dummy_batch(2, 8))["params"]
+  return sorted(p for p in traverse_util.flatten_dict(shapes, sep="/") if "positions" in p or "rel" in p)
