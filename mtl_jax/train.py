@@ -84,10 +84,11 @@ def main(argv=None) -> int:
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
   from mtl_jax.run import crash_site, device_oom, faults, lock, trainer, write_errors
-  from mtl_jax.run import quiet_orbax
+  from mtl_jax.run import compile_cache, quiet_orbax
   quiet_orbax.install()  # orbax's routine warnings (missing metadata, a short wait for the previous save)
   try:
     parse_gin(args.gin_file, bindings, args.gin_search_path)
+    compile_cache.enable()  # cells of a grid share compiled programs (run/grid_cache.py)
     with faults.from_env(), write_errors.quiet():  # faults: test-only injection (MTL_JAX_FAULTS)
       trainer.train(progress=show_progress(args))
   except Exception as e:  # disk full / device OOM (any type orbax or XLA raises) or a bad setting

@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from mtl_jax.heads import span_qa
 from mtl_jax.step import metrics as mtl_metrics
-from mtl_jax.input import pairs, task_info
+from mtl_jax.input import example_cache, pairs, task_info
 from tasks import validation
 
 SPLITS = ("train", "validation", "test")
@@ -309,7 +309,9 @@ def _dataset_fn(split, shuffle_files, seed=None, *, examples_fn, kind, task_name
     tokenize = functools.partial(_tokenize_texts, num_texts=num_texts)
   else:
     tokenize = _tokenize_tagged if kind == "tagging" else _tokenize_text
-  ds = _map(ds, functools.partial(tokenize, vocabulary=vocabulary)).cache()
+  ds = example_cache.tokenized(functools.partial(_map, ds, functools.partial(tokenize, vocabulary=vocabulary)),
+                              task_name=task_name, split=split, vocabulary=vocabulary, tokenize=tokenize,
+                              recipe={"kind": kind, "slots": num_labels, "texts": num_texts}).cache()
   if shuffle_files and examples:
     ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
   return ds

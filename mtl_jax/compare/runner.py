@@ -35,6 +35,7 @@ from typing import Callable, Mapping, Sequence
 
 from mtl_jax.run import finished
 from mtl_jax.run import lock as dir_lock
+from mtl_jax.run import grid_cache
 from mtl_jax.compare.grid import Cell
 
 RUN_RECORD = "compare_run.json"
@@ -237,6 +238,7 @@ def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: i
   """Runs every unfinished cell (`parallel` at a time), skipping finished ones and those another trainer
   holds (looked at again after the pass; `wait`: until they are free). Raises Interrupted on SIGTERM/SIGINT."""
   env = dict(os.environ if env is None else env)
+  env.setdefault(grid_cache.ENV, str(pathlib.Path(exp_dir).absolute() / grid_cache.GRID_DIR))  # shared caches
   outcomes: dict[str, Outcome] = {}
   todo, damaged = [], {}
   for cell in cells:
