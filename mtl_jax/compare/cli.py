@@ -25,6 +25,7 @@ import sys
 
 from mtl_jax import gin_args
 from mtl_jax.compare import early_stop, grid, jobs, runner  # collect / report (JAX, scipy, matplotlib): after the checks
+from mtl_jax.compare import seed_groups  # --seeds_per_step: K seeds of a cell per launch
 
 
 def _value(text: str):
@@ -60,6 +61,8 @@ def parse_args(argv):
                  help="KEY=VALUE passed as --gin.KEY=VALUE to every cell (repeatable; adds to experiment.bindings)")
   p.add_argument("--axis", action="append", type=_key_value, default=[],
                  help="KEY=V1,V2: an extra grid axis (a gin binding, or gin files when the values end in .gin)")
+  p.add_argument("--seeds_per_step", type=int,
+                 help="K: a cell's seeds train K at a time in one trainer, one vmapped step (same cells and results)")
   p.add_argument("--no_baselines", action="store_true", help="skip the single-task baselines")
   p.add_argument("--parallel", type=int, help="cells run at once (default: experiment.parallel, 1)")
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
@@ -75,7 +78,7 @@ def parse_args(argv):
 def build_experiment(args, bindings) -> grid.Experiment:
   spec = grid.load(args.experiment, bindings)
   overrides = {"name": args.name, "exp_dir": args.exp_dir, "strategies": args.strategies,
-               "mixtures": args.mixtures, "seeds": args.seeds, "parallel": args.parallel,
+               "mixtures": args.mixtures, "seeds": args.seeds, "parallel": args.parallel, "seeds_per_step": args.seeds_per_step,
                "gin_files": args.gin_file}
   if args.binding:
     overrides["bindings"] = {**spec.bindings, **{k: _value(v) for k, v in args.binding}}
@@ -134,8 +137,8 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     run_env.update({str(k): str(v) for k, v in exp.env.items()})
     launcher = guard = early_stop.Guard(launcher or jobs.launcher_from_args(args, exp_dir))  # one config error: stop
     try:
-      runner.run_cells(cells, exp_dir, exp.command(), exp.parallel, env=run_env,
-                       launcher=launcher or jobs.launcher_from_args(args, exp_dir), echo=echo, wait=args.wait)
+      seed_groups.run_cells(cells, exp_dir, exp.command(), exp.parallel, env=run_env, echo=echo, wait=args.wait,
+                            launcher=launcher or jobs.launcher_from_args(args, exp_dir), seeds_per_step=exp.seeds_per_step)
     except KeyboardInterrupt as e:
       echo("mtl-compare: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")

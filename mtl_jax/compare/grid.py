@@ -117,6 +117,7 @@ class Experiment:
   env: Mapping[str, str] = dataclasses.field(default_factory=dict)
   description: str = ""
   tune: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)  # compare/tune.py
+  seeds_per_step: int = 1  # K seeds of a cell per trainer, one vmapped step (compare/seed_groups.py)
 
   def __post_init__(self):
     for field in ("gin_files", "strategies", "mixtures", "seeds", "mtl_only_axes", "binary"):
@@ -147,6 +148,8 @@ class Experiment:
       raise ValueError(f"{SINGLE!r} is the baseline label, not a strategy; use experiment.baselines = True")
     if self.parallel < 1:
       raise ValueError(f"parallel must be >= 1, got {self.parallel}")
+    from mtl_jax.compare import seed_groups  # imports grid
+    seed_groups.check(self.seeds_per_step, self.seed_binding)
     for key in ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", self.seed_binding):
       if key in self.bindings or key in self.axes:
         raise ValueError(f"{key} is set by the grid itself; remove it from experiment.bindings/axes")

@@ -12,7 +12,8 @@ their own lock. Released by `release_all()` (train.py) or at exit.
 
 mtl-compare / mtl-transfer take a cell's lock themselves right before launching it (`hold_for_launch`), so
 two grids on one experiment never launch the same cell, and hand it to the trainer they start: the child
-finds its token in MTL_JAX_LOCK_TOKEN and adopts the lock (`hold`). A lock whose MODEL_DIR `hold` created is
+finds its token in MTL_JAX_LOCK_TOKEN and adopts the lock (`hold`; a trainer of several seeds, one per
+MODEL_DIR, gets their tokens comma-separated: compare/seed_groups.py). A lock whose MODEL_DIR `hold` created is
 removed with the directory (when still empty) on release: a run refused by a bad setting leaves nothing.
 
     lock.stale_after_s = 300    # gin: no heartbeat for this long -> another host's lock is stale
@@ -190,7 +191,7 @@ class _Held:
 
 def _adopt(path: pathlib.Path, seen: dict, record: dict) -> bool:
   """Replaces the lock our launcher took for us (its token is in our environment) with our own record."""
-  if not seen.get("token") or seen.get("token") != os.environ.get(TOKEN_ENV):
+  if not seen.get("token") or seen.get("token") not in os.environ.get(TOKEN_ENV, "").split(","):  # K seeds: K
     return False
   tmp = path.with_name(f".{FILENAME}.{record['token']}")
   tmp.write_text(json.dumps({**record, "from_launcher": seen.get("pid")}))

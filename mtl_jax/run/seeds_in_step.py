@@ -13,6 +13,10 @@ MODEL_DIR of seed S: MODEL_DIR with '{seed}' replaced by S when it holds '{seed}
 passes EXP_DIR/runs/<cell>__seed{seed}), else MODEL_DIR/seed<S>. Each lane's config.gin ends with
 the bindings that make it the separate run's (seed, MODEL_DIR, no seeds).
 
+Checkpoints: orbax keeps process-wide state per save (operation ids, directory-creation signals),
+so two lanes saving at once can write into each other's temporary directories; in a seeds run every
+orbax save, restore and close holds one lock and a save waits until it is committed.
+
 SIGTERM / SIGINT: Python delivers them to the main thread only, so during a seeds run the main
 thread holds the handler and the lanes' preemption check (trainer._Preemption) reads the signal
 as it stood at their last shared step: every lane saves at the same step and exits, and the same
@@ -22,15 +26,18 @@ ints >= 0, train.seed set as well, several processes (multi-host).
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import signal
 import threading
 
 import jax
 
+from mtl_jax.run import checkpoints
 from mtl_jax.step import seed_axis
 
 _LANE = threading.local()  # .lane = (driver, index) inside a lane's thread
+_ORBAX = threading.RLock()  # one orbax operation at a time across lanes
 
 
 def check(seeds, seed) -> list[int]:
@@ -157,6 +164,51 @@ class _LanePreemption:
     return self._driver.stop_signal is not None
 
 
+class _Serial:
+  """An orbax CheckpointManager whose saves (committed before returning), restores and close hold _ORBAX."""
+
+  def __init__(self, manager):
+    self._manager = manager
+
+  def __getattr__(self, name):
+    return getattr(self._manager, name)
+
+  def save(self, *args, **kwargs):
+    with _ORBAX:
+      saved = self._manager.save(*args, **kwargs)
+      self._manager.wait_until_finished()
+      return saved
+
+  def restore(self, *args, **kwargs):
+    with _ORBAX:
+      return self._manager.restore(*args, **kwargs)
+
+  def close(self):
+    with _ORBAX:
+      self._manager.close()
+
+
+class _LaneCheckpoints(checkpoints.Checkpoints):
+  """checkpoints.Checkpoints inside a lane: its managers serialised across lanes (see the module docstring)."""
+
+  def __init__(self, *args, **kwargs):
+    with _ORBAX:
+      super().__init__(*args, **kwargs)
+    self.manager, self.best = _Serial(self.manager), _Serial(self.best)
+
+
+@contextlib.contextmanager
+def _lane_classes():
+  """While the lanes run: trainer.train builds their preemption check and checkpoints (one process, K runs)."""
+  from mtl_jax.run import trainer
+  saved = trainer._Preemption, checkpoints.Checkpoints
+  trainer._Preemption, checkpoints.Checkpoints = _LanePreemption, _LaneCheckpoints
+  try:
+    yield
+  finally:
+    trainer._Preemption, checkpoints.Checkpoints = saved
+
+
 def _separate_run_bindings(model_dir: pathlib.Path, seed: int, seeds) -> str:
   return (f"\n# seeds in one step: this is seed {seed} of trainer.train.seeds={list(seeds)}; the lines below make\n"
           f"# this file the separate run's\nMODEL_DIR = {str(model_dir)!r}\ntrainer.train.model_dir = %MODEL_DIR\n"
@@ -165,7 +217,6 @@ def _separate_run_bindings(model_dir: pathlib.Path, seed: int, seeds) -> str:
 
 def train(train_fn, args: dict) -> dict:
   """Runs `train_fn(**args)` once per seed in args['seeds'] (lanes); returns {seed: results record}."""
-  from mtl_jax.run import trainer  # its _Preemption is swapped for the lanes' while they run
   seeds = check(args["seeds"], args["seed"])
   dirs = [lane_dir(args["model_dir"], s) for s in seeds]
   if len(set(dirs)) != len(dirs):
@@ -195,15 +246,14 @@ def train(train_fn, args: dict) -> dict:
              for i, (s, d) in enumerate(zip(seeds, dirs))]
   main = threading.current_thread() is threading.main_thread()
   previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
-  original, trainer._Preemption = trainer._Preemption, _LanePreemption
   try:
-    for t in threads:
-      t.start()
-    for t in threads:
-      while t.is_alive():
-        t.join(0.2)  # short waits: the main thread runs the signal handler in between
+    with _lane_classes():
+      for t in threads:
+        t.start()
+      for t in threads:
+        while t.is_alive():
+          t.join(0.2)  # short waits: the main thread runs the signal handler in between
   finally:
-    trainer._Preemption = original
     for sig, handler in previous.items():
       signal.signal(sig, handler)
   if errors:

@@ -1,0 +1,149 @@
+"""`experiment.seeds_per_step=K` (mtl-compare --seeds_per_step=K): a cell's seeds run K at a time in one
+trainer, as one vmapped step (trainer.train.seeds, run/seeds_in_step.py).
+
+Why here and not in the grid: the cells stay exactly the cells of the grid (one MODEL_DIR, one
+results.json, one compare_run.json each, recorded with the cell's own single-seed arguments), so a
+grid run with the option and one without find each other's cells finished, and collect / report see
+the same cells. Only the launch differs: cells that differ in nothing but their seed (same arm,
+mixture, axes, bindings) are grouped, K per launch, into one `--gin.trainer.train.seeds=[...]`
+command whose MODEL_DIR is the cells' directory with 'seed{seed}' as the template. The runner takes
+each cell's lock and hands all of them to the trainer (run/lock.py: several tokens, comma-separated).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import time
+from typing import Callable, Sequence
+
+from mtl_jax.compare import runner
+from mtl_jax.compare.grid import Cell, binding_arg
+from mtl_jax.run import lock as dir_lock
+
+SEEDS_BINDING = "trainer.train.seeds"
+SEED_BINDING = "trainer.train.seed"
+
+
+def check(seeds_per_step, seed_binding: str) -> int:
+  if not isinstance(seeds_per_step, int) or isinstance(seeds_per_step, bool) or seeds_per_step < 1:
+    raise ValueError(f"experiment.seeds_per_step must be an int >= 1, got {seeds_per_step!r}")
+  if seeds_per_step > 1 and seed_binding != SEED_BINDING:
+    raise ValueError(f"experiment.seeds_per_step={seeds_per_step} needs experiment.seed_binding={SEED_BINDING!r} "
+                     f"(the trainer's seeds), got {seed_binding!r}; use seeds_per_step=1")
+  return seeds_per_step
+
+
+def _key(cell: Cell) -> str:
+  """Everything of a cell but its seed (repr: binding values may be dicts)."""
+  return repr((cell.kind, cell.strategy, cell.mixture, cell.axes, cell.gin_files,
+               [(k, v) for k, v in cell.bindings if k != SEED_BINDING]))
+
+
+def groups(cells: Sequence[Cell], k: int) -> list[list[Cell]]:
+  """Cells differing only in their seed, K per group, in the grid's order of their first cell."""
+  by_key: dict[tuple, list[Cell]] = {}
+  for cell in cells:
+    by_key.setdefault(_key(cell), []).append(cell)
+  return [same[i:i + k] for same in by_key.values() for i in range(0, len(same), k)]
+
+
+def template(cell: Cell) -> str:
+  """The cell id with its seed as '{seed}' (grid.make_cell ends every id with 'seed<S>')."""
+  suffix = f"seed{cell.seed}"
+  assert cell.cell_id.endswith(suffix), cell.cell_id
+  return cell.cell_id[:-len(suffix)] + "seed{seed}"
+
+
+def group_argv(group: Sequence[Cell], exp_dir, binary: Sequence[str]) -> list[str]:
+  """The one trainer command of a group: the first cell's, MODEL_DIR a '{seed}' template, all its seeds."""
+  first = group[0]
+  model_dir = runner.cell_dir(exp_dir, first).with_name(template(first))
+  args = [a for a in first.argv(binary, model_dir) if not a.startswith(f"--gin.{SEED_BINDING}=")]
+  return [*args, binding_arg(SEEDS_BINDING, [c.seed for c in group])]
+
+
+def _run_group(group, exp_dir, binary, env, launcher, echo) -> list[runner.Outcome]:
+  """Launches the unfinished cells of one group as one trainer; one Outcome per cell."""
+  outcomes, held, tokens = [], [], []
+  try:
+    for cell in group:
+      model_dir = runner.cell_dir(exp_dir, cell)
+      try:
+        tokens.append(dir_lock.hold_for_launch(model_dir))
+        held.append(cell)
+      except dir_lock.LockedError:
+        owner = dir_lock.live_owner(model_dir)
+        outcomes.append(runner.Outcome(cell.cell_id, "running", error=f"in use by {dir_lock.describe(owner or {})}"))
+    todo, problems = [], {}
+    for cell in held:
+      model_dir = runner.cell_dir(exp_dir, cell)
+      if runner.is_done(cell, model_dir):
+        outcomes.append(runner.Outcome(cell.cell_id, "skipped"))
+        continue
+      problems[cell.cell_id] = runner.set_aside_damaged(model_dir) or ""
+      if problems[cell.cell_id]:
+        echo(f"mtl-compare: damaged: {problems[cell.cell_id]}")
+      todo.append(cell)
+    if not todo:
+      return outcomes
+    argv = group_argv(todo, exp_dir, binary)
+    log_path = runner.cell_dir(exp_dir, todo[0]) / runner.LOG_FILE
+    for cell in todo[1:]:  # one trainer, one log: the others point to it
+      with open(runner.cell_dir(exp_dir, cell) / runner.LOG_FILE, "a") as log:
+        log.write(f"\n===== mtl-compare {datetime.datetime.now().isoformat(timespec='seconds')}: runs with seeds "
+                  f"{[c.seed for c in todo]} in one step; its log: {log_path}\n")
+    start = time.time()
+    rc = launcher(argv, log_path, {**env, dir_lock.TOKEN_ENV: ",".join(tokens)})
+    wall = time.time() - start
+    for cell in todo:
+      model_dir = runner.cell_dir(exp_dir, cell)
+      record = runner.read_record(model_dir)
+      record["args"] = runner.cell_args(cell, model_dir)  # the cell's own: found finished with or without K
+      record.setdefault("attempts", []).append(
+          {"started": datetime.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
+           "wall_s": round(wall, 3), "returncode": rc, "seeds_in_one_step": [c.seed for c in todo]})
+      runner._write_record(model_dir, record)
+      if rc != 0:
+        outcomes.append(runner.Outcome(cell.cell_id, "failed", rc, wall, runner._last_error(log_path),
+                                       problems[cell.cell_id]))
+      else:
+        outcomes.append(runner.Outcome(cell.cell_id, "ran" if runner.is_done(cell, model_dir) else "incomplete",
+                                       rc, wall, problem=problems[cell.cell_id]))
+    return outcomes
+  finally:
+    for cell in held:
+      dir_lock.release_launch(runner.cell_dir(exp_dir, cell))
+
+
+def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: int = 1, env=None,
+              launcher: runner.Launcher = runner.subprocess_launcher, echo: Callable[[str], None] = print,
+              wait: bool = False, seeds_per_step: int = 1) -> list[runner.Outcome]:
+  """runner.run_cells, with K seeds of a cell per launch when seeds_per_step=K > 1."""
+  import os
+  if seeds_per_step <= 1:
+    return runner.run_cells(cells, exp_dir, binary, parallel, env=env, launcher=launcher, echo=echo, wait=wait)
+  env = dict(os.environ if env is None else env)
+  todo = [c for c in cells if not runner.check(c, runner.cell_dir(exp_dir, c)).finished]
+  planned = groups(todo, seeds_per_step)
+  echo(f"mtl-compare: {len(cells)} cells: {len(cells) - len(todo)} finished, {len(todo)} to run as "
+       f"{len(planned)} launches of up to {seeds_per_step} seeds in one step ({parallel} at a time)")
+  outcomes = {c.cell_id: runner.Outcome(c.cell_id, "skipped") for c in cells if c not in todo}
+  with runner.forward_signals() as signals:
+    def one(group):
+      if signals.signum is None:  # after a signal nothing new starts
+        for outcome in _run_group(group, exp_dir, binary, env, launcher, echo):
+          outcomes[outcome.cell_id] = outcome
+          echo(f"mtl-compare: {outcome.status} {outcome.cell_id} in {outcome.wall_s:.1f}s"
+               + (f": {outcome.error}" if outcome.error else ""))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+      futures = [pool.submit(one, g) for g in planned]
+      while not all(f.done() for f in futures):  # short waits: signals are handled in between
+        concurrent.futures.wait(futures, timeout=0.5)
+      for future in futures:
+        future.result()
+    if signals.signum is not None:
+      raise runner.Interrupted(signals.signum)
+  if wait and any(o.status == "running" for o in outcomes.values()):  # cells another trainer held: as the runner does
+    return runner.run_cells(cells, exp_dir, binary, parallel, env=env, launcher=launcher, echo=echo, wait=True)
+  return [outcomes[c.cell_id] for c in cells if c.cell_id in outcomes]

@@ -1,0 +1,124 @@
+"""mtl-compare --seeds_per_step=K (compare/seed_groups.py): a cell's seeds launched K at a time as one
+`trainer.train.seeds` trainer; the grid's cells, their directories and the report rows are those of the
+same grid without the option. Default suite: an in-process fake trainer (no training). Marked e2e: the
+real trainer on a tiny grid."""
+
+import csv
+import json
+import os
+import pathlib
+import re
+
+import pytest
+
+from test_compare_fakes import write_cell
+
+from mtl_jax.compare import cli, grid, seed_groups
+from mtl_jax.run import lock, seeds_in_step
+
+
+class FakeTrainer:
+  """A launcher standing in for mtl-train: one cell per seed of its argv (trainer.train.seed or .seeds),
+  written where the trainer would (run/seeds_in_step.lane_dir), holding the locks it was handed."""
+
+  def __init__(self):
+    self.launches = []
+
+  def __call__(self, argv, log_path, env):
+    args = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    strategy = pathlib.Path([a for a in argv if a.startswith("--gin_file=")][-1]).stem
+    seeds = (json.loads(args["gin.trainer.train.seeds"]) if "gin.trainer.train.seeds" in args
+             else [int(args["gin.trainer.train.seed"])])
+    assert len(env[lock.TOKEN_ENV].split(",")) == len(seeds)
+    self.launches.append(seeds)
+    for s in seeds:
+      model_dir = (seeds_in_step.lane_dir(args["gin.MODEL_DIR"], s) if "gin.trainer.train.seeds" in args
+                   else pathlib.Path(args["gin.MODEL_DIR"]))
+      os.environ[lock.TOKEN_ENV] = env[lock.TOKEN_ENV]  # the trainer adopts its launcher's lock (run/lock.py)
+      try:
+        lock.hold(model_dir)
+      finally:
+        del os.environ[lock.TOKEN_ENV]
+      write_cell(model_dir, strategy, args["gin.MIXTURE_OR_TASK_NAME"], s, int(args["gin.TRAIN_STEPS"]))
+    lock.release_all()
+    return 0
+
+
+def _argv(exp_dir, *extra):
+  return ["--gin_file=gin/base.gin", "--strategies=hard,sluice", "--mixtures=synthetic_r0_t2", "--seeds=0,1,2",
+          "--binding=TRAIN_STEPS=10", f"--exp_dir={exp_dir}", "--name=seeds", *extra]
+
+
+def _rows(exp_dir):
+  """The report's rows without what differs between any two runs (wall time, where they ran)."""
+  data = json.loads((exp_dir / "results.json").read_text())
+  drop = re.compile(r"wall_s|model_dir|attempts")
+  clean = lambda x: ({k: clean(v) for k, v in x.items() if not drop.search(k)} if isinstance(x, dict)
+                     else [clean(v) for v in x] if isinstance(x, list) else x)
+  with open(exp_dir / "results.csv") as f:
+    rows = [clean(row) for row in csv.DictReader(f)]
+  return clean(data["cells"]), clean(data["groups"]), rows
+
+
+def test_seeds_per_step_gives_the_same_cells_and_report(tmp_path):
+  plain, grouped = FakeTrainer(), FakeTrainer()
+  assert cli.main(_argv(tmp_path / "plain"), launcher=plain, env={}, echo=lambda _: None) == 0
+  lines = []
+  assert cli.main(_argv(tmp_path / "grouped", "--seeds_per_step=2"), launcher=grouped, env={},
+                  echo=lines.append) == 0
+  assert plain.launches == [[0]] * 4 + [[1]] * 4 + [[2]] * 4  # hard, sluice, 2 baselines; seed-major
+  assert sorted(grouped.launches) == [[0, 1]] * 4 + [[2]] * 4
+  assert any("12 to run as 8 launches of up to 2 seeds" in line for line in lines), lines
+  dirs = lambda root: sorted(p.name for p in (root / "runs").iterdir())
+  assert dirs(tmp_path / "plain") == dirs(tmp_path / "grouped") and len(dirs(tmp_path / "plain")) == 12
+  assert _rows(tmp_path / "plain") == _rows(tmp_path / "grouped")
+  # recorded with each cell's own arguments: a run without the option finds every cell finished
+  again = FakeTrainer()
+  assert cli.main(_argv(tmp_path / "grouped"), launcher=again, env={}, echo=lines.append) == 0
+  assert again.launches == []
+
+
+def test_group_command_is_the_cells_command_with_their_seeds():
+  exp = grid.Experiment(gin_files=("gin/base.gin",), strategies=("hard",), mixtures=("synthetic_r0_t2",),
+                        seeds=(3, 5, 7), baselines=False, bindings={"TRAIN_STEPS": 4})
+  cells = exp.cells()
+  groups = seed_groups.groups(cells, 2)
+  assert [[c.seed for c in g] for g in groups] == [[3, 5], [7]]
+  argv = seed_groups.group_argv(groups[0], "/e", ("mtl-train",))
+  one = cells[0].argv(("mtl-train",), "/e/runs/" + cells[0].cell_id)
+  assert argv[-1] == "--gin.trainer.train.seeds=[3, 5]"
+  assert [a for a in argv[:-1] if "MODEL_DIR" not in a] == [a for a in one if "MODEL_DIR" not in a
+                                                            and "train.seed=" not in a]
+  template = next(a for a in argv if a.startswith("--gin.MODEL_DIR=")).split("=", 1)[1]
+  assert [str(seeds_in_step.lane_dir(template, c.seed)) for c in groups[0]] == [
+      f"/e/runs/{c.cell_id}" for c in groups[0]]
+
+
+@pytest.mark.parametrize("k, binding, named", [
+    (0, "trainer.train.seed", "seeds_per_step must be an int >= 1, got 0"),
+    (2, "my.seed", "needs experiment.seed_binding='trainer.train.seed'"),
+])
+def test_bad_seeds_per_step_refused(k, binding, named):
+  with pytest.raises(ValueError, match=re.escape(named)):
+    seed_groups.check(k, binding)
+
+
+@pytest.mark.e2e
+def test_real_grid_with_seeds_per_step_equals_the_grid_without(tmp_path):
+  """The real trainer (in-process, one device), hard x quickstart x seeds 0,1, 4 steps, no baselines."""
+  from conftest import TINY_ARGS, run_cell_in_process
+  bindings = [a.replace("--gin.", "--binding=", 1) for a in TINY_ARGS if a.startswith("--gin.")]
+  def argv(exp_dir, *extra):
+    return ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin", "--strategies=hard",
+            "--mixtures=quickstart", "--seeds=0,1", "--no_baselines", *bindings, "--binding=TRAIN_STEPS=4",
+            "--binding=trainer.train.eval_period=2", f"--exp_dir={exp_dir}", "--name=seeds_e2e", *extra]
+  launch = lambda a, log, env: run_cell_in_process(a)
+  assert cli.main(argv(tmp_path / "plain"), launcher=launch, echo=lambda _: None) == 0
+  assert cli.main(argv(tmp_path / "grouped", "--seeds_per_step=2"), launcher=launch, echo=lambda _: None) == 0
+  (cells_a, groups_a, _), (cells_b, groups_b, _) = _rows(tmp_path / "plain"), _rows(tmp_path / "grouped")
+  assert [c["cell_id"] for c in cells_a] == [c["cell_id"] for c in cells_b]
+  for a, b in zip(cells_a, cells_b):
+    assert a["status"] == b["status"] == "done" and a["step"] == b["step"]
+    for task, score in a["tasks"].items():
+      assert b["tasks"][task]["value"] == pytest.approx(score["value"], abs=1e-5)
+  assert [g["seeds"] for g in groups_a] == [g["seeds"] for g in groups_b]

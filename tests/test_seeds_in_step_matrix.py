@@ -1,0 +1,31 @@
+"""Every sharing strategy and every weighting method under the 'seeds' axis (step/seed_axis.py): two steps
+of seeds [0, 3] as one vmapped step give each seed's own Steps' losses, parameters and weighting state.
+
+Marked `matrix`: one vmapped compile per strategy / method (~35 compiles) is minutes on 2 cores."""
+
+import pytest
+
+from mtl_jax import sharing, weighting
+from test_seeds_in_step import check_seed_axis
+
+WEIGHTING = sorted(n for n in weighting.names() if n != "static")  # static needs bound weights; it is stateless
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("strategy", sorted(sharing.names()))
+def test_every_strategy_under_the_seeds_axis(strategy):
+  check_seed_axis([0, 3], sharing=strategy, method="equal")
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("method", WEIGHTING)
+def test_every_weighting_method_under_the_seeds_axis(method):
+  # task-grouped batches: what gradient methods need (and loss methods accept)
+  check_seed_axis([0, 3], method=method, grouped=True)
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("mesh_shape, microbatches", [((4, 2), 1), ((1, 1), 2)])
+def test_seeds_axis_on_a_data_model_mesh_and_with_microbatches(mesh_shape, microbatches):
+  # the 'seeds' axis is unsharded: each seed's params / batch keep their own ('data', 'model') placement
+  check_seed_axis([0, 3], method="dwa", mesh_shape=mesh_shape, microbatches=microbatches)
