@@ -131,7 +131,8 @@ def test_one_train_step_of_every_method(model, method):
   assert sum(not np.array_equal(a, b) for a, b in zip(before, after)) == len(before)
 
 
-STATEFUL = ["uw", "dwa", "famo", "gradnorm", "gradvac", "stch", "sdmgrad", "db_mtl", "moco", "excess_mtl"]
+STATEFUL = ["uw", "dwa", "famo", "gradnorm", "gradvac", "stch", "sdmgrad", "db_mtl", "moco", "excess_mtl",
+            "auto_lambda"]
 
 
 @pytest.mark.parametrize("method", STATEFUL)

@@ -37,9 +37,9 @@ def check(num: int, batch_size: int, num_tasks: int, grouped: bool, weighting) -
   """One-line errors for combinations that cannot be split exactly."""
   if num == 1:
     return
-  if weighting.kind == "gradient":
-    raise ValueError(f"microbatches.num={num} cannot be used with the gradient weighting {weighting.name!r} "
-                     "(it combines per-task gradients of the whole task-grouped batch); set microbatches.num=1 "
+  if weighting.kind != "loss":
+    raise ValueError(f"microbatches.num={num} cannot be used with the {weighting.kind} weighting {weighting.name!r} "
+                     "(it needs the whole batch at once); set microbatches.num=1 "
                      "or use a loss weighting method")
   rows = batch_size // num_tasks if grouped else batch_size
   if batch_size % num or (grouped and rows % num):

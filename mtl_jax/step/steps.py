@@ -111,6 +111,7 @@ class Steps:
     microbatch.check(self.microbatches, batch_size, self.num_tasks, self.grouped, self.weighting)
     packing.check(model.config, self.task_kinds)  # packed rows: a layout / head that cannot, refused here
     example = dummy_batch(batch_size, length)
+    self.weighting.bind_batch(example)  # a method that keeps a batch in its state sizes it (auto_lambda)
 
     def init_boxed(rng):  # placement comes from out_shardings below (init's forward pass is dead code)
       params = model.init(rng, example)["params"]
@@ -180,6 +181,9 @@ class Steps:
     """(loss, metrics, grads, new weighting state) under the run's weighting method."""
     if self.microbatches > 1:
       return self._microbatched(params, batch, rng, wstate, step)
+    if self.weighting.kind == "bilevel":  # its own look-ahead step (weighting/auto_lambda.py)
+      return self.weighting.step(lambda p, b, r: self._task_losses(p, b, r, self.grouped), params, batch, rng,
+                                 wstate, step)
     if self.weighting.kind == "loss":
       (loss, (aux, wstate)), grads = jax.value_and_grad(self._loss, has_aux=True)(params, batch, rng, wstate, step)
       return loss, aux, grads, wstate

@@ -15,13 +15,17 @@ from mtl_jax.weighting.base import Context, Method, build, names, register  # no
 from mtl_jax.weighting import equal, examples, static, uw, dwa, rlw, gls, famo, stch  # noqa: F401  (loss)
 from mtl_jax.weighting import gradnorm, mgda, pcgrad, gradvac, cagrad, imtl, nash_mtl, aligned_mtl, upgrad  # noqa: F401
 from mtl_jax.weighting import dualproj, config, fairgrad, sdmgrad, db_mtl, moco, excess_mtl  # noqa: F401
+from mtl_jax.weighting import auto_lambda  # noqa: F401  (bilevel)
 
 DEFAULT = "equal"
+TASK_GRADS = ("auto", "keep", "recompute")
 
 
 @gin.configurable("weighting", module="mtl_jax")
-def configured(num_tasks: int, method: str | None = None, rep_grad: bool = False) -> Method:
-  """The gin-chosen method for `num_tasks` tasks (validated: one clear error)."""
+def configured(num_tasks: int, method: str | None = None, rep_grad: bool = False, task_grads: str = "auto") -> Method:
+  """The gin-chosen method for `num_tasks` tasks (validated: one clear error). task_grads: 'keep' the T
+  per-task gradients of the shared parameters for the update, 'recompute' it as one more backward pass
+  (memory of ~one gradient instead of T), or 'auto' (recompute above gradients.KEEP_UP_TO tasks)."""
   from mtl_jax.step import losses
   legacy = losses.legacy_weighting()
   if legacy is not None and method not in (None, legacy):
@@ -34,9 +38,11 @@ def configured(num_tasks: int, method: str | None = None, rep_grad: bool = False
     raise ValueError(f"weighting.rep_grad=True is not supported by {chosen.name!r} (it keeps buffers of the "
                      "per-parameter task gradients); drop --gin.weighting.rep_grad")
   if rep_grad and chosen.kind != "gradient":
-    raise ValueError(f"weighting.rep_grad=True needs a gradient method, not the loss method {chosen.name!r}; "
+    raise ValueError(f"weighting.rep_grad=True needs a gradient method, not the {chosen.kind} method {chosen.name!r}; "
                      "drop --gin.weighting.rep_grad or pick e.g. mgda")
-  chosen.rep_grad = rep_grad
+  if task_grads not in TASK_GRADS:
+    raise ValueError(f"weighting.task_grads must be one of {TASK_GRADS}, got {task_grads!r}")
+  chosen.rep_grad, chosen.task_grads = rep_grad, task_grads
   return chosen
 
 

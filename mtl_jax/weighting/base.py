@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from mtl_jax.registry import Registry
 
-KINDS = ("loss", "gradient")
+KINDS = ("loss", "gradient", "bilevel")  # bilevel: the method takes its own step (auto_lambda)
 
 
 @flax.struct.dataclass
@@ -43,6 +43,7 @@ class Method:
   name: str = ""
   kind: str = "loss"
   rep_grad: bool = False  # gradients w.r.t. the shared representation (set by weighting.configured)
+  task_grads: str = "auto"  # gradient methods: keep the T per-task gradients or recompute (gradients.recomputes)
 
   def init(self, num_tasks: int) -> dict:
     """The method's state (a dict of arrays; {} when it keeps none)."""
@@ -51,6 +52,9 @@ class Method:
   def init_with_params(self, num_tasks: int, params) -> dict:
     """The state of a method that also keeps gradient-sized buffers (GradMethod); the others' init."""
     return self.init(num_tasks)
+
+  def bind_batch(self, example_batch: dict) -> None:
+    """The train batch's structure and shapes, before init (a method keeping a batch in its state: auto_lambda)."""
 
   def weights(self, state: dict, ctx: Context) -> tuple[jax.Array, dict]:
     """(w [T] applied to the task losses, new state)."""
