@@ -30,6 +30,9 @@ a pure function of the batch index, so skip-to-resume stays exact. 'static' (the
 builds exactly the old stream. Multi-label groups (mtl_jax/input/multilabel.py) are one entry
 whose rows are (input, task) pairs; in the grouped layout each member fills its own slot
 from its own labelled inputs (per-task gradients stay per task).
+Packing (gin `packing.enabled`, mtl_jax/input/packing.py): each task's converted stream is packed,
+several of its examples per row, before mixing / batching; a pure function of that stream, so the
+skip-to-resume stays exact. Rates then apply to rows.
 Multi-host: with `shard_info`, every task's examples are split across processes
 (disjoint per epoch, same permutation on every host since the seed is shared);
 the task-sampling seed also folds in the shard index so hosts sample independently.
@@ -46,7 +49,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from mtl_jax.input import mixing, mixing_monitor, mixing_schedule, multilabel
+from mtl_jax.input import mixing, mixing_monitor, mixing_schedule, multilabel, packing
 from mtl_jax.input.features import EncoderFeatureConverter, pad_batch
 
 LAYOUTS = ("mixed", "grouped")
@@ -129,7 +132,8 @@ def task_train_dataset(task: seqio.Task, all_task_names, feature_lengths, seed: 
     ds = task.get_dataset(sequence_length=dict(feature_lengths), split="train", shuffle=True,
                           seed=derive_seed(seed, "task", task.name), num_epochs=None,
                           shard_info=shard_info, try_in_mem_cache=False)
-  return EncoderFeatureConverter(all_task_names)(ds, feature_lengths)
+  ds = EncoderFeatureConverter(all_task_names)(ds, feature_lengths)
+  return packing.maybe_pack(ds, feature_lengths["inputs"])  # gin packing.enabled: several examples per row
 
 
 def _train_tasks(provider) -> list[seqio.Task]:
@@ -246,7 +250,7 @@ def train_batches(provider, feature_lengths: Mapping[str, int], batch_size: int,
   build = mixed_dataset if layout == "mixed" else grouped_dataset
   ds = build(provider, feature_lengths, batch_size, seed, shard_info)
   ds = _deterministic(ds.skip(start_batch).prefetch(2))
-  return ds.as_numpy_iterator()
+  return packing.logged(ds.as_numpy_iterator())  # packed rows: the realised fill rate, printed
 
 
 def flatten_grouped(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ import flax.linen as nn
 import gin
 import jax.numpy as jnp
 
-from mtl_jax.models import families
+from mtl_jax.models import families, segments
 from mtl_jax.scale import precision, remat
 
 _DENSE_INIT = nn.initializers.xavier_uniform()
@@ -115,7 +115,8 @@ class Embedder(nn.Module):
   config: EncoderConfig
 
   @nn.compact
-  def __call__(self, input_ids, deterministic: bool = True, token_type_ids=None):
+  def __call__(self, input_ids, deterministic: bool = True, token_type_ids=None, positions=None):
+    """positions [B, L]: each token's position in its own example (packed rows); None: 0..L-1."""
     cfg = self.config
     custom = families.embed_fn(cfg)
     if custom is not None:
@@ -127,7 +128,10 @@ class Embedder(nn.Module):
                    param_dtype=cfg.params_dtype)
     pos = self.param("position", param_init(init, ("length", "embed")), (cfg.max_len + cfg.position_offset, width),
                      cfg.params_dtype)
-    x = tok(input_ids) + pos[None, cfg.position_offset: cfg.position_offset + input_ids.shape[1]]
+    if positions is None:
+      x = tok(input_ids) + pos[None, cfg.position_offset: cfg.position_offset + input_ids.shape[1]]
+    else:  # packed rows: positions restart at 0 on each example's first token
+      x = tok(input_ids) + pos[cfg.position_offset + positions]
     if cfg.type_vocab_size:  # segments: 1 on a native pair's second text (mtl_jax/input/pairs.py), else 0
       table = self.param("token_type", param_init(init, (None, "embed")), (cfg.type_vocab_size, width),
                          cfg.params_dtype)
@@ -179,8 +183,8 @@ class SelfAttention(nn.Module):
     q_BLHK, k_BLHK, v_BLHK = proj("query"), proj("key"), proj("value")
     logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK) / jnp.sqrt(cfg.head_dim).astype(x.dtype)
     logits_BHLL = logits_BHLL.astype(jnp.float32)  # softmax statistics in float32 (a no-op at float32)
-    valid_B11L = mask[:, None, None, :].astype(bool)
-    logits_BHLL = jnp.where(valid_B11L, logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
+    # mask: segment ids (0 = padding; packed rows: 1..S per example, models/segments.py): block-diagonal
+    logits_BHLL = jnp.where(segments.attention_allowed(mask), logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
     probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL.astype(dt), v_BLHK)
     w_HKD = self.param("out_kernel", param_init(_DENSE_INIT, ("heads", "kv", "embed")),

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.heads import HeadOutputs
+from mtl_jax.models import segments
 from mtl_jax.models.encoder import EncoderConfig, Embedder
 from mtl_jax.models.heads import TaskHeads
 from mtl_jax.sharing import SharingStrategy
@@ -22,12 +23,15 @@ class MultiTaskModel(nn.Module):
   @nn.compact
   def __call__(self, batch: Mapping[str, jax.Array], deterministic: bool = True,
                grouped: bool = False) -> HeadOutputs:
-    mask = batch["input_mask"]
-    x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic, batch.get("token_type_ids"))
+    packed = segments.is_packed(batch)  # several examples per row (input/packing.py): mask = segment ids
+    mask = batch["segment_ids"] if packed else batch["input_mask"]
+    x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic, batch.get("token_type_ids"),
+                                               batch.get("positions"))
     h = self.trunk(x, mask, batch["task_id"], deterministic, grouped=grouped)
     h = h.astype(jnp.float32)  # heads and losses in float32 whatever EncoderConfig.dtype (a no-op by default)
     h = self.perturb("rep", h)  # identity unless a 'perturbations' collection is passed (weighting rep_grad)
-    return TaskHeads(tuple(self.num_classes), self.config.pooling, name="heads")(h, mask, batch["task_id"])
+    return TaskHeads(tuple(self.num_classes), self.config.pooling, name="heads")(
+        h, mask, batch["task_id"], batch["label"].shape[1] if packed else None)
 
 
 def build_model(config: EncoderConfig, sharing: str, num_classes: Sequence[int]) -> MultiTaskModel:

@@ -116,7 +116,7 @@ class MixedColumns(nn.Module):
       h_TBLD = columns(cfg, name=f"layer_{k}")(h_TBLD, layer_mask, deterministic)
       self.sow("intermediates", f"columns_{k}", h_TBLD)
       if penalize:
-        penalty = penalty + orthogonality(h_TBLD, mask, m, self.normalize_orthogonality)
+        penalty = penalty + orthogonality(h_TBLD, mask > 0, m, self.normalize_orthogonality)  # mask: segment ids
       alpha = self.param(f"alpha_{k}", param_init(alpha_init(self.alpha_init, self.alpha_diagonal), alpha_axes),
                          alpha_shape)
       h_TBLD = mix_subspaces(alpha, h_TBLD, m)

@@ -2,8 +2,8 @@
 
 E shared experts, each a whole trunk tower (K layers + final LN), stacked on an
 'experts' axis with nn.vmap and run on every example (~E x hard). Each task has a
-softmax gate over experts, computed PER SEQUENCE from the masked mean of the
-embedded input tokens: gate[b] = softmax(pool(x_b) @ W[task_b] + c[task_b]);
+softmax gate over experts, computed PER SEQUENCE (per example of a packed row) from the masked
+mean of the embedded input tokens: gate[b] = softmax(pool(x_b) @ W[task_b] + c[task_b]);
 an example's output is sum_e gate[b, e] * expert_e(x)_b at every token.
 The gate kernel W [T, D, E] and bias c [T, E] are the 'gate logits' parameters.
 """
@@ -12,6 +12,7 @@ import flax.linen as nn
 import gin
 import jax.numpy as jnp
 
+from mtl_jax.models import segments
 from mtl_jax.models.encoder import EncoderConfig, param_init
 from mtl_jax.sharing.base import SharingStrategy, register
 from mtl_jax.sharing.towers import Tower, stacked
@@ -35,10 +36,12 @@ class MMoE(nn.Module):
     kernel_TDE = self.param("gate_kernel", param_init(nn.initializers.lecun_normal(batch_axis=(0,)),
                                                       ("tasks", "embed", "experts")), (self.num_tasks, d, e))
     bias_TE = self.param("gate_bias", param_init(nn.initializers.zeros, ("tasks", "experts")), (self.num_tasks, e))
-    logits_BE = jnp.einsum("bd,bde->be", masked_mean(x, mask), kernel_TDE[task_id]) + bias_TE[task_id]
-    gate_BE = nn.softmax(logits_BE, axis=-1)
-    self.sow("intermediates", "gate", gate_BE)
-    return jnp.einsum("be,ebld->bld", gate_BE.astype(h_EBLD.dtype), h_EBLD)
+    # per token from its own example's mean (packed rows hold several; models/segments.py): one gate per example
+    pooled_BLD = segments.token_segment_mean(x, mask)
+    logits_BLE = jnp.einsum("bld,bde->ble", pooled_BLD, kernel_TDE[task_id]) + bias_TE[task_id][:, None]
+    gate_BLE = nn.softmax(logits_BLE, axis=-1)
+    self.sow("intermediates", "gate", gate_BLE[:, 0])  # an unpacked row's one gate
+    return jnp.einsum("ble,ebld->bld", gate_BLE.astype(h_EBLD.dtype), h_EBLD)
 
 
 class MMoESharing(SharingStrategy):

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.models import families, projections
+from mtl_jax.models import families, projections, segments
 from mtl_jax.models.encoder import EncoderConfig, LayerNorm, final_norm, param_init, residual_block
 
 PLACES = ("attention", "mlp")
@@ -91,7 +91,7 @@ class PeftAttention(nn.Module):
     q_BLHK, k_BLHK, v_BLHK = proj("query"), proj("key"), proj("value")
     logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK) / jnp.sqrt(cfg.head_dim).astype(x.dtype)
     logits_BHLL = logits_BHLL.astype(jnp.float32)
-    logits_BHLL = jnp.where(mask[:, None, None, :].astype(bool), logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
+    logits_BHLL = jnp.where(segments.attention_allowed(mask), logits_BHLL, jnp.finfo(logits_BHLL.dtype).min)
     probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL.astype(dt), v_BLHK)
     return projections.out_projection(self, out_BLHK, hooks, bias=True)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax import heads as heads_lib
+from mtl_jax.models import segments
 
 WEIGHTINGS = ("uniform", "examples")
 LEGACY_METHOD = {"uniform": "equal", "examples": "examples"}
@@ -22,7 +23,10 @@ LEGACY_METHOD = {"uniform": "equal", "examples": "examples"}
 
 def example_losses(out: heads_lib.HeadOutputs, batch: Mapping[str, jax.Array],
                    task_kinds: Sequence[str]) -> jax.Array:
-  """Loss [B] of each example under its own task's head kind."""
+  """Loss [B] of each example under its own task's head kind (packed rows: each row's mean over its
+  examples, models/segments.py; the row's weight is its example count)."""
+  if segments.is_packed(batch):
+    return segments.row_losses(out, batch, task_kinds, example_losses)
   kind_of_task = jnp.asarray([heads_lib.kind_index(k) for k in task_kinds])
   kind_B = kind_of_task[batch["task_id"]]
   loss_B = jnp.zeros(batch["task_id"].shape, out.pooled_logits.dtype)

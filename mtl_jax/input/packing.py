@@ -1,0 +1,178 @@
+"""Packing: several examples of ONE task in one row, so short texts stop paying for padding.
+
+Why: every train row is padded to TASK_FEATURE_LENGTHS['inputs']; on the quickstart mixture only
+~50% of token slots are real (issue #29). Packing fills a row with consecutive examples of the
+same task; the model keeps them apart (mtl_jax/models/segments.py: block-diagonal attention,
+positions restarting per example, per-example pooling, heads and losses), so each example's
+logits and loss are those it has alone.
+
+Greedy and streaming (gin `packing.enabled = True`, gin/mixing/packed.gin): examples arrive in the
+task's own (seeded, shuffled) order; each joins the open row while it fits (tokens <= L, at most
+`packing.max_segments` examples, same task_id: a multi-label group's stream alternates tasks), else
+the open row is emitted and a new one starts. No look-ahead and no reordering, so the packed stream
+is a pure function of the unpacked one: one seed gives the same rows in every process and the
+trainer's skip-to-resume (input_pipeline.train_batches) replays it exactly. Mixing rates then
+apply to rows (a task of short texts gets more examples per row). Eval stays unpacked (metrics are
+per example either way).
+
+A packed row (features.py's features, plus):
+  segment_ids    int32 [L]   0 = padding, 1..S = the row's examples in order
+  positions      int32 [L]   position within its own example (0 at each example's first token)
+  label, score   [S]         per example (0 in empty slots); tags / token_type_ids stay per token
+  segment_weight float32 [S] each example's weight (0 = empty slot)
+  weight         float32 []  sum(segment_weight): the row's example count, so per-task means over
+                             rows (losses.per_task_mean) are means over EXAMPLES
+Public for benchmarks: `pack_examples(ds, length, max_segments)` and `fill_rate(batch)`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Mapping, Sequence
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+PACKED_FEATURES = ("segment_ids", "positions", "segment_weight")
+TOKEN_KEYS = ("input_ids", "token_type_ids", "tags")  # per-token features copied into the row
+SEGMENT_KEYS = (("label", tf.int32), ("score", tf.float32), ("segment_weight", tf.float32))
+SUPPORTED_MODEL_TYPES = ("bert", "electra")  # layouts whose attention / positions read segment ids
+UNSUPPORTED_KINDS = ("span_qa",)  # its targets are token positions in a row of doc-stride windows
+
+
+@gin.configurable("packing")
+def settings(enabled: bool = False, max_segments: int = 8, log_every: int = 1000) -> dict:
+  """Whether train rows are packed, at most how many examples per row, how often the fill rate is logged."""
+  if not isinstance(enabled, bool):
+    raise ValueError(f"packing.enabled must be True or False, got {enabled!r}")
+  for name, value in (("max_segments", max_segments), ("log_every", log_every)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"packing.{name} must be an int >= 1, got {value!r}")
+  return {"enabled": enabled, "max_segments": max_segments, "log_every": log_every}
+
+
+def enabled() -> bool:
+  return settings()["enabled"]
+
+
+def check(config, task_kinds: Sequence[str], names: Sequence[str] | None = None) -> None:
+  """One line before anything is written when packing is on for a layout or head it cannot serve."""
+  if not enabled():
+    return
+  if config.model_type not in SUPPORTED_MODEL_TYPES:
+    raise ValueError(f"packing (gin/mixing/packed.gin) is not supported for EncoderConfig.model_type "
+                     f"{config.model_type!r} (its attention does not read segment ids); supported: "
+                     f"{', '.join(SUPPORTED_MODEL_TYPES)}; drop packed.gin for this trunk")
+  names = list(names) if names is not None else [f"task {i}" for i in range(len(task_kinds))]
+  bad = [f"{n} ({k})" for n, k in zip(names, task_kinds) if k in UNSUPPORTED_KINDS]
+  if bad:
+    raise ValueError(f"packing (gin/mixing/packed.gin) does not support head kind span_qa (answer positions "
+                     f"index a row of doc-stride windows): {', '.join(bad)}; drop packed.gin or these tasks")
+
+
+def _empty_row(length: int, max_segments: int) -> dict:
+  row = {k: tf.zeros([length], tf.int32) for k in ("input_ids", "token_type_ids", "segment_ids", "positions")}
+  row["tags"] = tf.fill([length], -1)
+  row.update({k: tf.zeros([max_segments], dt) for k, dt in SEGMENT_KEYS})
+  row.update(used=tf.constant(0), count=tf.constant(0), task_id=tf.constant(0))
+  return row
+
+
+def _append(row: dict, ex: Mapping[str, tf.Tensor], n, length: int, max_segments: int) -> dict:
+  """`row` with `ex` (its first n tokens real, left-aligned) written after the row's used tokens."""
+  idx = tf.range(length)
+  start = row["used"]
+  new = (idx >= start) & (idx < start + n)
+  out = {k: tf.where(new, tf.roll(tf.cast(ex[k], tf.int32), start, axis=0), row[k]) for k in TOKEN_KEYS}
+  out["segment_ids"] = tf.where(new, row["count"] + 1, row["segment_ids"])
+  out["positions"] = tf.where(new, idx - start, row["positions"])
+  slot = tf.range(max_segments) == row["count"]
+  values = {"label": ex["label"], "score": ex["score"], "segment_weight": ex["weight"]}
+  out.update({k: tf.where(slot, tf.cast(values[k], dt), row[k]) for k, dt in SEGMENT_KEYS})
+  out.update(used=start + n, count=row["count"] + 1, task_id=tf.cast(ex["task_id"], tf.int32))
+  return out
+
+
+def _finish(row: dict) -> dict:
+  out = {k: row[k] for k in (*TOKEN_KEYS, "segment_ids", "positions", "task_id", "label", "score",
+                              "segment_weight")}
+  out["input_mask"] = tf.cast(row["segment_ids"] > 0, tf.int32)
+  out["weight"] = tf.reduce_sum(row["segment_weight"])
+  return out
+
+
+def pack_examples(ds: tf.data.Dataset, length: int, max_segments: int) -> tf.data.Dataset:
+  """Converted examples (features.EncoderFeatureConverter, padded to `length`) -> packed rows (module doc).
+
+  Finite datasets end with their last, partly filled row; infinite ones (a train stream) never end."""
+  if not isinstance(max_segments, int) or max_segments < 1:
+    raise ValueError(f"packing.max_segments must be an int >= 1, got {max_segments!r}")
+  empty = _empty_row(length, max_segments)
+  shapes = {k: [length] if s.shape.rank == 1 else [] for k, s in ds.element_spec.items()}
+  end_marker = tf.data.Dataset.from_tensors(
+      {**{k: tf.zeros(shapes[k], s.dtype) for k, s in ds.element_spec.items()}, "end": tf.constant(True)})
+  marked = ds.map(lambda ex: {**{k: tf.reshape(v, shapes[k]) for k, v in ex.items()}, "end": tf.constant(False)})
+  marked = marked.concatenate(end_marker)
+
+  def step(row, ex):
+    n = tf.reduce_sum(tf.cast(ex["input_mask"], tf.int32))
+    fits = ((row["used"] + n <= length) & (row["count"] < max_segments)
+            & ((row["count"] == 0) | (row["task_id"] == tf.cast(ex["task_id"], tf.int32))))
+    emit = tf.where(ex["end"], row["count"] > 0, ~fits)
+    base = {k: tf.where(fits, row[k], empty[k]) for k in row}
+    after = _append(base, ex, n, length, max_segments)
+    after = {k: tf.where(ex["end"], empty[k], after[k]) for k in after}
+    return after, (emit, _finish(row))
+
+  def emitted(emit, row):  # noqa: ARG001
+    return emit
+
+  def row_of(emit, row):  # noqa: ARG001
+    return row
+
+  return marked.scan(empty, step).filter(emitted).map(row_of)
+
+
+def maybe_pack(ds: tf.data.Dataset, length: int) -> tf.data.Dataset:
+  """A task's converted train stream, packed when gin `packing.enabled` (the input pipeline's seam)."""
+  conf = settings()
+  return pack_examples(ds, length, conf["max_segments"]) if conf["enabled"] else ds
+
+
+def fill_rate(batch: Mapping[str, np.ndarray]) -> tuple[int, int]:
+  """(real tokens, token slots) of a batch, padded or packed (weight-0 padding rows count as slots)."""
+  mask = np.asarray(batch["input_mask"])
+  return int((mask > 0).sum()), int(mask.size)
+
+
+class FillRateLog:
+  """Wraps the train batch iterator: counts real tokens / slots and examples / rows, and prints the
+  realised fill rate at the first batch and every `log_every` batches (a pure observer)."""
+
+  def __init__(self, batches: Iterator[dict], log_every: int):
+    self.batches, self.log_every = batches, log_every
+    self.real = self.slots = self.examples = self.rows = self.seen = 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    batch = next(self.batches)
+    real, slots = fill_rate(batch)
+    self.real, self.slots, self.seen = self.real + real, self.slots + slots, self.seen + 1
+    self.examples += int((np.asarray(batch["segment_weight"]) > 0).sum())
+    self.rows += int((np.asarray(batch["weight"]) > 0).sum())
+    if self.seen == 1 or self.seen % self.log_every == 0:
+      print(f"mtl_jax: packing: fill rate {self.rate:.3f} (real tokens / token slots) over {self.seen} batches, "
+            f"{self.examples / max(self.rows, 1):.2f} examples per row", flush=True)
+    return batch
+
+  @property
+  def rate(self) -> float:
+    return self.real / max(self.slots, 1)
+
+
+def logged(batches: Iterator[dict]) -> Iterator[dict]:
+  """The train iterator, wrapped by FillRateLog when packing is on."""
+  conf = settings()
+  return FillRateLog(batches, conf["log_every"]) if conf["enabled"] else batches
