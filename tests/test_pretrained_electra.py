@@ -79,3 +79,7 @@ def test_pairs_token_types_match_transformers(electra_dir):
   ids, mask = tf_.padded_batch([11, 4, 8], VOCAB, first_id=2)
   types = ((np.arange(ids.shape[1])[None] >= np.array([5, 2, 4])[:, None]) * mask).astype(np.int32)  # b from 5, 2, 4
   tf_.check_token_types(electra_dir, ids, mask, types)
+
+
+def test_init_from_carries_the_trunk_and_its_embedding_projection(electra_dir):
+  tf_.check_init_from(electra_dir)

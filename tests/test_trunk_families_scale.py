@@ -2,8 +2,7 @@
 one train step under EncoderConfig.dtype='bfloat16' gives a finite loss close to float32's, remat
 gives float32's loss and gradients, and scan_layers is refused in one line naming the model_type.
 
-Configs are written here as the checkpoint reader builds them (mtl_jax/pretrained/checkpoint.py),
-at toy size, so no transformers is needed."""
+Configs: trunk_families.TOY_CONFIGS (as the checkpoint reader builds them, toy size, no transformers)."""
 
 import dataclasses
 
@@ -12,20 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import trunk_families as tf_
 from helpers import fixed_batch, tiny_steps
-from mtl_jax.models.encoder import EncoderConfig
 
-_BASE = dict(d_model=32, num_heads=2, mlp_dim=64, num_layers=2, max_len=64, vocab_size=50, norm="post")
-CONFIGS = {
-    "t5": EncoderConfig(model_type="t5", mlp_gated=True, relative_buckets=8, relative_max_distance=20, **_BASE),
-    "deberta-v2": EncoderConfig(model_type="deberta-v2", gelu_exact=True, layer_norm_eps=1e-7, embed_norm=True,
-                                relative_buckets=4, relative_max_distance=64, **_BASE),
-    # layer 1 is local with a window of 3 < 12 tokens: the sliding-window mask is in the step
-    "modernbert": EncoderConfig(model_type="modernbert", embed_norm=True, layer_norm_eps=1e-5, rope_theta=160000.0,
-                                rope_theta_local=10000.0, sliding_window=3, global_every=2, **_BASE),
-    "electra": EncoderConfig(model_type="electra", gelu_exact=True, layer_norm_eps=1e-12, embed_norm=True,
-                             type_vocab_size=2, embed_dim=16, **_BASE),
-}
+CONFIGS = tf_.TOY_CONFIGS
 # the default suite runs deberta-v2 (the most layout of its own); the others under the matrix marker
 TYPES = [t if t == "deberta-v2" else pytest.param(t, marks=pytest.mark.matrix) for t in CONFIGS]
 

@@ -14,10 +14,22 @@ import pytest
 from flax import traverse_util
 
 from mtl_jax import sharing as sharing_lib
+from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.pretrained import checkpoint as ckpt_lib
 from mtl_jax.pretrained import encode, export, load
 
 TOL = 1e-4
+_TOY = dict(d_model=32, num_heads=2, mlp_dim=64, num_layers=2, max_len=64, vocab_size=50, norm="post")
+TOY_CONFIGS = {  # each model_type as mtl_jax/pretrained/checkpoint.py builds it, toy size (no transformers)
+    "t5": EncoderConfig(model_type="t5", mlp_gated=True, relative_buckets=8, relative_max_distance=20, **_TOY),
+    "deberta-v2": EncoderConfig(model_type="deberta-v2", gelu_exact=True, layer_norm_eps=1e-7, embed_norm=True,
+                                relative_buckets=4, relative_max_distance=64, **_TOY),
+    # layer 1 is local with a window of 3 < 12 tokens: the sliding-window mask is in the step
+    "modernbert": EncoderConfig(model_type="modernbert", embed_norm=True, layer_norm_eps=1e-5, rope_theta=160000.0,
+                                rope_theta_local=10000.0, sliding_window=3, global_every=2, **_TOY),
+    "electra": EncoderConfig(model_type="electra", gelu_exact=True, layer_norm_eps=1e-12, embed_norm=True,
+                             type_vocab_size=2, embed_dim=16, **_TOY),
+}
 STRATEGIES = ("hard", "soft", "sluice", "cross_stitch", "mmoe", "adapters", "lora", "adapter_fusion")
 # the default suite trains hard (encoder.layer_module's seam; peft_layer.run_trunk's is run by each file's
 # lora-merge test); the rest of the sweep (10-25 s each on the shared box) runs under the matrix marker

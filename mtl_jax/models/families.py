@@ -79,6 +79,12 @@ def layer_class(config, peft: bool = False):
   return cls
 
 
+def layer_classes() -> tuple:
+  """Every registered layer class, plain and peft (TaskEmb's interceptor finds a stack's layers by them)."""
+  return tuple({cls: None for parts in _LAYOUTS.values() for key, cls in parts.items()
+                if key in ("layer", "peft_layer")})
+
+
 def embed_fn(config):
   """None: encoder.Embedder's own embeddings; else fn(embedder_module, input_ids, deterministic, token_type_ids)."""
   return _part(config, "embed")

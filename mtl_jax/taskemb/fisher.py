@@ -29,7 +29,8 @@ our tokenizer (the authors' include [CLS]/[SEP]).
 Gradients: per-example gradients are one `jax.vmap` of `jax.grad` per batch (one jit); padding rows
 (weight 0) count for nothing. Activation gradients come from zero perturbations added to each
 `layer_{k}` output, its `attention` output and the heads' input by a flax method interceptor, so no
-model code changes; they need a one-trunk (hard sharing) run with unrolled layers.
+model code changes (a layer is any model_type's registered layer class: models/families.py); they need a
+one-trunk (hard sharing) run with unrolled layers.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from flax import traverse_util
 
 from mtl_jax.step import losses
 from mtl_jax.pretrained import settings as _settings  # noqa: F401  registers gin `pretrained.*`
-from mtl_jax.models.encoder import SelfAttention, TransformerLayer
+from mtl_jax.models import families
 from mtl_jax.models.heads import TaskHeads
 
 LABELS = ("labels", "sampled")
@@ -83,9 +84,10 @@ def _with_perturbations(fn, pert):
       h = args[0]
       return next_fun(h + pert["pooled"][:, None, :].astype(h.dtype), *args[1:], **kwargs)
     out = next_fun(*args, **kwargs)
-    if isinstance(module, TransformerLayer) and _layer_index(module) is not None:
+    layers = families.layer_classes()  # every model_type's layer (models/families.py), not only BERT's
+    if isinstance(module, layers) and _layer_index(module) is not None:
       out = out + pert["layers"][_layer_index(module)].astype(out.dtype)
-    elif isinstance(module, SelfAttention) and module.parent is not None and _layer_index(module.parent) is not None \
+    elif module.name == "attention" and isinstance(module.parent, layers) and _layer_index(module.parent) is not None \
         and "attention" in pert:
       out = out + pert["attention"][_layer_index(module.parent)].astype(out.dtype)
     return out

@@ -56,11 +56,16 @@ def current() -> InitFrom:
 
 
 def trunk_key(path: str) -> str | None:
-  """A param path -> its name in a plain encoder (None: heads, alphas, betas, gates)."""
+  """A param path -> its name in a plain encoder (None: heads, alphas, betas, gates). A layer's own
+  closing norm (T5 / ModernBERT: `layer_{K-1}/ln_final`) keeps its layer path, as the checkpoint names it;
+  only the pre-LN trunk's own `ln_final` is the plain `ln_final/`."""
+  key = load.checkpoint_key(path)
+  if key is not None and key.startswith("layer_"):
+    return key
   m = _LN_FINAL.search(path)
   if m:
     return f"ln_final/{m.group(1)}"
-  return load.checkpoint_key(path)
+  return key
 
 
 def read_spec(model_dir: pathlib.Path) -> dict:
