@@ -42,7 +42,8 @@ def parse_args(argv):
   p = argparse.ArgumentParser(prog="mtl-probe", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--featurizer", action="append", required=True, help="NAME=CHECKPOINT or NAME=run:MODEL_DIR[:TASK]")
-  p.add_argument("--tasks", type=_csv, required=True, help="comma-separated classification / regression tasks")
+  p.add_argument("--tasks", type=_csv, required=True, help="comma-separated classification / regression tasks "
+                 "(QA / multiple choice: a linear token head, --models=logreg)")
   p.add_argument("--sizes", type=_sizes, default=[100, 300, 1000, "all"], help="training-set sizes (or 'all')")
   p.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=[0, 1, 2])
   p.add_argument("--models", type=_csv, default=["logreg", "mlp"], help="logreg (ridge for regression), mlp")

@@ -55,6 +55,9 @@ def subset(n: int, size, seed: int) -> np.ndarray:
 def fit_and_score(task_name: str, model: str, train, valid, test, seed: int, scalar_mix: bool) -> dict:
   """One fit; returns {'valid', 'test' (headline), 'metric', 'l2', 'mix_weights'}."""
   info = task_info.get(task_name)
+  from mtl_jax.probe import token_heads
+  if info.kind in token_heads.KINDS:  # QA / multiple choice: a linear head on the token states
+    return token_heads.fit_and_score(task_name, model, train, valid, test, seed, scalar_mix, C_GRID)
   x_train = train["x"] if scalar_mix else train["x"][:, -1]
   norm = models.standardizer(x_train)
   pick = (lambda d: norm(d["x"])) if scalar_mix else (lambda d: norm(d["x"][:, -1]))

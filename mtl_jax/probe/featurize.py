@@ -31,15 +31,19 @@ KINDS = ("classification", "regression")
 
 
 class LayerFeatures(nn.Module):
-  """Embedder + layer stack; every layer's pooled output [B, K+1, D]."""
+  """Embedder + layer stack; every layer's pooled output [B, K+1, D] (tokens: the last layer's
+  token states [B, L, D], for the per-token probes of probe/token_heads.py)."""
 
   config: EncoderConfig
+  tokens: bool = False
 
   @nn.compact
-  def __call__(self, input_ids, mask):
-    x = Embedder(self.config, name="embedder")(input_ids, True)
+  def __call__(self, input_ids, mask, token_type_ids=None):
+    x = Embedder(self.config, name="embedder")(input_ids, True, token_type_ids)  # a native pair's segments
     layers = LayerStack(self.config, name="stack")(x, mask, True)
     layers = layers.at[-1].set(final_norm(self.config)(layers[-1]))
+    if self.tokens:
+      return layers[-1].astype(jnp.float32)
     states = jnp.concatenate([x[None], layers])  # [K+1, B, L, D]
     if self.config.pooling == "cls":
       pooled = states[:, :, 0]
@@ -72,10 +76,19 @@ class Featurizer:
   @functools.cached_property
   def _apply(self):
     model = LayerFeatures(self.config)
-    return jax.jit(lambda params, ids, mask: model.apply({"params": params}, ids, mask))
+    return jax.jit(lambda params, ids, mask, types: model.apply({"params": params}, ids, mask, types))
 
-  def pooled(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.asarray(self._apply(self.params, input_ids, mask))
+  @functools.cached_property
+  def _apply_tokens(self):
+    model = LayerFeatures(self.config, tokens=True)
+    return jax.jit(lambda params, ids, mask, types: model.apply({"params": params}, ids, mask, types))
+
+  def pooled(self, input_ids: np.ndarray, mask: np.ndarray, token_type_ids=None) -> np.ndarray:
+    return np.asarray(self._apply(self.params, input_ids, mask, token_type_ids))
+
+  def token_states(self, input_ids: np.ndarray, mask: np.ndarray, token_type_ids=None) -> np.ndarray:
+    """[B, L, D] last-layer states (after a pre-LN trunk's closing LayerNorm)."""
+    return np.asarray(self._apply_tokens(self.params, input_ids, mask, token_type_ids))
 
 
 def from_checkpoint(name: str, checkpoint: str) -> Featurizer:
@@ -125,21 +138,28 @@ def _examples(task_name: str, split: str, length: int, batch_size: int = 128):
 
 def features(featurizer: Featurizer, task_name: str, split: str, length: int,
              cache: pathlib.Path | None = None) -> dict[str, np.ndarray]:
-  """{'x': [N, K+1, D], 'y': labels [N] (int) or scores [N] (float)}, computed once and cached."""
+  """{'x': [N, K+1, D], 'y': labels [N] (int) or scores [N] (float)}, computed once and cached
+  (QA / multiple choice: per-token states and targets, probe/token_heads.py)."""
+  from mtl_jax.probe import token_heads
   info = task_info.get(task_name)
-  if info.kind not in KINDS:
+  if info.kind not in KINDS + tuple(token_heads.KINDS):
     raise ValueError(f"task {task_name!r} is {info.kind}: probes fit one label per text "
-                     f"({' / '.join(KINDS)} tasks)")
+                     f"({' / '.join(KINDS)} tasks) or a linear QA / multiple-choice token head")
   cache = (cache or cache_root()) / f"{featurizer.name}-{featurizer.fingerprint}"
   path = cache / f"{task_name}.{split}.L{length}.npz"
   if path.is_file():
     with np.load(path) as z:
-      return {"x": z["x"], "y": z["y"]}
+      return {k: z[k] for k in z.files}
   with gin.unlock_config():
     gin.bind_parameter("pretrained.checkpoint", featurizer.pretrained)  # the tasks tokenize as the trunk did
+  if info.kind in token_heads.KINDS:
+    data = token_heads.rows(featurizer, _examples(task_name, split, length))
+    if not len(data["y"]):
+      raise ValueError(f"task {task_name!r} has no {split!r} examples")
+    return write_cache(featurizer, path, data)
   xs, ys = [], []
   for batch in _examples(task_name, split, length):
-    xs.append(featurizer.pooled(batch["input_ids"], batch["input_mask"]))
+    xs.append(featurizer.pooled(batch["input_ids"], batch["input_mask"], batch.get("token_type_ids")))
     ys.append(batch["label"] if info.kind == "classification" else batch["score"])
   if not xs:
     raise ValueError(f"task {task_name!r} has no {split!r} examples")

@@ -135,7 +135,7 @@ def _example_loss(spec: FisherSpec, sel, rest, pert, example, key):
   out = _with_perturbations(forward, None if pert is None else jax.tree.map(lambda a: a[None] if a.ndim == 1
                                                                             else a[:, None], pert))
   if spec.labels == "sampled":
-    if "tagging" in spec.task_kinds:
+    if any(k not in ("classification", "regression") for k in spec.task_kinds):  # tagging, span_qa, choices
       raise ValueError("TaskEmb labels='sampled' covers classification / regression tasks; use labels='labels'")
     logits = jax.lax.stop_gradient(out.pooled_logits)
     batch = dict(batch, label=jax.random.categorical(key, logits).astype(jnp.int32),

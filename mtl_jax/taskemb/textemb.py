@@ -45,7 +45,8 @@ def text_mean(featurizer: featurize.Featurizer, batches: Iterable[Mapping[str, n
   for batch in batches:
     mask = np.asarray(batch["input_mask"])
     count = mask.sum(axis=1).astype(np.float64)  # [B]
-    pooled = featurizer.pooled(np.asarray(batch["input_ids"]), mask).astype(np.float64)  # [B, K+1, D] per text
+    pooled = featurizer.pooled(np.asarray(batch["input_ids"]), mask,  # [B, K+1, D] per text (pairs: segments)
+                               batch.get("token_type_ids")).astype(np.float64)
     weight = count if pooling == "token" else np.ones_like(count)  # masked mean x count = masked sum
     summed = (pooled * weight[:, None, None]).sum(axis=0)
     total = summed if total is None else total + summed
