@@ -36,8 +36,11 @@ these tasks share one vocabulary with every offline task and can be mixed.
   super_glue_wic      cls2  word, sentence1, sentence2                  accuracy
   super_glue_wsc      cls2  span1_text, span2_text, text (wsc.fixed)    accuracy
 
-MNLI: split 'validation' is TFDS validation_matched and 'validation_mismatched'
-is validation_mismatched; both are evaluation splits
+Splits (tasks/glue_carve.py): the test labels are hidden, so 'train' and 'validation' (the dev
+split, for checkpoint selection and tuning) are the two sides of a fixed hash carve of TFDS train
+(~10 % dev, mtl_jax/data/splits.py `carved_split`), and 'test' is TFDS validation: the held-out
+number (run/held_out.py). MNLI: 'test' is TFDS validation_matched; 'validation_mismatched' (TFDS
+validation_mismatched) stays an extra evaluation split
 (`input_pipeline.eval_splits(task) == ('validation', 'validation_mismatched')`).
 COPA is a 2-way choice cast as classification: label 0 = choice1, 1 = choice2,
 'question' is 'cause'/'effect'; `super_glue_copa_mc` is COPA as multiple choice
@@ -46,7 +49,7 @@ choice2, one score each, softmax; not in the mixtures). MultiRC scores each (que
 true/false; the official per-question exact match needs grouping by question
 and is not computed. ReCoRD (entity span selection) and the test-only
 diagnostics AX-b/AX-g are not classification-with-training-data: left out.
-Test splits are not registered: their labels are hidden (-1).
+TFDS test splits are not registered: their labels are hidden (-1).
 Mixtures: 'glue' (9 tasks), 'super_glue' (7), 'glue_super_glue' (16); rates
 proportional to train size capped at 2**19 (T5's examples-proportional recipe).
 """
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 from mtl_jax.step import metrics as M
 from mtl_jax.input import mixing
-from tasks import registration
+from tasks import glue_carve, registration
 from tasks.offline import VOCABULARY
 
 GLUE_VERSION = "2.0.0"
@@ -63,7 +66,6 @@ SUPER_GLUE_VERSION = "1.0.2"
 PAIR_FORMAT = "native"
 MIXING_CAP = 2 ** 19
 
-_VAL = {"train": "train", "validation": "validation"}
 _BIN = ("False", "True")
 
 # GLUE config -> text fields, in input order (short first: truncation cuts the end)
@@ -106,16 +108,16 @@ def super_glue_task_names() -> list[str]:
 
 
 def _register_glue(name: str) -> None:
-  splits = dict(_VAL)
+  splits = glue_carve.carved_splits()
   if name == "mnli":
-    splits = {"train": "train", "validation": "validation_matched",
-              "validation_mismatched": "validation_mismatched"}
+    splits = glue_carve.carved_splits("validation_matched", {"validation_mismatched": "validation_mismatched"})
   regression = name == "stsb"
   registration.add_tfds_task(
       f"glue_{name}", tfds_name=f"glue/{name}:{GLUE_VERSION}", text_fields=GLUE[name],
       kind="regression" if regression else "classification", label_names=GLUE_LABELS[name],
       splits=splits, metric_fns=GLUE_METRICS.get(name, (M.accuracy,)),
       vocabulary=VOCABULARY, score_scale=0.2 if regression else 1.0, pair_format=PAIR_FORMAT)
+  glue_carve.carve(f"glue_{name}", GLUE[name], splits)
 
 
 for _name in sorted(GLUE):
@@ -124,13 +126,15 @@ for _name in sorted(GLUE):
 for _name, (_config, _fields, _labels, _metrics) in sorted(SUPER_GLUE.items()):
   registration.add_tfds_task(
       f"super_glue_{_name}", tfds_name=f"super_glue/{_config}:{SUPER_GLUE_VERSION}",
-      text_fields=_fields, kind="classification", label_names=_labels, splits=_VAL,
+      text_fields=_fields, kind="classification", label_names=_labels, splits=glue_carve.carved_splits(),
       metric_fns=_metrics, vocabulary=VOCABULARY, pair_format=PAIR_FORMAT)
+  glue_carve.carve(f"super_glue_{_name}", _fields)
 
 registration.add_tfds_task(
     "super_glue_copa_mc", tfds_name=f"super_glue/copa:{SUPER_GLUE_VERSION}", text_fields=("premise", "question"),
     choice_fields=("choice1", "choice2"), kind="multiple_choice", label_names=("choice1", "choice2"),
-    splits=_VAL, metric_fns=(M.accuracy,), vocabulary=VOCABULARY)
+    splits=glue_carve.carved_splits(), metric_fns=(M.accuracy,), vocabulary=VOCABULARY)
+glue_carve.carve("super_glue_copa_mc", SUPER_GLUE["copa"][1])  # the same carve as super_glue_copa
 
 _RATE = mixing.proportional(maximum=MIXING_CAP)
 registration.add_mixture("glue", [(t, _RATE) for t in glue_task_names()])
