@@ -117,6 +117,7 @@ class Experiment:
   env: Mapping[str, str] = dataclasses.field(default_factory=dict)
   description: str = ""
   tune: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)  # compare/tune.py
+  tune_arms: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # per-arm spaces (tune.py)
   seeds_per_step: int = 1  # K seeds of a cell per trainer, one vmapped step (compare/seed_groups.py)
 
   def __post_init__(self):
@@ -224,6 +225,7 @@ class Experiment:
             if cell.cell_id not in seen:
               seen.add(cell.cell_id)
               out.append(cell)
+    out = tune_lib.expand_arms(self, out, self.tune_arms)  # per-arm search spaces (compare/tune.py)
     ids = [c.cell_id for c in out]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:

@@ -344,7 +344,7 @@ def write_all(exp_dir, spec: dict, cells: Sequence[dict], strategies_order: Sequ
   plot_dir = exp_dir / "plots"
   plot_dir.mkdir(parents=True, exist_ok=True)
   every_cell = cells
-  cells, picks = tune.select(cells, list(spec.get("tune") or {}))  # tuned arms: the validation pick only
+  cells, picks = tune.select(cells, tune.keys_of(cells, spec))  # tuned arms: the validation pick only
   result = agg.aggregate(cells, mtl_only_axes)
   strategies = [SINGLE, *(strategies_order or spec.get("strategies", []))]
   axis_names = list(dict.fromkeys(k for c in cells for k in c["axes"]))

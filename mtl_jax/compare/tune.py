@@ -6,6 +6,20 @@ search space, e.g.
 
   experiment.tune = {'optim.make_optimizer.learning_rate': [3e-4, 1e-3, 3e-3]}
 
+Per-arm spaces (what differs between strategies / weighting methods: soft's tie weight, sluice /
+cross-stitch init, adapters' size, LoRA rank, the static weights) are declared in gin and searched
+only in the arms they belong to (`expand_arms`):
+
+  experiment.tune_arms = {'soft': {'soft_sharing.weight': [1e-3, 1e-2, 1e-1]},
+                          'weighting=static': {'weighting.static.weights': 'simplex'}}
+
+An arm key is a strategy name ('soft'), 'single' (the single-task baselines) or an axis value
+('weighting=static', the axis' short or full name). 'simplex' for `weighting.static.weights` is the
+tuned static-weight scalarization, the default baseline of weighting comparisons (Kurin et al. 2022;
+Xin et al. 2022): for T <= 3 tasks every point of the simplex grid with step 1/SIMPLEX_STEPS
+(`simplex_grid`), beyond that the equal point plus a fixed random sample of the simplex
+(`static_weight_space`).
+
 The grid expands tune keys like binding axes (one cell per setting x seed). Before aggregation,
 select() keeps, per arm (strategy or single-task task, mixture, other axes), the setting with the
 best VALIDATION mean over its finished seeds (ties: the first in the search space); the comparison
@@ -16,6 +30,8 @@ then uses only that setting's cells, with their test-split numbers where a cell 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import itertools
 import math
 import pathlib
 import statistics
@@ -43,6 +59,28 @@ def _configurable_params(module: str, function: str) -> list[str] | None:
   return None
 
 
+def _named_configurable_params(name: str, module: str | None = None) -> list[str] | None:
+  """Parameter names of the configurable gin knows as `name` (a def / class decorated with
+  @gin.configurable("name"), or an undecorated-name @gin.configurable def name) in mtl_jax/, by ast."""
+  for path in sorted(PACKAGE.rglob("*.py")):
+    text = path.read_text()
+    if name not in text or "gin.configurable" not in text:
+      continue
+    for node in ast.walk(ast.parse(text)):
+      if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        continue
+      for dec in node.decorator_list:
+        call = dec if isinstance(dec, ast.Call) else None
+        target = call.func if call else dec
+        if not (isinstance(target, ast.Attribute) and target.attr == "configurable"):
+          continue
+        given = [a.value for a in (call.args if call else []) if isinstance(a, ast.Constant)]
+        declared = {k.arg: k.value.value for k in (call.keywords if call else []) if isinstance(k.value, ast.Constant)}
+        if (given[0] if given else node.name) == name and (module is None or str(declared.get("module", "")).split(".")[-1] == module):
+          return _configurable_params(path.stem, node.name)
+  return None
+
+
 def check_key(key: str, gin_files: Sequence[str]) -> None:
   """One-line ValueError for a tune key no cell could bind: an unknown macro (bare NAME) or an
   unknown `module.function.parameter`, with a "did you mean"."""
@@ -52,11 +90,20 @@ def check_key(key: str, gin_files: Sequence[str]) -> None:
     if message:
       raise ValueError(f"experiment.tune: {message}")
     return
+  if len(parts) == 2 and _named_configurable_params(parts[0]) is not None:  # @gin.configurable("name")
+    params = _named_configurable_params(parts[0])
+    if parts[1] not in params:
+      guess = gin_check.close_match(parts[1], params)
+      hint = f"did you mean {parts[0]}.{guess}?" if guess else f"its parameters: {', '.join(params)}"
+      raise ValueError(f"experiment.tune key {key!r}: {parts[0]} has no parameter {parts[1]!r}; {hint}")
+    return
   if len(parts) < 3:
     raise ValueError(f"experiment.tune key {key!r} is neither a macro nor module.function.parameter; "
                      "write e.g. 'optim.make_optimizer.learning_rate'")
   module, function, param = parts[-3], parts[-2], parts[-1]
   params = _configurable_params(module, function)
+  if params is None:  # @gin.configurable(module="weighting") def static in weighting/static.py
+    params = _named_configurable_params(function, module)
   if params is None:
     raise ValueError(f"experiment.tune key {key!r}: no function {function!r} in a module named {module}.py "
                      "under mtl_jax/; check the spelling (gin matches configurables by module base name)")
@@ -143,10 +190,16 @@ def markdown(picks: Sequence[dict], tune: Mapping[str, Sequence]) -> list[str]:
   """report.md's section: the search space and each arm's pick with its validation means."""
   if not picks:
     return []
-  lines = ["## Tuned arms", "", "Search space (every arm, single-task baselines included): "
-           + "; ".join(f"{k} in {list(v)}" for k, v in tune.items())
-           + ". Pick: the highest validation mean over seeds (ties: first listed); the comparison above "
-           "uses only the picked setting's cells (test-split numbers where the cells have them).", "",
+  intro = ""
+  if tune:
+    intro += ("Search space (every arm, single-task baselines included): "
+              + "; ".join(f"{k} in {list(v)}" for k, v in tune.items()) + ". ")
+  if any(set(s["setting"]) - set(tune) for p in picks for s in p["space"]):
+    intro += ("Arms with their own space (experiment.tune_arms; static weights: the simplex grid) list it in "
+              "their row. ")
+  intro += ("Pick: the highest validation mean over seeds (ties: first listed); the comparison above uses only "
+            "the picked setting's cells (test-split numbers where the cells have them).")
+  lines = ["## Tuned arms", "", intro, "",
            "| arm | mixture | validation mean per setting (n seeds) | pick |", "|---|---|---|---|"]
   fmt = lambda setting: ", ".join(f"{k.split('.')[-1]}={v}" for k, v in setting.items())
   for p in picks:
@@ -155,3 +208,109 @@ def markdown(picks: Sequence[dict], tune: Mapping[str, Sequence]) -> list[str]:
                                                    f"{s['validation_mean']:.4f} ({s['n']})") for s in p["space"])
     lines.append(f"| {arm} | {p['mixture']} | {space} | {'–' if p['pick'] is None else fmt(p['pick'])} |")
   return lines
+
+
+# ------------------------------------------------------------------ per-arm spaces
+
+SIMPLEX_STEPS = 4         # simplex grid step 1/4 for T <= 3 tasks: 5 points (T=2), 15 (T=3)
+SIMPLEX_SAMPLE = 16       # T > 3: the equal point + 15 random simplex points (fixed seed)
+STATIC_WEIGHTS = "weighting.static.weights"
+
+
+def simplex_grid(num_tasks: int, steps: int = SIMPLEX_STEPS) -> list[tuple[float, ...]]:
+  """Every weight vector with entries k_i / steps (k_i >= 0 integers summing to steps), in
+  lexicographic order of k descending (the first is all weight on task 0). Stars and bars."""
+  if not isinstance(num_tasks, int) or num_tasks < 1 or not isinstance(steps, int) or steps < 1:
+    raise ValueError(f"simplex_grid needs num_tasks >= 1 and steps >= 1, got {num_tasks}, {steps}")
+  points = []
+  for bars in itertools.combinations(range(steps + num_tasks - 1), num_tasks - 1):
+    edges = (-1, *bars, steps + num_tasks - 1)
+    points.append(tuple((edges[i + 1] - edges[i] - 1) / steps for i in range(num_tasks)))
+  return sorted(points, reverse=True)
+
+
+def static_weight_space(num_tasks: int) -> list[list[float]]:
+  """The static weights searched by the tuned scalarization baseline: the simplex grid for T <= 3,
+  else the equal point and SIMPLEX_SAMPLE - 1 Dirichlet(1) draws (seed 0, rounded to 3 decimals)."""
+  if num_tasks <= 3:
+    return [list(p) for p in simplex_grid(num_tasks)]
+  import numpy as np
+  draws = np.random.default_rng(0).dirichlet(np.ones(num_tasks), size=SIMPLEX_SAMPLE - 1)
+  return [[round(1.0 / num_tasks, 3)] * num_tasks] + [[round(float(x), 3) for x in d] for d in draws]
+
+
+def _arm_of(cell, arm: str) -> bool:
+  """Whether `cell` (grid.Cell) belongs to `arm`: its strategy, 'single', or one of its axis values."""
+  if arm in (cell.strategy, cell.kind):
+    return True
+  name, sep, label = arm.partition("=")
+  return bool(sep) and any((n == name or n.split(".")[-1] == name) and v == label for n, v in cell.axes)
+
+
+def validate_arms(spaces: Mapping[str, Mapping], experiment) -> None:
+  """One line for an arm no cell belongs to, an empty space, a key also in experiment.tune / axes, or
+  'simplex' on another key than weighting.static.weights."""
+  known = {*experiment.strategies, "single"}
+  for name, values in experiment.axes.items():
+    known |= {f"{n}={_label(v)}" for v in values for n in (name, name.split(".")[-1])}
+  for arm, space in spaces.items():
+    if arm not in known:
+      guess = gin_check.close_match(arm, known)
+      raise ValueError(f"experiment.tune_arms: no arm {arm!r} in this experiment"
+                       + (f"; did you mean {guess!r}?" if guess else f"; its arms: {', '.join(sorted(known))}"))
+    if not isinstance(space, Mapping) or not space:
+      raise ValueError(f"experiment.tune_arms[{arm!r}] is an empty search space; give {{key: [values]}}")
+    for key, values in space.items():
+      if values == "simplex":
+        if key != STATIC_WEIGHTS:
+          raise ValueError(f"experiment.tune_arms[{arm!r}][{key!r}] = 'simplex' only applies to {STATIC_WEIGHTS}")
+        continue
+      validate({key: values}, experiment.axes, experiment.bindings, experiment.gin_files)
+      if key in experiment.tune:
+        raise ValueError(f"experiment.tune_arms[{arm!r}] key {key!r} is also in experiment.tune; keep it in one "
+                         "place")
+
+
+def _label(value) -> str:
+  from mtl_jax.compare import grid
+  return grid.axis_label(value)
+
+
+def expand_arms(experiment, cells: Sequence, spaces: Mapping[str, Mapping]) -> list:
+  """The grid's cells with every arm's own space expanded: a cell of an arm with a space becomes one
+  cell per setting (its keys bound and added to its axes, so select() picks among them)."""
+  if not spaces:
+    return list(cells)
+  validate_arms(spaces, experiment)
+  from mtl_jax.compare import grid
+  out = []
+  for cell in cells:
+    space = {}
+    for arm, arm_space in spaces.items():
+      if _arm_of(cell, arm):
+        space.update(arm_space)
+    if not space:
+      out.append(cell)
+      continue
+    values = {k: (static_weight_space(len(experiment.tasks_of(cell.mixture))) if v == "simplex" else list(v))
+              for k, v in space.items()}
+    for combo in itertools.product(*values.values()):
+      pairs = tuple(zip(values, combo))
+      labels = tuple((k, str(v)) for k, v in pairs)
+      stem, seed = cell.cell_id.rsplit("__", 1)
+      cell_id = "__".join([stem, *(grid.slug(f"{k.split('.')[-1]}={v}") for k, v in labels), seed])
+      out.append(dataclasses.replace(cell, cell_id=cell_id, axes=cell.axes + labels, bindings=cell.bindings + pairs))
+  return out
+
+
+def arm_keys(spaces: Mapping[str, Mapping]) -> list[str]:
+  """The per-arm tune keys, for select() beside experiment.tune's."""
+  return sorted({k for space in spaces.values() for k in space})
+
+
+def keys_of(cells: Sequence[dict], spec: Mapping) -> list[str]:
+  """The tune keys of a collected grid: experiment.tune's, then the per-arm keys (axes of cells that
+  the experiment's own axes do not declare: only expand_arms adds those)."""
+  declared = set(spec.get("axes") or {}) | set(spec.get("tune") or {})
+  arm = sorted({k for c in cells for k in c.get("axes", {}) if k not in declared})
+  return list(spec.get("tune") or {}) + arm
