@@ -55,6 +55,16 @@ def test_hidden_states_and_export_match_transformers(variant, v3_dir, tmp_path):
   tf_.check_parity_and_export(path, ids, mask, tmp_path, f"deberta_{variant}")
 
 
+def test_short_inputs_read_only_the_rows_they_reach(v3_dir):
+  """A 5-token input reaches 9 of the 16 table rows (deberta.py projects only those): HF's states still."""
+  ids, mask = tf_.padded_batch([5, 3], VOCAB, first_id=1)
+  rel = deberta.relative_positions(5, 8, 64)
+  assert np.abs(rel).max() == 4  # rows 8 - 4 .. 8 + 4
+  diff = tf_.real_diff(tf_.ours(v3_dir, ids, mask), tf_.hf_hidden(transformers.AutoModel.from_pretrained(str(v3_dir)),
+                                                                  ids, mask), mask)
+  assert diff <= tf_.TOL
+
+
 def test_the_relative_table_is_one_param_shared_by_every_layer(v3_dir):
   assert tf_.position_params(v3_dir) == ["trunk/trunk/positions/embedding", "trunk/trunk/positions/ln/LayerNorm_0/bias",
                    "trunk/trunk/positions/ln/LayerNorm_0/scale"]

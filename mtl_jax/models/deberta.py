@@ -95,7 +95,15 @@ class DisentangledAttention(nn.Module):
                               for name in ("query", "key", "value"))
     # The table goes through the layer's own query / key projections (share_att_key); with a LoRA on
     # them each example's table projection carries its task's update, so a merged export is exact.
-    rel_RD = rel_RD.astype(dt)
+    length, s = x.shape[1], span(cfg)
+    rel = relative_positions(length, cfg.relative_buckets, cfg.relative_max_distance)
+    # Only the table rows an L-token input can reach (s +- max |bucket|) are projected and scored: a v3
+    # table has 2 x 256 rows, a 128-token input reaches 255 of them (the scores are the same; HF projects all).
+    reach = int(np.abs(rel).max())
+    lo, hi = max(s - reach, 0), min(s + reach, 2 * s - 1) + 1
+    rel_RD = rel_RD[lo:hi].astype(dt)
+    c2p_pos = np.clip(rel + s, 0, 2 * s - 1) - lo
+    p2c_pos = np.clip(-rel + s, 0, 2 * s - 1) - lo  # [key, query] (rel is symmetric up to sign)
     def table_proj(name):  # [R, H, K] for every example, or [B, R, H, K] where a LoRA adapts `name`
       w_DHK, b_HK = kernels[name]
       y = jnp.einsum("rd,dhk->rhk", rel_RD, w_DHK.astype(dt)) + b_HK.astype(dt)
@@ -103,11 +111,7 @@ class DisentangledAttention(nn.Module):
       return y if delta is None else y[None] + delta.reshape((x.shape[0],) + y.shape).astype(dt)
     pos_q, pos_k = table_proj("query"), table_proj("key")
     with_table = lambda spec, a, pos: jnp.einsum(spec.replace("r", "br", 1) if pos.ndim == 4 else spec, a, pos)
-    length, s = x.shape[1], span(cfg)
     scale = np.float32(np.sqrt(np.float32(k) * 3))  # 1 + c2p + p2c
-    rel = relative_positions(length, cfg.relative_buckets, cfg.relative_max_distance)
-    c2p_pos = np.clip(rel + s, 0, 2 * s - 1)
-    p2c_pos = np.clip(-rel + s, 0, 2 * s - 1)  # [key, query] (rel is symmetric up to sign)
     rows = np.arange(length)[:, None]
     logits = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK).astype(jnp.float32) / scale
     c2p_BHLR = with_table("bqhk,rhk->bhqr", q_BLHK, pos_k).astype(jnp.float32)
