@@ -34,6 +34,7 @@ import dataclasses
 import itertools
 import math
 import pathlib
+import re
 import statistics
 from typing import Mapping, Sequence
 
@@ -247,12 +248,12 @@ def _arm_of(cell, arm: str) -> bool:
   return bool(sep) and any((n == name or n.split(".")[-1] == name) and v == label for n, v in cell.axes)
 
 
-def validate_arms(spaces: Mapping[str, Mapping], experiment) -> None:
+def validate_arms(spaces: Mapping[str, Mapping], experiment, cells: Sequence) -> None:
   """One line for an arm no cell belongs to, an empty space, a key also in experiment.tune / axes, or
   'simplex' on another key than weighting.static.weights."""
   known = {*experiment.strategies, "single"}
-  for name, values in experiment.axes.items():
-    known |= {f"{n}={_label(v)}" for v in values for n in (name, name.split(".")[-1])}
+  for cell in cells:
+    known |= {f"{n}={v}" for name, v in cell.axes for n in (name, name.split(".")[-1])}
   for arm, space in spaces.items():
     if arm not in known:
       guess = gin_check.close_match(arm, known)
@@ -271,9 +272,11 @@ def validate_arms(spaces: Mapping[str, Mapping], experiment) -> None:
                          "place")
 
 
-def _label(value) -> str:
-  from mtl_jax.compare import grid
-  return grid.axis_label(value)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")  # as grid.slug (grid imports this module: no import back)
+
+
+def _slug(text: str) -> str:
+  return _UNSAFE.sub("_", str(text)).strip("_") or "_"
 
 
 def expand_arms(experiment, cells: Sequence, spaces: Mapping[str, Mapping]) -> list:
@@ -281,8 +284,7 @@ def expand_arms(experiment, cells: Sequence, spaces: Mapping[str, Mapping]) -> l
   cell per setting (its keys bound and added to its axes, so select() picks among them)."""
   if not spaces:
     return list(cells)
-  validate_arms(spaces, experiment)
-  from mtl_jax.compare import grid
+  validate_arms(spaces, experiment, cells)
   out = []
   for cell in cells:
     space = {}
@@ -298,7 +300,7 @@ def expand_arms(experiment, cells: Sequence, spaces: Mapping[str, Mapping]) -> l
       pairs = tuple(zip(values, combo))
       labels = tuple((k, str(v)) for k, v in pairs)
       stem, seed = cell.cell_id.rsplit("__", 1)
-      cell_id = "__".join([stem, *(grid.slug(f"{k.split('.')[-1]}={v}") for k, v in labels), seed])
+      cell_id = "__".join([stem, *(_slug(f"{k.split('.')[-1]}={v}") for k, v in labels), seed])
       out.append(dataclasses.replace(cell, cell_id=cell_id, axes=cell.axes + labels, bindings=cell.bindings + pairs))
   return out
 
