@@ -4,7 +4,9 @@ HF's tokenizer), mtl-probe's featurizer (every layer pooled; the last against HF
 mtl-taskemb's Fisher (its per-layer and attention perturbations reach every layout's layers),
 and both CLIs end to end (e2e). init_from per type: tests/test_pretrained_<type>.py."""
 
+import csv
 import dataclasses
+import json
 import shutil
 
 import jax
@@ -43,15 +45,20 @@ def _hf_model(transformers, model_type):
   return transformers.ElectraModel(transformers.ElectraConfig(embedding_size=16, type_vocab_size=2, **common))
 
 
-@pytest.fixture(scope="module", params=PARAMS)
-def checkpoint(request, tmp_path_factory):
+def write_checkpoint(model_type, path):
+  """save_pretrained of the random model, and MiniLM's tokenizer files, so real task text tokenizes."""
   transformers = pytest.importorskip("transformers")
   from mtl_jax.pretrained import store
-  path = tf_.save_random(_hf_model(transformers, request.param), tmp_path_factory.mktemp(request.param) / "ckpt")
+  tf_.save_random(_hf_model(transformers, model_type), path)
   minilm = store.resolve("all-MiniLM-L6-v2")
   for name in TOKENIZER_FILES:
     shutil.copy(minilm / name, path / name)
-  return request.param, path
+  return path
+
+
+@pytest.fixture(scope="module", params=PARAMS)
+def checkpoint(request, tmp_path_factory):
+  return request.param, write_checkpoint(request.param, tmp_path_factory.mktemp(request.param) / "ckpt")
 
 
 def _hf(model_type, path):
@@ -132,3 +139,34 @@ def test_taskemb_fisher_reaches_every_layer(model_type):
       want = np.mean([[g[f"trunk/trunk/layer_{k}/{bias}"] ** 2 / n for k in range(cfg.num_layers)]
                       for g, n in zip(grads, tokens)], axis=0)
       np.testing.assert_allclose(got[component], want, rtol=2e-4, atol=1e-10, err_msg=component)
+
+
+@pytest.mark.e2e  # two CLIs end to end, two short fine-tuning runs (marker e2e: CI's second step)
+def test_probe_and_taskemb_clis_from_a_t5_checkpoint(tmp_path):
+  """mtl-probe and mtl-taskemb (textemb + taskemb with its fine-tuning runs started from the checkpoint)
+  through their mains, from a T5 encoder: the layout whose last layer carries the final norm."""
+  from mtl_jax.probe import cli as probe_cli
+  from mtl_jax.taskemb import cli as taskemb_cli
+  ckpt = write_checkpoint("t5", tmp_path / "t5")
+  out = tmp_path / "probe"
+  assert probe_cli.main([f"--featurizer=t5={ckpt}", "--tasks=chatterbot_intent", "--sizes=40", "--seeds=0",
+                         "--models=logreg", "--max_length=32", f"--cache_dir={tmp_path / 'cache'}",
+                         f"--out_dir={out}"]) == 0
+  rows = list(csv.DictReader(open(out / "probe_results.csv")))
+  assert len(rows) == 1 and rows[0]["examples"] == "40" and 0.0 <= float(rows[0]["test"]) <= 1.0
+  out = tmp_path / "taskemb"
+  tasks = ["bbc_topic", "rotten_tomatoes"]
+  assert taskemb_cli.main([
+      "--tasks=" + ",".join(tasks), "--methods=taskemb,textemb", f"--trunk=t5={ckpt}", "--seeds=0",
+      "--finetune_gin_file=gin/runs/quickstart.gin", "--finetune_steps=2", "--finetune_binding=BATCH_SIZE=8",
+      f"--finetune_binding=pretrained.checkpoint='{ckpt}'", "--finetune_binding=make_mesh.mesh_shape=(1, 1)",
+      "--finetune_binding=TASK_FEATURE_LENGTHS={'inputs': 16}", "--finetune_binding=trainer.train.eval_batch_size=256",
+      "--max_length=16", "--max_examples=8", "--fisher_batch_size=4", f"--cache_dir={tmp_path / 'cache'}",
+      f"--out_dir={out}"]) == 0
+  spec = json.loads((out / "finetune" / "bbc_topic__seed0" / "run_spec.json").read_text())
+  assert spec["encoder"]["model_type"] == "t5"  # the fine-tuning runs started from the checkpoint
+  with np.load(out / "taskemb_seed0.npz") as e:
+    assert e["activations"].shape == (2, 2, 32)
+    assert (np.abs(e["activations"]).max(-1) > 0).all()  # every layer of both tasks has a Fisher
+  with np.load(out / "textemb.npz") as e:
+    assert e["textemb"].shape == (2, 32) and list(e["tasks"]) == tasks
