@@ -88,6 +88,19 @@ def test_a_manifest_is_trusted_only_while_the_run_and_vocabulary_files_match(tmp
   assert manifest.read(run) is None
 
 
+def test_trusted_foreign_imports_still_run_on_the_fast_path(tmp_path, monkeypatch):
+  (tmp_path / "fh_fast_payload.py").write_text(f"open({str(tmp_path / 'ran.txt')!r}, 'w').write('ran')\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  text = "import tasks.from_files\nfrom mtl_jax.models import encoder\nimport fh_fast_payload\n"
+  assert fast._foreign_imports(text) == ["fh_fast_payload"]
+  try:
+    fast.parse_model_config(text, {"gin_modules": []})
+  finally:
+    import gin
+    gin.clear_config()
+  assert (tmp_path / "ran.txt").read_text() == "ran"  # config_trust refused it earlier unless --trust_config
+
+
 def test_parse_model_config_binds_model_modules_and_skips_task_modules():
   import gin
   from mtl_jax.models import encoder

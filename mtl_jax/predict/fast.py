@@ -116,9 +116,25 @@ def parse_model_config(config_text: str, manifest: Mapping) -> None:
   import gin
   for module in _model_modules(manifest):
     importlib.import_module(module)
+  for module in _foreign_imports(config_text):  # a trusted user module (--trust_config) may register a
+    try:                                         # strategy or head the model needs: run it, as the full path does
+      importlib.import_module(module)
+    except ModuleNotFoundError:
+      importlib.import_module(module.rpartition(".")[0])
   gin.clear_config()
   text = "\n".join(line for line in config_text.splitlines() if not _IMPORT.match(line))
   gin.parse_config(text, skip_unknown=True)
+
+
+def _foreign_imports(config_text: str) -> list[str]:
+  """config.gin's imports outside this project's packages (only read once config_trust allowed them)."""
+  from mtl_jax.predict import config_trust
+  out = []
+  for line in config_text.splitlines():
+    m = re.match(r"^\s*(?:import\s+([\w.]+)|from\s+([\w.]+)\s+import\s+(\w+))", line)
+    if m and not config_trust.allowed(m.group(1) or m.group(2)):
+      out.append(m.group(1) or f"{m.group(2)}.{m.group(3)}")  # from a import b: a.b (or a, b not a module)
+  return out
 
 
 def _model_modules(manifest: Mapping) -> list[str]:
