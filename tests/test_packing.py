@@ -47,7 +47,8 @@ def examples(n=16, seed=0, ids=(1, 50), max_len=9):
         "input_ids": np.where(real, rng.integers(*ids, L), 0).astype(np.int32),
         "input_mask": real.astype(np.int32),
         "task_id": np.int32(task),
-        "label": np.int32(rng.integers(0, 3 if KINDS[task] == "multiple_choice" else NUM_CLASSES[task])),
+        "label": np.int32((1 + rng.integers(0, min(3, k - 1))) % 3 if KINDS[task] == "multiple_choice"
+                          else rng.integers(0, NUM_CLASSES[task])),  # a choice the example has
         "score": np.float32(rng.normal()),
         "tags": np.where(real & (KINDS[task] == "tagging"), rng.integers(0, 4, L),
                          np.where(real & (KINDS[task] == "multiple_choice") & (np.arange(L) > 0),
@@ -62,28 +63,37 @@ def stack(rows):
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def pack(exs, length=L, max_segments=S):
+K = 4  # open rows in these tests
+
+
+def pack(exs, length=L, max_segments=S, open_rows=K):
   ds = tf.data.Dataset.from_tensor_slices(stack(exs))
-  return stack(list(packing.pack_examples(ds, length, max_segments).as_numpy_iterator()))
+  return stack(list(packing.pack_examples(ds, length, max_segments, open_rows).as_numpy_iterator()))
 
 
-def numpy_pack(exs, length, max_segments):
-  """The greedy rule written out independently: rows of (example indices)."""
-  rows, cur, used = [], [], 0
+def numpy_pack(exs, length=L, max_segments=S, open_rows=K):
+  """The rule written out independently: first fit over the open rows, else the oldest row out and a
+  new one in; rows (lists of example indices) in the order they are emitted."""
+  rows, open_ = [], []  # open rows: [members, tokens used, task]
   for i, ex in enumerate(exs):
-    n = int(ex["input_mask"].sum())
-    if cur and (used + n > length or len(cur) == max_segments or exs[cur[0]]["task_id"] != ex["task_id"]):
-      rows.append(cur)
-      cur, used = [], 0
-    cur.append(i)
-    used += n
-  return rows + [cur] if cur else rows
+    n, task = int(ex["input_mask"].sum()), int(ex["task_id"])
+    for row in open_:
+      if row[1] + n <= length and len(row[0]) < max_segments and row[2] == task:
+        row[0].append(i)
+        row[1] += n
+        break
+    else:
+      if len(open_) == open_rows:
+        rows.append(open_.pop(0)[0])
+      open_.append([[i], n, task])
+  return rows + [row[0] for row in open_]
 
 
-def test_packer_matches_a_numpy_greedy_packer_and_keeps_every_token():
+@pytest.mark.parametrize("open_rows", [1, K])
+def test_packer_matches_a_numpy_packer_and_keeps_every_token(open_rows):
   exs = examples(n=20, seed=3)
-  packed = pack(exs)
-  want = numpy_pack(exs, L, S)
+  packed = pack(exs, open_rows=open_rows)
+  want = numpy_pack(exs, open_rows=open_rows)
   assert len(packed["task_id"]) == len(want)
   for r, members in enumerate(want):
     ids, seg, pos, types, tags = [], [], [], [], []
@@ -106,14 +116,15 @@ def test_packer_matches_a_numpy_greedy_packer_and_keeps_every_token():
     np.testing.assert_array_equal(packed["score"][r], [exs[i]["score"] for i in members] + [0] * (S - k))
     np.testing.assert_array_equal(packed["segment_weight"][r], [1.0] * k + [0.0] * (S - k))
     assert packed["weight"][r] == k and packed["task_id"][r] == exs[members[0]]["task_id"]
-  assert max(len(m) for m in want) == S and packed["weight"].sum() == len(exs)
+  assert max(len(m) for m in want) == S and sorted(sum(want, [])) == list(range(len(exs)))
+  assert (open_rows == 1) == (sum(want, []) == list(range(len(exs))))  # K > 1: later examples fill earlier rows
 
 
 def test_fill_rate_is_real_tokens_over_slots():
   exs = examples(n=20, seed=4)
   packed, padded = pack(exs), stack(exs)
   lengths = np.array([e["input_mask"].sum() for e in exs])
-  rows = len(numpy_pack(exs, L, S))
+  rows = len(numpy_pack(exs))
   assert packing.fill_rate(padded) == (lengths.sum(), len(exs) * L)
   assert packing.fill_rate(packed) == (lengths.sum(), rows * L)
   log = packing.FillRateLog(iter([packed, packed]), log_every=1000)
@@ -148,15 +159,16 @@ def assert_packed_equals_unpacked(model, params, exs):
   apply = jax.jit(lambda b: model.apply({"params": params}, b, deterministic=True))
   out_u, out_p = apply(unpacked), apply(packed)
   out_e, view = segments.example_view(out_p, packed)
-  real = np.asarray(view["weight"]) > 0
-  assert real.sum() == len(exs)  # packing keeps the order: real slots row-major are the examples in order
-  np.testing.assert_allclose(np.asarray(out_e.pooled_logits)[real], out_u.pooled_logits, atol=1e-5, rtol=0)
-  loss_e = np.asarray(losses.example_losses(out_e, view, KINDS))[real]
+  slot = np.empty(len(exs), int)  # example i sits in view row slot[i] (the packer == numpy_pack: tested above)
+  for r, members in enumerate(numpy_pack(exs)):
+    slot[members] = r * S + np.arange(len(members))
+  assert (np.asarray(view["weight"]) > 0).sum() == len(exs)
+  np.testing.assert_allclose(np.asarray(out_e.pooled_logits)[slot], out_u.pooled_logits, atol=1e-5, rtol=0)
+  loss_e = np.asarray(losses.example_losses(out_e, view, KINDS))[slot]
   loss_u = np.asarray(losses.example_losses(out_u, unpacked, KINDS))
   np.testing.assert_allclose(loss_e, loss_u, atol=1e-5, rtol=0)
   token_u, token_p = np.asarray(out_u.token_logits), np.asarray(out_p.token_logits)
-  slot = np.flatnonzero(real)
-  for i, e in enumerate(exs):  # every example's tokens (tagging reads them): the same logits
+  for i, e in enumerate(exs):  # every example's tokens (tagging and multiple choice read them): the same logits
     row, s = divmod(int(slot[i]), S)
     where = packed["segment_ids"][row] == s + 1
     np.testing.assert_allclose(token_p[row][where], token_u[i][: int(e["input_mask"].sum())], atol=1e-5, rtol=0)
@@ -258,13 +270,15 @@ def test_packed_stream_is_deterministic_and_resumes_exactly(toy_stream, layout, 
 
 
 def test_packed_stream_regroups_the_unpacked_stream(toy_stream, clean_gin):
-  """One task's packed rows hold exactly its unpacked stream's examples, in the same order."""
+  """With one open row, a task's packed rows hold exactly its unpacked stream's examples, in order (more
+  open rows reorder them: test_packer_matches_a_numpy_packer_and_keeps_every_token)."""
   import gin
   from mtl_jax.input import input_pipeline as ip
   task = ip.get_provider("toypack_1")
   flat = [e for b in _take(ip.train_batches(task, {"inputs": 12}, 8, seed=2), 10) for e in zip(
       b["input_ids"], b["input_mask"], b["label"])]
   gin.bind_parameter("packing.enabled", True)
+  gin.bind_parameter("packing.open_rows", 1)
   packed = _take(ip.train_batches(task, {"inputs": 12}, 4, seed=2), 6)
   got = []
   for b in packed:
@@ -290,7 +304,8 @@ def test_pcgrad_trains_on_packed_grouped_batches_with_per_example_task_losses():
   packed = pack(exs)
   take = np.concatenate([np.flatnonzero(packed["task_id"] == t)[:2] for t in range(len(KINDS))])
   batch = {k: v[take] for k, v in packed.items()}  # task-major, 2 rows per task: the grouped layout
-  members = [i for r in take for i in range(len(exs)) if _row_of(packed, exs, i) == r]
+  rows = numpy_pack(exs)
+  members = [i for r in take for i in rows[r]]
   unpacked = stack([exs[i] for i in members])
   model = build_model(SCRATCH, "hard", NUM_CLASSES)
   mesh = partitioning.make_mesh((1, 1), devices=jax.devices()[:1])
@@ -307,9 +322,3 @@ def test_pcgrad_trains_on_packed_grouped_batches_with_per_example_task_losses():
   np.testing.assert_allclose(first, want, atol=1e-5, rtol=0)
   np.testing.assert_array_equal(metrics["task_count"], np.bincount(unpacked["task_id"], minlength=len(KINDS)))
   assert bool(metrics["finite"]) and (np.asarray(metrics["task_loss"]) < np.asarray(first)).all()
-
-
-def _row_of(packed, exs, i):
-  """The packed row holding example i (packing keeps the order: the i-th real slot, row-major)."""
-  slots = np.flatnonzero(packed["segment_weight"].reshape(-1) > 0)
-  return int(slots[i]) // packed["segment_weight"].shape[1]
