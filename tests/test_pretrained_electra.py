@@ -81,5 +81,6 @@ def test_pairs_token_types_match_transformers(electra_dir):
   tf_.check_token_types(electra_dir, ids, mask, types)
 
 
+@pytest.mark.matrix  # the BERT layers' init_from path (tests/test_transfer_init_from.py) + the projection
 def test_init_from_carries_the_trunk_and_its_embedding_projection(electra_dir):
   tf_.check_init_from(electra_dir)
