@@ -43,14 +43,32 @@ def test_fast_features_equal_the_seqio_pipeline():
     assert want["input_mask"][4].sum() < 12 and (want["task_id"] == names.index(task)).all()
 
 
-def test_pair_tagging_and_tfds_tasks_are_left_to_the_full_pipeline():
+def test_fast_tagging_features_equal_the_seqio_pipeline():
+  import importlib
+  from tasks import from_files, offline  # noqa: F401  registers wnut16_ner
+  pipeline = importlib.import_module("mtl_jax.predict.load").pipeline_features
+  name = from_files.task(name="fast_path_ner", kind="tagging", train="examples/data/ner_train.conll",
+                         validation="examples/data/ner_validation.conll")
+  names = ("wnut16_ner", name)
+  specs = {t: manifest._task(t) for t in names}
+  assert all(s.get("fast") for s in specs.values()), specs
+  lengths = {"inputs": 12}
+  sentences = [t.split() for t in TEXTS] + [["Ana", "Silva", "flew", "to", "Paris", "today"], ["x"],
+                                            ["Zürich", "—", "naïve", "coöperation", "résumé", "ok"]]
+  examples = [{"tokens": words, "tags": [0] * len(words)} for words in sentences]
+  got = fast.Featurizer({"task_specs": specs}, names, lengths)(name, examples)
+  want = pipeline(name, examples, names, lengths)
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  assert (want["tags"] == 0).any() and (want["tags"][1] >= 0).sum() < len(sentences[1])  # cut words: untagged
+
+
+def test_pair_tasks_are_left_to_the_full_pipeline():
   from tasks import from_files
   pairs = from_files.task(name="fast_path_pairs", kind="classification", train="examples/data/pairs.jsonl",
                           text_fields=["premise", "hypothesis"], label_names=["different", "same"])
-  ner = from_files.task(name="fast_path_ner", kind="tagging", train="examples/data/ner_train.conll")
-  assert "pairs" in manifest._task(pairs)["unsupported"] and "tagging" in manifest._task(ner)["unsupported"]
-  assert not manifest._task(pairs).get("fast") and manifest._task(pairs)["file_spec"]["text_fields"] == [
-      "premise", "hypothesis"]
+  assert "pairs" in manifest._task(pairs)["unsupported"] and not manifest._task(pairs).get("fast")
+  assert manifest._task(pairs)["file_spec"]["text_fields"] == ["premise", "hypothesis"]
 
 
 def _fake_run(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:

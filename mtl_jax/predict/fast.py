@@ -1,10 +1,11 @@
 """mtl-predict without TensorFlow / seqio: the run's model from its manifest (mtl_jax/predict/manifest.py).
 
 Why: a two-line predict spent ~60 % of its ~11 CPU-s importing TensorFlow and seqio and running each
-task's tf.data pipeline once. For a task the manifest marks `fast` (one text, classification or
-regression, a SentencePiece / `tokenizers` vocabulary) the features are built here in numpy, exactly as
-the seqio pipeline builds them (tasks/registration.py: `[bos] + encode(text)`, append_eos_after_trim cuts
-to length - 1 and appends EOS; mtl_jax/input/features.py pads to the length, tags -1, token types 0).
+task's tf.data pipeline once. For a task the manifest marks `fast` (one text, classification, regression
+or tagging, a SentencePiece / `tokenizers` vocabulary) the features are built here in numpy, exactly as
+the seqio pipeline builds them (tasks/registration.py: `[bos] + encode(text)` (tagging: each word on its
+own, its tag on its first piece), append_eos_after_trim cuts to length - 1 and appends EOS, EOS tagged
+-1; mtl_jax/input/features.py pads to the length, tags -1, token types 0).
 Only the gin bindings of the modules that shape the model are parsed (config.gin's task and trainer
 modules are not imported: `skip_unknown`). Any other task still goes through the full pipeline, set up
 on first use (`Predictor.features`).
@@ -28,12 +29,23 @@ class Tokenizer:
       import sentencepiece
       processor = sentencepiece.SentencePieceProcessor(model_file=vocab["path"])
       self.encode = processor.EncodeAsIds
+      self.encode_words = lambda words: [list(processor.EncodeAsIds(w)) for w in words]  # tf_text per word
     else:
       from tokenizers import Tokenizer as HFTokenizer
       tok = HFTokenizer.from_file(vocab["path"])
       tok.no_truncation()
       tok.no_padding()
       self.encode = lambda s: tok.encode(s, add_special_tokens=False).ids
+
+      def encode_words(words):  # TokenizersVocabulary._encode_words: HF is_split_into_words
+        if not words:
+          return []
+        enc = tok.encode(list(words), is_pretokenized=True, add_special_tokens=False)
+        out = [[] for _ in words]
+        for piece, word in zip(enc.ids, enc.word_ids):
+          out[word].append(piece)
+        return out
+      self.encode_words = encode_words
 
 
 class Featurizer:
@@ -61,18 +73,35 @@ class Featurizer:
     ids = ([tok.bos_id] if tok.add_bos else []) + list(tok.encode(text))
     return ids[:self.length - 1] + [tok.eos_id]
 
+  def tagged(self, task: str, words: Sequence[str], word_tags: Sequence[int]) -> tuple[list[int], list[int]]:
+    """A tagging example's ids and tags before padding (registration._tokenize_tagged, then
+    append_eos_after_trim and _align_tags): each word's tag on its first piece, -1 on the others, on
+    BOS and on EOS; a word with no piece is dropped."""
+    tok = self._tokenizer(task)
+    ids, tags = ([tok.bos_id], [-1]) if tok.add_bos else ([], [])
+    for pieces, tag in zip(tok.encode_words(words), word_tags):
+      ids += pieces
+      tags += [int(tag)] + [-1] * (len(pieces) - 1) if pieces else []
+    ids = ids[:self.length - 1] + [tok.eos_id]
+    return ids, tags[:len(ids) - 1] + [-1]
+
   def __call__(self, task: str, examples: Sequence[Mapping]) -> dict[str, np.ndarray]:
     n, length = len(examples), self.length
     input_ids = np.zeros((n, length), np.int32)
     mask = np.zeros((n, length), np.int32)
+    tags = np.full((n, length), -1, np.int32)
     for i, example in enumerate(examples):
-      ids = self.ids(task, example["text"])
+      if self.specs[task]["kind"] == "tagging":
+        ids, row_tags = self.tagged(task, example["tokens"], example["tags"])
+        tags[i, :len(row_tags)] = row_tags
+      else:
+        ids = self.ids(task, example["text"])
       input_ids[i, :len(ids)], mask[i, :len(ids)] = ids, 1
     return {"input_ids": input_ids, "input_mask": mask,
             "task_id": np.full((n,), self.task_names.index(task), np.int32),
             "label": np.array([int(e.get("label", 0)) for e in examples], np.int32),
             "score": np.array([float(e.get("score", 0.0)) for e in examples], np.float32),
-            "tags": np.full((n, length), -1, np.int32), "weight": np.ones((n,), np.float32),
+            "tags": tags, "weight": np.ones((n,), np.float32),
             "token_type_ids": np.zeros((n, length), np.int32)}
 
 

@@ -11,7 +11,7 @@ evaluator's (argmax class / score / per-token argmax from the same head code); a
 gets its softmax probability. load() parses the run's config.gin into this process's gin
 config (it replaces what was there), as the trainer does.
 Fast path: when the run has a matching manifest (mtl_jax/predict/manifest.py: written by training,
-or cached by the first full-path predict), its one-text classification / regression tasks are
+or cached by the first full-path predict), its one-text classification / regression / tagging tasks are
 featurized in numpy from the vocabulary file and only the model's gin bindings are parsed: no
 TensorFlow or seqio import (mtl_jax/predict/fast.py); other tasks set up the full path on first use.
 """

@@ -2,8 +2,9 @@
 
 Why: rebuilding a run from config.gin imports its task modules, hence seqio and TensorFlow (~5-7 CPU-s
 of a ~11 CPU-s two-line predict), and runs each task's tf.data pipeline. For the common tasks (one
-text, classification or regression, from `tasks.registration.add_task`: offline and file tasks) that
-pipeline is `[bos] + encode(text)`, cut to length - 1, + EOS, padded: a few lines of numpy given the
+text, classification / regression / tagging, from `tasks.registration.add_task`: offline and file tasks) that
+pipeline is `[bos] + encode(text)`, cut to length - 1, + EOS, padded (tagging: each word encoded on
+its own, its tag on its first piece): a few lines of numpy given the
 vocabulary file, which the `sentencepiece` / `tokenizers` libraries read directly. This file records,
 while the full config is live (training writes MODEL_DIR/predict_manifest.json; a predict that had to
 take the full path caches one under MTL_JAX_CACHE), each task's kind, labels, input fields and
@@ -77,9 +78,15 @@ def _task(name: str) -> dict:
   task = seqio.get_mixture_or_task(name)
   if not isinstance(task, seqio.Task) or not isinstance(task.source, registration.InMemorySource):
     return {**entry, "unsupported": "not an add_task task"}
-  if info.kind not in ("classification", "regression"):
+  if info.kind not in ("classification", "regression", "tagging"):
     return {**entry, "unsupported": f"{info.kind} inputs take the full pipeline"}
-  if list(task.preprocessors) != [seqio.preprocessors.append_eos_after_trim]:
+  steps = list(task.preprocessors)
+  if info.kind == "tagging":  # append_eos_after_trim, then _align_tags (tags shifted onto the trimmed input)
+    tail = steps[1:]
+    if len(tail) != 1 or getattr(tail[0], "keywords", {}).get("fn") is not registration._align_tags:  # pylint: disable=protected-access
+      return {**entry, "unsupported": "a tagging pipeline other than registration.add_task's"}
+    steps = steps[:1]
+  if steps != [seqio.preprocessors.append_eos_after_trim]:
     return {**entry, "unsupported": "several text fields (pairs) take the full pipeline"}
   vocabulary = _vocabulary(task.output_features["inputs"].vocabulary)
   if "unsupported" in vocabulary:
