@@ -3,8 +3,11 @@
   python -m mtl_jax.pretrained.encode --checkpoint=DIR_OR_NAME --input=TEXTS.txt --output=OUT.npz \
       [--max_length=512] [--batch_size=32]
 
-One text per line. OUT.npz holds `input_ids` [N, L] int32 (0-padded), `mask` [N, L] int32 and
-`hidden` [N, L, D] float32 (0 at padded positions), L = the longest encoded text. Texts are
+One text per line; a line `a<TAB>b` is a sentence pair, encoded as the checkpoint was pretrained on
+pairs (`[CLS] a [SEP] b [SEP]` with token types 0 / 1, RoBERTa `<s> a </s></s> b </s>`; HF's longest-first
+truncation; mtl_jax/input/pairs.py), as mtl-predict and training encode pairs. OUT.npz holds `input_ids`
+[N, L] int32 (0-padded), `mask` [N, L] int32 and `hidden` [N, L, D] float32 (0 at padded positions),
+L = the longest encoded text, plus `token_type_ids` [N, L] int32 when any line is a pair. Texts are
 tokenised by the checkpoint's own tokenizer as training tokenises them (tokenizer.vocabulary_for):
 [CLS] pieces [SEP] (RoBERTa: <s> ... </s>), truncated HF-style to max_length (at most the
 checkpoint's positions) keeping both specials.
@@ -41,8 +44,8 @@ class Encoder(nn.Module):
   config: EncoderConfig
 
   @nn.compact
-  def __call__(self, input_ids, mask):
-    x = Embedder(self.config, name="embedder")(input_ids, True)
+  def __call__(self, input_ids, mask, token_type_ids=None):
+    x = Embedder(self.config, name="embedder")(input_ids, True, token_type_ids)
     return HardSharing(self.config, 1, name="trunk")(x, mask, jnp.zeros(input_ids.shape[:1], jnp.int32), True)
 
 
@@ -57,8 +60,8 @@ def encoder_params(flat: dict[str, np.ndarray]) -> dict:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _forward(config: EncoderConfig, params, input_ids, mask):
-  hidden = Encoder(config).apply({"params": params}, input_ids, mask)
+def _forward(config: EncoderConfig, params, input_ids, mask, token_type_ids=None):
+  hidden = Encoder(config).apply({"params": params}, input_ids, mask, token_type_ids)
   return jnp.where(mask[..., None].astype(bool), hidden, 0.0).astype(jnp.float32)
 
 
@@ -83,6 +86,22 @@ def token_ids(path: pathlib.Path, texts: list[str], max_length: int) -> list[lis
   return [bos + list(p[:max_length - len(bos) - 1]) + [vocab.eos_id] for p in pieces]
 
 
+def pair_ids(path: pathlib.Path, pairs_: list[tuple[str, str]], max_length: int) -> list[tuple[list, list]]:
+  """(ids, token types) of each pair as training encodes it (pairs.native: the checkpoint's pair layout,
+  HF's longest-first truncation to max_length)."""
+  import tensorflow as tf
+  from mtl_jax.input import pairs
+  from mtl_jax.pretrained import tokenizer
+  vocab = tokenizer.vocabulary_for(path)
+  layout = pairs.layout_for(vocab)
+  out = []
+  for a, b in pairs_:
+    ids, types = pairs.native(tf.constant(list(vocab.encode(a)), tf.int32),
+                              tf.constant(list(vocab.encode(b)), tf.int32), layout, max_length, b == "")
+    out.append((ids.numpy().tolist(), types.numpy().tolist()))
+  return out
+
+
 class TextEncoder:
   """One checkpoint: its config, tokenizer and device-resident weights, reused across calls."""
 
@@ -98,17 +117,28 @@ class TextEncoder:
 
   def tokenize(self, texts: list[str], max_length: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """input_ids, mask [N, L] int32; L = the longest encoded text."""
+    return self.tokenize_with_types(texts, max_length)[:2]
+
+  def tokenize_with_types(self, texts: list[str], max_length: int = 512):
+    """input_ids, mask, token_type_ids [N, L] int32; a text with a TAB is the pair (before, after it)."""
     if max_length < 2:
       raise ValueError(f"max_length must be >= 2 ([CLS] and [SEP]), got {max_length}")
-    rows = token_ids(self.checkpoint.path, list(texts), min(max_length, self.max_length))
-    length = max(len(r) for r in rows)
-    ids = np.zeros((len(rows), length), np.int32)
-    for i, r in enumerate(rows):
-      ids[i, :len(r)] = r
-    mask = (np.arange(length)[None] < np.array([len(r) for r in rows])[:, None]).astype(np.int32)
-    return ids, mask
+    texts, length = list(texts), min(max_length, self.max_length)
+    is_pair = ["\t" in t for t in texts]
+    rows = [(r, [0] * len(r)) for r in token_ids(self.checkpoint.path, [t for t, p in zip(texts, is_pair) if not p],
+                                                 length)]
+    pair_rows = pair_ids(self.checkpoint.path, [tuple(t.split("\t", 1)) for t, p in zip(texts, is_pair) if p],
+                         length) if any(is_pair) else []
+    rows = [(pair_rows if p else rows).pop(0) for p in is_pair]
+    width = max(len(r) for r, _ in rows)
+    ids, types = np.zeros((len(rows), width), np.int32), np.zeros((len(rows), width), np.int32)
+    for i, (r, t) in enumerate(rows):
+      ids[i, :len(r)], types[i, :len(t)] = r, t
+    mask = (np.arange(width)[None] < np.array([len(r) for r, _ in rows])[:, None]).astype(np.int32)
+    return ids, mask, types
 
-  def hidden(self, input_ids: np.ndarray, mask: np.ndarray, batch_size: int = 32) -> np.ndarray:
+  def hidden(self, input_ids: np.ndarray, mask: np.ndarray, batch_size: int = 32,
+             token_type_ids: np.ndarray | None = None) -> np.ndarray:
     """[N, L, D] float32 final-layer hidden states (0 where mask is 0), in batches of `batch_size`."""
     n, length = input_ids.shape
     if length > self.max_length:
@@ -117,17 +147,22 @@ class TextEncoder:
     padded = min(-(-length // LENGTH_BUCKET) * LENGTH_BUCKET, self.max_length)
     out = np.zeros((n, length, self.config.d_model), np.float32)
     for start in range(0, n, rows):
-      ids_b, mask_b = (np.zeros((rows, padded), np.int32) for _ in range(2))
+      ids_b, mask_b, types_b = (np.zeros((rows, padded), np.int32) for _ in range(3))
       stop = min(start + rows, n)
       ids_b[:stop - start, :length], mask_b[:stop - start, :length] = input_ids[start:stop], mask[start:stop]
-      out[start:stop] = np.asarray(_forward(self.config, self.params, ids_b, mask_b))[:stop - start, :length]
+      if token_type_ids is not None:
+        types_b[:stop - start, :length] = token_type_ids[start:stop]
+      out[start:stop] = np.asarray(_forward(self.config, self.params, ids_b, mask_b, types_b))[:stop - start, :length]
     return out
 
   def encode(self, texts: list[str], max_length: int = 512, batch_size: int = 32) -> dict[str, np.ndarray]:
     if not texts:
       raise ValueError("no texts to encode")
-    ids, mask = self.tokenize(texts, max_length)
-    return {"input_ids": ids, "mask": mask, "hidden": self.hidden(ids, mask, batch_size)}
+    ids, mask, types = self.tokenize_with_types(texts, max_length)
+    out = {"input_ids": ids, "mask": mask, "hidden": self.hidden(ids, mask, batch_size, types)}
+    if any("\t" in t for t in texts):
+      out["token_type_ids"] = types
+    return out
 
 
 def encode_texts(checkpoint: str | os.PathLike, texts: list[str], max_length: int = 512,
@@ -150,7 +185,7 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="mtl-encode", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--checkpoint", required=True, help="a named model or an HF-layout directory")
-  parser.add_argument("--input", required=True, help="text file, one text per line")
+  parser.add_argument("--input", required=True, help="text file, one text per line (a<TAB>b: a sentence pair)")
   parser.add_argument("--output", required=True, help="the .npz to write")
   parser.add_argument("--max_length", type=int, default=512, help="tokens per text, [CLS] and [SEP] included")
   parser.add_argument("--batch_size", type=int, default=32)
