@@ -24,7 +24,7 @@ import pathlib
 import sys
 
 from mtl_jax import gin_args
-from mtl_jax.compare import early_stop, grid, jobs, runner  # collect / report (JAX, scipy, matplotlib): after the checks
+from mtl_jax.compare import early_stop, grid, jobs, merge_arms, runner  # collect / report (JAX, scipy, matplotlib): after the checks
 from mtl_jax.compare import seed_groups  # --seeds_per_step: K seeds of a cell per launch
 
 
@@ -120,6 +120,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     if not exp.exp_dir:
       raise ValueError("no experiment directory: pass --exp_dir=DIR (or set experiment.exp_dir)")
     cells = exp.cells()
+    arms = merge_arms.plan(exp, cells)  # experiment.merge: arms merged from the single-task cells
   except (ValueError, TypeError, KeyError, OSError) as e:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     print(f"mtl-compare: error: {text}", file=sys.stderr, flush=True)
@@ -127,6 +128,9 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
   exp_dir = pathlib.Path(exp.exp_dir).absolute()  # MODEL_DIRs (and the skip check) independent of cwd
   if args.dry_run:
     echo(dry_run(cells, exp_dir, exp.command(), "mtl-compare", echo))
+    for arm in arms:
+      echo(("done " if merge_arms.is_done(arm, exp_dir) else "todo ") + " ".join(
+          merge_arms.command(arm, exp_dir, runner.cell_dir(exp_dir, arm.cell), exp.merge_grid)))
     return 0
   exp_dir.mkdir(parents=True, exist_ok=True)
   spec = exp.to_json()
@@ -139,6 +143,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     try:
       seed_groups.run_cells(cells, exp_dir, exp.command(), exp.parallel, env=run_env, echo=echo, wait=args.wait,
                             launcher=launcher or jobs.launcher_from_args(args, exp_dir), seeds_per_step=exp.seeds_per_step)
+      merge_arms.run(arms, exp_dir, exp.merge_grid, run_env, guard.launcher, echo)  # the cells' launcher, unguarded
     except KeyboardInterrupt as e:
       echo("mtl-compare: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")
@@ -147,8 +152,9 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     print(f"mtl-compare: error: {error}", file=sys.stderr, flush=True)
     return 2
   from mtl_jax.compare import collect, report  # here, so a bad configuration fails in about a second
-  collected = collect.collect(cells, exp_dir)
-  out = report.write_all(exp_dir, spec, collected, exp.strategies, exp.mtl_only_axes)
+  collected = collect.collect([*cells, *(a.cell for a in arms)], exp_dir)
+  out = report.write_all(exp_dir, spec, collected, [*exp.strategies, *map(merge_arms.label, exp.merge)],
+                         exp.mtl_only_axes)
   _print_summary(out["result"], echo)
   echo(f"mtl-compare: wrote {exp_dir / 'report.md'}, results.csv, results.json and "
        f"{len(out['files']) - 3} plots under {exp_dir / 'plots'}")

@@ -119,9 +119,13 @@ class Experiment:
   tune: Mapping[str, Sequence] = dataclasses.field(default_factory=dict)  # compare/tune.py
   tune_arms: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # per-arm spaces (tune.py)
   seeds_per_step: int = 1  # K seeds of a cell per trainer, one vmapped step (compare/seed_groups.py)
+  merge: tuple = ()  # merge methods: arms merged from the single-task cells (compare/merge_arms.py)
+  merge_grid: Mapping[str, Mapping[str, Sequence]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
-    for field in ("gin_files", "strategies", "mixtures", "seeds", "mtl_only_axes", "binary"):
+    if isinstance(self.merge, str):  # experiment.merge = 'ties'
+      object.__setattr__(self, "merge", (self.merge,))
+    for field in ("gin_files", "strategies", "mixtures", "seeds", "mtl_only_axes", "binary", "merge"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     object.__setattr__(self, "bindings", dict(self.bindings))
     axes = {k: list(v) for k, v in dict(self.axes).items()}
@@ -145,12 +149,12 @@ class Experiment:
       raise ValueError(f"experiment.seeds must be a non-empty list of ints >= 0, got {list(self.seeds)}")
     if len(set(self.seeds)) != len(self.seeds):
       raise ValueError(f"experiment.seeds has duplicates: {list(self.seeds)}")
+    from mtl_jax.compare import seed_groups  # imports grid
+    seed_groups.check(self.seeds_per_step, self.seed_binding)
     if SINGLE in self.strategies:
       raise ValueError(f"{SINGLE!r} is the baseline label, not a strategy; use experiment.baselines = True")
     if self.parallel < 1:
       raise ValueError(f"parallel must be >= 1, got {self.parallel}")
-    from mtl_jax.compare import seed_groups  # imports grid
-    seed_groups.check(self.seeds_per_step, self.seed_binding)
     for key in ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", self.seed_binding):
       if key in self.bindings or key in self.axes:
         raise ValueError(f"{key} is set by the grid itself; remove it from experiment.bindings/axes")
@@ -169,6 +173,8 @@ class Experiment:
     check_gin_files(files)
     check_macros(self.gin_files, [*self.bindings, *(n for n, vs in self.axes.items() if not _is_gin_path(vs[0]))])
     tune_lib.validate(self.tune, self.axes, self.bindings, self.gin_files)
+    from mtl_jax.compare import merge_arms  # imports grid
+    merge_arms.validate(self)
 
   @property
   def searched_axes(self) -> dict:

@@ -18,7 +18,7 @@ from typing import Sequence
 from mtl_jax.compare import aggregate as agg
 from mtl_jax.compare import plots
 from mtl_jax.compare import stats
-from mtl_jax.compare import tune
+from mtl_jax.compare import merge_arms, tune
 from mtl_jax.compare.grid import SINGLE
 
 CSV_COLUMNS = ["kind", "strategy", "mixture", "axes", "task", "metric", "lower_is_better", "n_seeds", "mean",
@@ -312,6 +312,8 @@ def markdown(spec: dict, cells: Sequence[dict], result: dict, plot_paths: dict, 
       lines += ["", f"![{os.path.basename(path)}]({_rel(path, exp_dir)})"]
   tuned = tune.markdown(picks, spec.get("tune") or {})
   lines += [""] * bool(tuned) + tuned
+  merged = merge_arms.markdown(cells)
+  lines += [""] * bool(merged) + merged
   sweep = _sweep_tables(groups, strategies)
   if sweep:
     lines += ["", "## Synthetic relatedness sweep", *sweep]

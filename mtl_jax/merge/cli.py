@@ -13,7 +13,8 @@ run_spec.json with a 'merge' entry, checkpoint, results.json = the pick's valida
 as every run's (run/held_out.py), merge.json = the grid) that mtl-predict, mtl-export, init_from and mtl-train (which resumes it and evaluates)
 read like any run. --examples: training examples per task for Fisher / RegMean statistics.
 Runs must be finished hard-sharing runs, or single-task lora runs (merged by their low-rank update W + alpha/r A B),
-from one pretrained checkpoint / init_from source (run_spec.json).
+from one pretrained checkpoint / init_from source (run_spec.json). Single-task adapters runs merge into an adapters
+run: one merged adapter (linear / TIES methods, mtl_jax/merge/adapters.py) on the frozen trunk, each task's head.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def run(args) -> dict:
     if config.is_file():
       config_trust.check(config, args.trust_config)
   runs = sources.open_runs(args.runs)
+  if runs[0].sharing == "adapters":
+    from mtl_jax.merge import adapters
+    adapters.check_method(method)  # before any work
   target = target_lib.build(runs, args.out)
   best = select.pick(target, method, grid, seed=args.seed, examples=args.examples, test=not args.no_test)
   record = {"method": method.name, "hparams": best["hparams"], "seed": args.seed, "grid": best["grid"],

@@ -84,6 +84,10 @@ def score(target, evaluator, flat: dict) -> dict:
 
 def merged(target, method: base.Method, hparams: dict, base_flat: dict | None, stats, seed: int) -> dict:
   keys = [p for p in _shapes(target) if not p.startswith("heads/")]
+  if target.sharing == "adapters":  # one merged adapter in every task's slice, on the frozen trunk
+    from mtl_jax.merge import adapters
+    return {**adapters.merge(method, base_flat, [run.leaves() for run in target.runs], len(target.names), keys,
+                             seed, **hparams), **target.heads()}
   trunk = base.merge(method, base_flat, [run.leaves() for run in target.runs], stats, seed, keys=keys, **hparams)
   return {**trunk, **target.heads()}
 

@@ -5,7 +5,8 @@ theta_0 (Ilharco et al. 2023). run_spec.json records it: the pretrained checkpoi
 init_from source's trunk sha256. A run from scratch, or from another checkpoint, is refused in one line
 naming it. The runs must also be of one architecture, on disjoint tasks (each task keeps its own head in
 the merged model), and either hard-sharing runs or single-task lora runs (read as the plain model they
-compute: the frozen trunk plus their low-rank update, so their task vector is that update).
+compute: the frozen trunk plus their low-rank update, so their task vector is that update), or single-task
+adapters runs only (their modules merge onto the frozen trunk: merge/adapters.py).
 """
 
 from __future__ import annotations
@@ -189,18 +190,22 @@ def open_run(model_dir) -> Run:
   if damage or spec is None:
     raise ValueError(f"--runs {str(model_dir)!r}: " + (f"run_spec.json is {damage}" if damage else
                      "has no run_spec.json; point --runs at mtl-train MODEL_DIRs"))
-  if spec.get("sharing") not in ("hard", "lora"):
+  if spec.get("sharing") not in ("hard", "lora", "adapters"):
     raise ValueError(f"--runs {str(model_dir)!r} is a {spec.get('sharing')!r} run; mtl-merge merges hard-sharing "
-                     "runs (one trunk each) and single-task lora runs (their low-rank update on the frozen trunk)")
-  if spec["sharing"] == "lora" and len(spec["tasks"]) != 1:
-    raise ValueError(f"--runs {str(model_dir)!r} is a lora run of {len(spec['tasks'])} tasks; mtl-merge merges "
-                     "single-task lora runs (export one task with mtl_jax.pretrained.lora_merge otherwise)")
+                     "runs (one trunk each) and single-task lora / adapters runs (their modules on the frozen trunk)")
+  if spec["sharing"] in ("lora", "adapters") and len(spec["tasks"]) != 1:
+    raise ValueError(f"--runs {str(model_dir)!r} is a {spec['sharing']} run of {len(spec['tasks'])} tasks; "
+                     f"mtl-merge merges single-task {spec['sharing']} runs (one module each)")
   steps = finished.configured_steps(model_dir)
   finished.require_final_checkpoint(model_dir, steps, "mtl-merge --runs")
   committed = finished.committed_steps(model_dir)
   if not committed:
     raise ValueError(f"--runs {str(model_dir)!r} has no checkpoint in checkpoints/; train it first")
   return Run(model_dir, spec, committed[-1])
+
+
+def _adapter_shapes(run: Run) -> dict:
+  return {p: s for p, s in run.spec["param_shapes"].items() if "adapter_" in p}
 
 
 def open_runs(model_dirs: Sequence) -> list[Run]:
@@ -221,6 +226,13 @@ def open_runs(model_dirs: Sequence) -> list[Run]:
       diff = sorted(k for k in run.spec["encoder"] if run.spec["encoder"][k] != first.spec["encoder"].get(k))
       raise ValueError(f"run {str(run.model_dir)!r} has another architecture than {str(first.model_dir)!r} "
                        f"(EncoderConfig.{diff[0]}); merged runs must share one")
+  for run in runs:  # adapters runs merge into an adapters run (merge/adapters.py); hard and lora into a hard one
+    if (run.sharing == "adapters") != (first.sharing == "adapters"):
+      raise ValueError(f"run {str(run.model_dir)!r} is a {run.sharing!r} run but {str(first.model_dir)!r} a "
+                       f"{first.sharing!r} run; merge adapters runs only with adapters runs")
+    if run.sharing == "adapters" and _adapter_shapes(run) != _adapter_shapes(first):
+      raise ValueError(f"run {str(run.model_dir)!r} has other adapters (size / placement) than "
+                       f"{str(first.model_dir)!r}; merged adapters runs must share adapters.size and placement")
   seen = {}
   for run in runs:
     for task in run.tasks:

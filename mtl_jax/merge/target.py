@@ -54,8 +54,8 @@ from_files.mixture.tasks = {tasks!r}
 MODEL_DIR = {str(out_dir)!r}
 train.mixture_or_task_name = %MIXTURE_OR_TASK_NAME
 train.model_dir = %MODEL_DIR
-train.sharing = 'hard'
-""" + ("" if runs[0].sharing == "hard" else """\
+train.sharing = {'adapters' if runs[0].sharing == 'adapters' else 'hard'!r}
+""" + ("" if runs[0].sharing != "lora" else """\
 param_groups.freeze = []   # the lora run's frozen-trunk rules: the merged run is a plain hard-sharing run
 param_groups.rules = []
 """)
@@ -96,6 +96,10 @@ class Target:
   steps: object
   spec: dict
   start_from: object
+
+  @property
+  def sharing(self) -> str:
+    return self.spec["sharing"]
 
   @property
   def kinds(self):
@@ -176,12 +180,13 @@ def build(runs: list[sources.Run], out_dir) -> Target:
   infos = task_info.get_all(names)
   start_from = starting_point.for_run()
   config = start_from.encoder_config(provider.output_features["inputs"].vocabulary.vocab_size)
-  model = build_model(config, "hard", [i.num_classes for i in infos])
+  sharing = "adapters" if runs[0].sharing == "adapters" else "hard"  # adapters: merge/adapters.py
+  model = build_model(config, sharing, [i.num_classes for i in infos])
   tx, _ = optim.make_optimizer(settings["train_steps"])
   mesh = partitioning.make_mesh((1, 1), devices=jax.devices()[:1])
   steps = Steps(model, tx, [i.kind for i in infos], mesh, partitioning.logical_axis_rules(), settings["seed"],
                 settings["eval_batch_size"], settings["lengths"]["inputs"])
-  spec = run_spec.make(config, "hard", names, [i.num_classes for i in infos], steps.abstract_state.params,
+  spec = run_spec.make(config, sharing, names, [i.num_classes for i in infos], steps.abstract_state.params,
                        start_from.record)
   if sources.starting_point(spec) != sources.starting_point(runs[0].spec):
     raise ValueError(f"the runs started from {sources.describe_start(runs[0].spec)} but their config.gin now starts "
