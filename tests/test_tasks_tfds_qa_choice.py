@@ -58,7 +58,7 @@ def served(tmp_path):
     fn.cache_clear()
 
 
-def _rows(name, split="validation", length=48):
+def _rows(name, split="test", length=48):  # test = TFDS validation (train / validation: the carve)
   import seqio
   ds = seqio.get_mixture_or_task(name).get_dataset({"inputs": length}, split=split, shuffle=False)
   return list(ds.as_numpy_iterator())
@@ -68,7 +68,20 @@ def test_catalogue():
   assert task_info.get("squad_v2").kind == "span_qa" and task_info.get("hellaswag").kind == "multiple_choice"
   assert task_info.get("hellaswag").label_names == ("ending1", "ending2", "ending3", "ending4")
   import seqio
-  assert tuple(seqio.get_mixture_or_task("piqa").splits) == ("train", "validation")  # test labels hidden
+  assert tuple(seqio.get_mixture_or_task("piqa").splits) == ("train", "validation", "test")
+
+
+def test_train_and_dev_are_the_carve_of_tfds_train_and_test_is_tfds_validation(served):
+  from mtl_jax.data import splits
+  contexts = [f"Paragraph number {i} about the Denver Broncos." for i in range(40)]
+  records = [dict(SQUAD[0], id=f"q{i}-{k}", context=c, answers={"text": ["Denver Broncos"], "answer_start": [c.index("Denver")]})
+             for i, c in enumerate(contexts) for k in range(2)]  # two questions per paragraph
+  with served({**RECORDS, "squad/v1.1": records}):
+    train, dev, test = (tqc.EXAMPLES["squad_v1"](s) for s in ("train", "validation", "test"))
+  want_dev = {c for c in contexts if splits.carved_split(c) == "validation"}
+  assert 0 < len(want_dev) < len(contexts)
+  assert {e["context"] for e in dev} == want_dev and {e["context"] for e in train} == set(contexts) - want_dev
+  assert len(train) + len(dev) == len(test) == 80  # a paragraph's questions on one side; test = all of TFDS validation
 
 
 def test_conll_tags_are_tfds_names_and_reach_first_pieces(served):
@@ -87,10 +100,10 @@ def test_conll_tags_are_tfds_names_and_reach_first_pieces(served):
 
 def test_squad_records_become_windows_and_v2_scores_the_null_answer(served):
   with served(RECORDS):
-    assert tqc.EXAMPLES["squad_v1"]("validation")[0] == {
+    assert tqc.EXAMPLES["squad_v1"]("test")[0] == {
         "text": "Who won?", "context": CONTEXT, "id": "q1",
         "answers": [{"text": "Denver Broncos", "answer_start": 4}, {"text": "The Denver Broncos", "answer_start": 0}]}
-    assert tqc.EXAMPLES["squad_v2"]("validation")[2]["answers"] == []  # plausible answers are not gold
+    assert tqc.EXAMPLES["squad_v2"]("test")[2]["answers"] == []  # plausible answers are not gold
     rows = _rows("squad_v2")
   spm = offline.VOCABULARY.default
   assert len(rows) == 3
@@ -130,11 +143,11 @@ def test_hellaswag_and_piqa_rows_tag_each_choice(served):
 
 @pytest.mark.parametrize("name, records, match", [
     ("squad_v1", {**RECORDS, "squad/v1.1": [dict(SQUAD[0], answers={"text": ["Broncos"], "answer_start": [3]})]},
-     r"^task 'squad_v1' validation example 0: answer 'Broncos' is not the context's text at offset 3"),
+     r"^task 'squad_v1' test example 0: answer 'Broncos' is not the context's text at offset 3"),
     ("squad_v1", {**RECORDS, "squad/v1.1": [dict(SQUAD[0], question="  ")]},
-     r"^task 'squad_v1' validation example 0: empty question"),
+     r"^task 'squad_v1' test example 0: empty question"),
     ("hellaswag", {**RECORDS, "hellaswag": [dict(HELLASWAG[0], endings=["only one"], label=0)]},
-     r"^task 'hellaswag' validation example 0: 'choices' must be 2 to 4 non-empty texts"),
+     r"^task 'hellaswag' test example 0: 'choices' must be 2 to 4 non-empty texts"),
 ])
 def test_bad_records_are_one_line(served, name, records, match):
   with served(records), pytest.raises(ValueError, match=match) as e:
