@@ -156,7 +156,8 @@ def test_compile_cache_writes_under_the_grid_dir(cache_env, monkeypatch):
   from mtl_jax.run import compile_cache
 
   before = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-                                                "jax_persistent_cache_min_entry_size_bytes")}
+                                                "jax_persistent_cache_min_entry_size_bytes",
+                                                "jax_compilation_cache_max_size")}
   try:
     jax.config.update("jax_compilation_cache_dir", None)
     with gin.unlock_config():
@@ -164,6 +165,7 @@ def test_compile_cache_writes_under_the_grid_dir(cache_env, monkeypatch):
     assert compile_cache.enable() == str(cache_env / "xla")
     jax.jit(lambda x: jnp.sin(x) * 3.0 + 41.0)(jnp.arange(7.0)).block_until_ready()
     assert any(p.name.endswith("-cache") for p in (cache_env / "xla").iterdir())
+    assert (cache_env / "xla" / ".lockfile").exists()  # size-limited: reads and writes under jax's file lock
     assert compile_cache.enable() == str(cache_env / "xla")  # a configured directory is kept
   finally:
     gin.clear_config()

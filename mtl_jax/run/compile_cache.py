@@ -10,6 +10,10 @@ executable is written, including the dozens of tiny jitted ops (a jnp add, a cas
 ~0.04 s, and serialising them costs more than compiling them; at jax's default of 1 s the forward of a
 small model (~0.6 s) is never cached. 0.5 s keeps the train / init / eval programs and skips the ops.
 A cache dir configured for jax already (JAX_COMPILATION_CACHE_DIR, as the test session does) is kept.
+
+Cells running in parallel (mtl-compare --parallel): jax writes an entry in place (no rename), so a size
+limit is set: with one, jax's LRU cache takes a file lock around every read and write (no torn reads)
+and evicts the least recently used programs beyond it.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ from mtl_jax.run import grid_cache
 
 
 @gin.configurable(module="compile_cache")
-def settings(min_compile_time_secs: float = 0.5, min_entry_size_bytes: int = 0) -> dict:
-  """Programs that compile faster than `min_compile_time_secs` (or are smaller) are not written."""
+def settings(min_compile_time_secs: float = 0.5, min_entry_size_bytes: int = 0,
+             max_size_bytes: int = 4 << 30) -> dict:
+  """Programs that compile faster than `min_compile_time_secs` (or are smaller) are not written; beyond
+  `max_size_bytes` the least recently used are evicted."""
   if not isinstance(min_compile_time_secs, (int, float)) or min_compile_time_secs < 0:
     raise ValueError(f"compile_cache.settings.min_compile_time_secs must be a number >= 0, got "
                      f"{min_compile_time_secs!r}")
   if not isinstance(min_entry_size_bytes, int) or min_entry_size_bytes < 0:
     raise ValueError(f"compile_cache.settings.min_entry_size_bytes must be an int >= 0, got {min_entry_size_bytes!r}")
-  return {"min_compile_time_secs": float(min_compile_time_secs), "min_entry_size_bytes": min_entry_size_bytes}
+  if not isinstance(max_size_bytes, int) or max_size_bytes < 1:
+    raise ValueError(f"compile_cache.settings.max_size_bytes must be an int >= 1, got {max_size_bytes!r}")
+  return {"min_compile_time_secs": float(min_compile_time_secs), "min_entry_size_bytes": min_entry_size_bytes,
+          "max_size_bytes": max_size_bytes}
 
 
 def enable() -> str | None:
@@ -44,5 +53,6 @@ def enable() -> str | None:
   jax.config.update("jax_compilation_cache_dir", str(path))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", chosen["min_compile_time_secs"])
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", chosen["min_entry_size_bytes"])
+  jax.config.update("jax_compilation_cache_max_size", chosen["max_size_bytes"])  # LRU + file lock (module doc)
   compilation_cache.reset_cache()  # an in-process caller may have compiled before: take the new directory
   return str(path)
