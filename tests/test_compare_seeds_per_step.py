@@ -1,7 +1,7 @@
 """mtl-compare --seeds_per_step=K (compare/seed_groups.py): a cell's seeds launched K at a time as one
 `trainer.train.seeds` trainer; the grid's cells, their directories and the report rows are those of the
-same grid without the option. Default suite: an in-process fake trainer (no training). Marked e2e: the
-real trainer on a tiny grid."""
+same grid without the option. An in-process fake trainer (no training); the real trainer through
+mtl-compare --seeds_per_step is test_seeds_in_step.py's e2e test (its cells equal separate runs)."""
 
 import csv
 import json
@@ -101,24 +101,3 @@ def test_group_command_is_the_cells_command_with_their_seeds():
 def test_bad_seeds_per_step_refused(k, binding, named):
   with pytest.raises(ValueError, match=re.escape(named)):
     seed_groups.check(k, binding)
-
-
-@pytest.mark.e2e
-def test_real_grid_with_seeds_per_step_equals_the_grid_without(tmp_path):
-  """The real trainer (in-process, one device), hard x quickstart x seeds 0,1, 4 steps, no baselines."""
-  from conftest import TINY_ARGS, run_cell_in_process
-  bindings = [a.replace("--gin.", "--binding=", 1) for a in TINY_ARGS if a.startswith("--gin.")]
-  def argv(exp_dir, *extra):
-    return ["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin", "--strategies=hard",
-            "--mixtures=quickstart", "--seeds=0,1", "--no_baselines", *bindings, "--binding=TRAIN_STEPS=4",
-            "--binding=trainer.train.eval_period=2", f"--exp_dir={exp_dir}", "--name=seeds_e2e", *extra]
-  launch = lambda a, log, env: run_cell_in_process(a)
-  assert cli.main(argv(tmp_path / "plain"), launcher=launch, echo=lambda _: None) == 0
-  assert cli.main(argv(tmp_path / "grouped", "--seeds_per_step=2"), launcher=launch, echo=lambda _: None) == 0
-  (cells_a, groups_a, _), (cells_b, groups_b, _) = _rows(tmp_path / "plain"), _rows(tmp_path / "grouped")
-  assert [c["cell_id"] for c in cells_a] == [c["cell_id"] for c in cells_b]
-  for a, b in zip(cells_a, cells_b):
-    assert a["status"] == b["status"] == "done" and a["step"] == b["step"]
-    for task, score in a["tasks"].items():
-      assert b["tasks"][task]["value"] == pytest.approx(score["value"], abs=1e-5)
-  assert [g["seeds"] for g in groups_a] == [g["seeds"] for g in groups_b]
