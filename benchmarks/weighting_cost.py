@@ -8,6 +8,7 @@ Target: gradient methods <= 1.5 x equal at T = 8 on CPU.
 
   python benchmarks/weighting_cost.py --quick        # a few minutes on 2 CPU cores
   python benchmarks/weighting_cost.py --methods equal,pcgrad,mgda_ub --tasks 8
+  python benchmarks/weighting_cost.py --methods pcgrad@keep,pcgrad@recompute --tasks 32   # weighting.task_grads
 """
 
 from __future__ import annotations
@@ -47,10 +48,13 @@ SIZE = dict(d_model=32, num_heads=2, mlp_dim=64, num_layers=2, batch=32, length=
 
 
 def build(method: str, num_tasks: int, seed: int = 0) -> dict:
+  """method: a name, 'mgda_ub', or name@keep / name@recompute (weighting.task_grads; plain = 'auto')."""
+  method, _, task_grads = method.partition("@")
   name, rep = ("mgda", True) if method == "mgda_ub" else (method, False)
   gin.clear_config()
   gin.bind_parameter("mtl_jax.weighting.method", name)
   gin.bind_parameter("mtl_jax.weighting.rep_grad", rep)
+  gin.bind_parameter("mtl_jax.weighting.task_grads", task_grads or "auto")
   if name == "static":
     gin.bind_parameter("mtl_jax.weighting.static.weights", list(range(1, num_tasks + 1)))
   s = SIZE

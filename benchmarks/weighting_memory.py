@@ -4,10 +4,14 @@ gradients of the shared parameters cost next to equal weighting (issue #33's goa
 XLA's own account of the compiled step (arguments + outputs - donated aliases + temporaries), read from
 `compiled.memory_analysis()` without allocating anything (as benchmarks/memory.py), hard sharing, one device,
 float32, task-grouped batches of 32 x 128 tokens. Gradient methods hold the [T, P] per-task gradients
-(gradients.task_grads: one vmap); GradMethods (db_mtl, moco, excess_mtl) add [T, P] buffers in TrainState.
+(gradients.task_grads: one vmap) unless weighting.task_grads recomputes them in chunks (chunked.py); GradMethods
+(db_mtl, moco, excess_mtl) add [T, P] buffers in TrainState.
 
   python benchmarks/weighting_memory.py                          # BERT-base; minutes of compiling on 2 cores
   python benchmarks/weighting_memory.py --smoke                  # tiny sizes, seconds
+  python benchmarks/weighting_memory.py --methods pcgrad@keep,pcgrad@recompute   # weighting.task_grads modes
+
+A method may carry '@keep' / '@recompute' (weighting.task_grads; plain = 'auto': at BERT-base size, recompute above 8 tasks).
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ BERT_BASE = dict(d_model=768, num_heads=12, mlp_dim=3072, num_layers=12, length=
 SMOKE = dict(d_model=32, num_heads=2, mlp_dim=64, num_layers=2, length=16, batch=32, vocab=128)
 
 
+def _method(spec: str, num_tasks: int):
+  name, _, mode = spec.partition("@")
+  method = weighting.build(name, num_tasks)
+  method.task_grads = mode or "auto"
+  return method
+
+
 def peak_bytes(method: str, num_tasks: int, size: dict) -> dict:
   cfg = EncoderConfig(d_model=size["d_model"], num_heads=size["num_heads"], mlp_dim=size["mlp_dim"],
                       num_layers=size["num_layers"], max_len=size["length"], vocab_size=size["vocab"])
@@ -38,7 +49,7 @@ def peak_bytes(method: str, num_tasks: int, size: dict) -> dict:
   mesh = partitioning.make_mesh((1, 1), devices=jax.devices()[:1])
   steps = steps_lib.Steps(build_model(cfg, "hard", [2] * num_tasks), tx, ["classification"] * num_tasks, mesh,
                           partitioning.logical_axis_rules(), 0, size["batch"], size["length"], grouped=True,
-                          weighting=weighting.build(method, num_tasks))
+                          weighting=_method(method, num_tasks))
   batch = steps_lib.dummy_batch(size["batch"], size["length"])
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), batch, steps.batch_shardings)
   with jax.set_mesh(steps.mesh):

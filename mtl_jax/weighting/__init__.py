@@ -23,9 +23,12 @@ TASK_GRADS = ("auto", "keep", "recompute")
 
 @gin.configurable("weighting", module="mtl_jax")
 def configured(num_tasks: int, method: str | None = None, rep_grad: bool = False, task_grads: str = "auto") -> Method:
-  """The gin-chosen method for `num_tasks` tasks (validated: one clear error). task_grads: 'keep' the T
-  per-task gradients of the shared parameters for the update, 'recompute' it as one more backward pass
-  (memory of ~one gradient instead of T), or 'auto' (recompute above gradients.KEEP_UP_TO tasks)."""
+  """The gin-chosen method for `num_tasks` tasks (validated: one clear error).
+
+  task_grads (gradient methods): 'keep' all T per-task gradients of the shared parameters, 'recompute' the
+  Gram matrix from chunks of tasks and the update as one more backward pass (weighting/chunked.py: at most
+  2 x chunked.CHUNK gradient copies), or 'auto' (recompute past gradients.KEEP_UP_TO tasks whose T copies
+  exceed gradients.KEEP_BYTES)."""
   from mtl_jax.step import losses
   legacy = losses.legacy_weighting()
   if legacy is not None and method not in (None, legacy):

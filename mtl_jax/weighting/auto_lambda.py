@@ -88,7 +88,9 @@ class AutoLambda(base.Method):
 @gin.configurable("auto_lambda", module="mtl_jax.weighting")
 def auto_lambda(num_tasks: int, meta_lr: float = 1e-4, virtual_lr: float = 1e-3, init: float | None = None,
                 primary: Sequence[int] | None = None) -> base.Method:
-  """meta_lr: Adam's learning rate on lambda (authors: 1e-4). virtual_lr: the look-ahead's SGD step.
+  """Auto-Lambda: task weights learnt by a look-ahead on the previous (held-out) batch.
+
+  meta_lr: Adam's learning rate on lambda (authors: 1e-4). virtual_lr: the look-ahead's SGD step.
   init: every lambda_t at start (default 1/T: equal weighting's scale; the authors' 0.1 is on the sum).
   primary: the task indices whose held-out loss is minimised (default all: multi-task learning)."""
   for name, value in (("meta_lr", meta_lr), ("virtual_lr", virtual_lr)):

@@ -10,6 +10,10 @@ sum_t alpha_t g_t with alpha from the method on the Gram matrix; the task-specif
 get their plain gradients (of the equal-weighted loss). A sown penalty computed on a
 group counts as part of that group's task objective.
 
+Memory: T gradient copies of the shared parameters is 14 GB at BERT-base size and T=32. With
+weighting.task_grads 'recompute' (the default past KEEP_UP_TO tasks and KEEP_BYTES) chunked.py
+computes the Gram matrix in chunks of tasks and the update as the gradient of sum_t alpha_t l_t.
+
 rep_grad: the gradients w.r.t. the shared representation (the trunk's output, through
 the 'rep' perturbation of MultiTaskModel) instead: one forward, the heads' backward to
 get the [T, B/T*L*D] representation gradients (positionally aligned across task groups, as
@@ -23,7 +27,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.weighting import base
+from mtl_jax.weighting import base, chunked
 
 TASK_SPECIFIC = base.TASK_SPECIFIC  # top-level param collections that are not shared
 
@@ -60,6 +64,19 @@ def task_grads(objective: Callable, params, groups_T, num_tasks):
   return jax.vmap(jax.grad(objective, has_aux=True), in_axes=(None, 0, 0))(params, groups_T, jnp.arange(num_tasks))
 
 
+KEEP_UP_TO = 8  # task_grads='auto' keeps the T per-task gradients up to this many tasks ...
+KEEP_BYTES = 2 ** 30  # ... or while all T copies of the shared parameters' gradients fit in 1 GiB
+
+
+def recomputes(method, num_tasks: int, shared_params) -> bool:
+  """Whether the Gram matrix and the update come from chunks of tasks (chunked.py: at most 2 x CHUNK
+  gradient copies, ~(C+1)/2 + 1 passes) rather than from all T per-task gradients kept at once:
+  'recompute', or 'auto' when the T copies are both many and large (the extra passes cost time)."""
+  mode = getattr(method, "task_grads", "auto")
+  size = sum(x.size for x in jax.tree.leaves(shared_params))
+  return mode == "recompute" or (mode == "auto" and num_tasks > KEEP_UP_TO and num_tasks * size * 4 > KEEP_BYTES)
+
+
 def param_step(method, task_losses: Callable, params, batch, rng, wstate, step, num_tasks):
   """task_losses(params, batch, rng, grouped, rep=None) -> (loss_T, count_T, penalty).
   Returns (loss, aux, grads, new weighting state)."""
@@ -67,8 +84,16 @@ def param_step(method, task_losses: Callable, params, batch, rng, wstate, step, 
     loss_T, count_T, penalty = task_losses(params, group, jax.random.fold_in(rng, t), False)
     return loss_T[t] + penalty, (loss_T[t], count_T[t], penalty)
 
-  grads_T, (loss_T, count_T, penalty_T) = task_grads(one, params, groups(batch, num_tasks), num_tasks)
   shared = [k for k in params if k not in TASK_SPECIFIC]
+  if recomputes(method, num_tasks, [params[k] for k in shared]) and not isinstance(method, base.GradMethod):
+    groups_T = groups(batch, num_tasks)
+    gram_TT, (loss_T, count_T, penalty_T) = chunked.gram(one, params, groups_T, shared, num_tasks)
+    alpha, new_state = method.combine(gram_TT, wstate, context(loss_T, count_T, rng, step))
+    alpha = jax.lax.stop_gradient(alpha)
+    equal = base.mean_present(base.Context(loss_T, count_T, rng, step))
+    grads = chunked.update(one, params, groups_T, alpha, equal, shared, num_tasks)
+    return _finish(loss_T, count_T, penalty_T.mean(), alpha, grads, new_state)
+  grads_T, (loss_T, count_T, penalty_T) = task_grads(one, params, groups(batch, num_tasks), num_tasks)
   if isinstance(method, base.GradMethod):  # buffers of the per-task gradients (DB-MTL, MoCo, ExcessMTL)
     ctx = context(loss_T, count_T, rng, step)
     update, head_w, alpha, new_state = method.combine_grads({k: grads_T[k] for k in shared}, wstate, ctx)
