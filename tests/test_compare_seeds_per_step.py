@@ -30,7 +30,7 @@ class FakeTrainer:
     seeds = (json.loads(args["gin.trainer.train.seeds"]) if "gin.trainer.train.seeds" in args
              else [int(args["gin.trainer.train.seed"])])
     assert len(env[lock.TOKEN_ENV].split(",")) == len(seeds)
-    self.launches.append(seeds)
+    self.launches.append(("seeds" if "gin.trainer.train.seeds" in args else "seed", seeds))
     for s in seeds:
       model_dir = (seeds_in_step.lane_dir(args["gin.MODEL_DIR"], s) if "gin.trainer.train.seeds" in args
                    else pathlib.Path(args["gin.MODEL_DIR"]))
@@ -66,8 +66,9 @@ def test_seeds_per_step_gives_the_same_cells_and_report(tmp_path):
   lines = []
   assert cli.main(_argv(tmp_path / "grouped", "--seeds_per_step=2"), launcher=grouped, env={},
                   echo=lines.append) == 0
-  assert plain.launches == [[0]] * 4 + [[1]] * 4 + [[2]] * 4  # hard, sluice, 2 baselines; seed-major
-  assert sorted(grouped.launches) == [[0, 1]] * 4 + [[2]] * 4
+  assert plain.launches == [("seed", [s]) for s in (0, 1, 2) for _ in range(4)]  # hard, sluice, 2 baselines
+  # seeds 0 and 1 of each cell in one trainer; seed 2, alone, with the cell's own command
+  assert sorted(grouped.launches) == [("seed", [2])] * 4 + [("seeds", [0, 1])] * 4
   assert any("12 to run as 8 launches of up to 2 seeds" in line for line in lines), lines
   dirs = lambda root: sorted(p.name for p in (root / "runs").iterdir())
   assert dirs(tmp_path / "plain") == dirs(tmp_path / "grouped") and len(dirs(tmp_path / "plain")) == 12

@@ -87,8 +87,10 @@ def _run_group(group, exp_dir, binary, env, launcher, echo) -> list[runner.Outco
       todo.append(cell)
     if not todo:
       return outcomes
-    argv = group_argv(todo, exp_dir, binary)
-    log_path = runner.cell_dir(exp_dir, todo[0]) / runner.LOG_FILE
+    first_dir = runner.cell_dir(exp_dir, todo[0])
+    # one cell left (K does not divide the seeds, or the others are finished): its own command, as without K
+    argv = group_argv(todo, exp_dir, binary) if len(todo) > 1 else [*binary, *runner.cell_args(todo[0], first_dir)]
+    log_path = first_dir / runner.LOG_FILE
     for cell in todo[1:]:  # one trainer, one log: the others point to it
       with open(runner.cell_dir(exp_dir, cell) / runner.LOG_FILE, "a") as log:
         log.write(f"\n===== mtl-compare {datetime.datetime.now().isoformat(timespec='seconds')}: runs with seeds "
@@ -102,7 +104,8 @@ def _run_group(group, exp_dir, binary, env, launcher, echo) -> list[runner.Outco
       record["args"] = runner.cell_args(cell, model_dir)  # the cell's own: found finished with or without K
       record.setdefault("attempts", []).append(
           {"started": datetime.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
-           "wall_s": round(wall, 3), "returncode": rc, "seeds_in_one_step": [c.seed for c in todo]})
+           "wall_s": round(wall, 3), "returncode": rc,
+           **({"seeds_in_one_step": [c.seed for c in todo]} if len(todo) > 1 else {})})
       runner._write_record(model_dir, record)
       if rc != 0:
         outcomes.append(runner.Outcome(cell.cell_id, "failed", rc, wall, runner._last_error(log_path),
