@@ -19,18 +19,20 @@ CLASSES = {"classification": "pair", "regression": "pair", "span_qa": "qa", "tag
 
 
 def _records():
-  ctx = "The Denver Broncos won Super Bowl 50 in Santa Clara on a sunny day."
-  squad = [{"id": f"q{i}", "title": "t", "context": ctx, "question": q, "is_impossible": not a,
-            "answers": {"text": [a] if a else [], "answer_start": [ctx.index(a)] if a else []},
-            "plausible_answers": {"text": [], "answer_start": []}}
-           for i, (q, a) in enumerate([("Who won?", "Denver Broncos"), ("Where?", "Santa Clara"),
-                                       ("Who lost?", ""), ("Which bowl?", "Super Bowl 50")] * 4)]
-  piqa = [{"id": f"p{i}", "goal": g, "sol1": s1, "sol2": s2, "label": i % 2}
-          for i, (g, s1, s2) in enumerate([("Cool soup", "Blow on it", "Heat it"), ("Dry hands", "Wet them", "Towel")] * 8)]
+  """40 records a builder (served for every split: train / dev are the carve of them, test all of them)."""
+  squad = []
+  for i in range(40):
+    ctx = f"In game {i} the Denver Broncos won Super Bowl 50 in Santa Clara on a sunny day."
+    q, a = [("Who won?", "Denver Broncos"), ("Where?", "Santa Clara"), ("Who lost?", "")][i % 3]
+    squad.append({"id": f"q{i}", "title": "t", "context": ctx, "question": q, "is_impossible": not a,
+                  "answers": {"text": [a] if a else [], "answer_start": [ctx.index(a)] if a else []},
+                  "plausible_answers": {"text": [], "answer_start": []}})
+  piqa = [{"id": f"p{i}", "goal": f"Cool soup number {i}", "sol1": "Blow on it", "sol2": "Heat it", "label": i % 2}
+          for i in range(40)]
   conll = [{"tokens": ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb"],
             "ner": [3, 0, 7, 0, 0, 0, 7, 0], "pos": [0] * 8, "chunks": [0] * 8}] * 16
   rte = [{"sentence1": "A man is eating.", "sentence2": f"Someone eats {i}.", "label": i % 2, "idx": i}
-         for i in range(16)]
+         for i in range(40)]
   return {"squad/v2.0": squad, "piqa": piqa, "conll2003/conll2003": conll, "glue/rte": rte}
 
 
@@ -89,4 +91,5 @@ def test_tiny_grid_across_classes_runs_end_to_end(tmp_path):
   for row in table:
     record = json.loads((runs / f"target__{row['source']}__to__{row['target']}__n16__seed0" / "results.json")
                         .read_text())
-    assert row["mean"] == pytest.approx(record["tasks"][row["target"]]["headline"])  # no test split: validation
+    # the held-out test: TFDS validation (glue_rte, piqa: the dev split is carved from TFDS train)
+    assert row["mean"] == pytest.approx(record["test"][row["target"]]["headline"])
