@@ -9,7 +9,8 @@ single-task cells of a mixture's tasks are merged by mtl-merge (one subprocess p
 picks lambda / density / drop rate on validation and scores the pick on the test split) into
 EXP_DIR/runs/merge_<method>__<mixture>__...__seed<S>, an ordinary MODEL_DIR. collect / aggregate / report
 then read it as the arm 'merge_<method>' beside the trained strategies: same statistics, paired by seed
-against single-task. An arm is rebuilt when its merge.json names other source cells (a rerun single cell).
+against single-task. An arm is rebuilt when its merge.json names other source cells (a rerun single cell) or
+its merge did not finish; the old directory is kept as <arm>.stale.
 """
 
 from __future__ import annotations
@@ -135,24 +136,22 @@ def run(arms: Sequence[Arm], exp_dir, grids: Mapping | None = None, env: Mapping
       echo(f"mtl-compare: [merge {k}/{len(todo)}] not merged {arm.cell.cell_id}: single-task cells not finished "
            f"({', '.join(waiting)})")
       continue
-    out = runner.cell_dir(exp_dir, arm.cell)
-    partial = out.with_name(out.name + ".partial")  # mtl-merge writes here; renamed once it succeeded
-    shutil.rmtree(partial, ignore_errors=True)       # an interrupted merge's leftovers (rebuilt from the cells)
-    log = out.with_name(out.name + ".merge.log")
-    argv = command(arm, exp_dir, partial, grids)
+    out = runner.cell_dir(exp_dir, arm.cell)  # mtl-merge writes it (config.gin names it as MODEL_DIR)
+    if out.exists():  # an interrupted merge, or one from other source cells: kept beside, never deleted
+      stale = out.with_name(out.name + ".stale")
+      shutil.rmtree(stale, ignore_errors=True)
+      os.replace(out, stale)
+    log = out.with_name(out.name + ".merge.log")  # beside: mtl-merge wants a new directory
+    argv = command(arm, exp_dir, out, grids)
     rc = launcher(argv, log, env)
-    if rc != 0 or not (partial / "results.json").is_file():
+    if rc != 0 or not is_done(arm, exp_dir):
       status[arm.cell.cell_id] = "failed"
       echo(f"mtl-compare: [merge {k}/{len(todo)}] failed {arm.cell.cell_id} (rc {rc}): "
            f"{runner._last_error(log)} (log: {log})")
       continue
-    (partial / runner.RUN_RECORD).write_text(json.dumps({"args": argv[1:], "attempts": [{"returncode": rc}]}))
-    if out.exists():  # merged from other source cells before: kept beside, never deleted
-      stale = out.with_name(out.name + ".stale")
-      shutil.rmtree(stale, ignore_errors=True)
-      os.replace(out, stale)
-    os.replace(partial, out)
-    shutil.move(str(log), str(out / runner.LOG_FILE))
+    (out / runner.RUN_RECORD).write_text(json.dumps({"args": argv[1:], "attempts": [{"returncode": rc}]}))
+    if log.exists():
+      shutil.move(str(log), str(out / runner.LOG_FILE))
     status[arm.cell.cell_id] = "merged"
     echo(f"mtl-compare: [merge {k}/{len(todo)}] merged {arm.cell.cell_id}")
   return status
