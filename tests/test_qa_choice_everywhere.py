@@ -100,3 +100,15 @@ def test_predict_export_and_init_from_with_qa_and_choice(clean_gin, tmp_path):
   assert spec["init_from"]["model_dir"] == str(source) and spec["tasks"] == ["wnut16_qa"]
   qa = json.loads((target / "results.json").read_text())["tasks"]["wnut16_qa"]
   assert 0.0 <= qa["f1"] <= 1.0 and qa["headline"] == qa["f1"]
+
+
+def test_predict_reads_a_pair_as_a_tsv_line_or_json_alike(clean_gin):
+  from mtl_jax.predict import inputs
+  from tasks import from_files
+  from_files.task(name="pairs_probe", kind="classification", train="examples/data/pairs.jsonl",
+                  text_fields=["premise", "hypothesis"], label_names=["different", "same"])
+  tsv, js = inputs.examples_for("pairs_probe", ["A man eats.\tSomeone is eating.",
+                                                {"premise": "A man eats.", "hypothesis": "Someone is eating."}], "in.txt")
+  assert tsv == js and tsv["texts"] == ["A man eats.", "Someone is eating."]
+  with pytest.raises(ValueError, match=r"^in.txt:1: "):
+    inputs.examples_for("pairs_probe", ["one\ttwo\tthree"], "in.txt")
