@@ -208,3 +208,38 @@ def test_mtl_compare_seeds_per_step_cells_equal_separate_runs(tmp_path, separate
     assert_same_results(tmp_path / "runs" / f"hard__quickstart__seed{s}", separate_runs / f"seed{s}")
   cells = json.loads((tmp_path / "results.json").read_text())["cells"]
   assert [(c["seed"], c["status"]) for c in cells] == [(s, "done") for s in SEEDS]
+
+
+def packed_seed_batches(seed, steps=2, length=10):
+  """Each seed's packed rows: its fixed_batch examples grouped by task, packed (input/packing.py), 6 rows a step."""
+  import tensorflow as tf
+  from mtl_jax.input import packing
+  out = []
+  for i in range(steps):
+    batch = fixed_batch(24, length, seed=10 * seed + i)
+    batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
+    order = np.argsort(batch["task_id"], kind="stable")
+    rows = packing.pack_examples(tf.data.Dataset.from_tensor_slices({k: v[order] for k, v in batch.items()}),
+                                 length, max_segments=4, open_rows=1)
+    rows = list(rows.as_numpy_iterator())[:6]
+    out.append({k: np.stack([r[k] for r in rows]) for k in rows[0]})
+  return out
+
+
+def test_seeds_axis_takes_packed_rows():
+  """A packed batch has keys an unpacked one lacks (segment_ids, positions, segment_weight): the vmapped step
+  must take them as each seed's own Steps does."""
+  seeds = [0, 2]
+  own = [make_steps(s, batch_size=6) for s in seeds]
+  shared = seed_axis.SeedAxisStep(own[0])
+  states, refs = [s.init_state() for s in own], [s.init_state() for s in own]
+  batches = [packed_seed_batches(s) for s in seeds]
+  assert "segment_ids" in batches[0][0] and batches[0][0]["segment_ids"].max() > 1  # really packed
+  for step in range(2):
+    states, metrics = shared(states, [b[step] for b in batches], seeds)
+    for i, s in enumerate(own):
+      refs[i], want = s.run_train_step(refs[i], batches[i][step])
+      np.testing.assert_allclose(np.asarray(metrics[i]["task_loss"]), np.asarray(want["task_loss"]),
+                                 rtol=1e-5, atol=1e-6)
+  for i, s in enumerate(seeds):
+    assert_same_state(states[i], refs[i], f"seed {s}")

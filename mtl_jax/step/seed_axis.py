@@ -44,7 +44,7 @@ class SeedAxisStep:
       return unstack(new, n), unstack(metrics, n)
 
     replicated = partitioning.replicated(steps.mesh)
-    return jax.jit(step, in_shardings=((steps.state_shardings,) * n, (steps.batch_shardings,) * n, replicated),
+    return jax.jit(step, in_shardings=((steps.state_shardings,) * n, (steps.batch_sharding,) * n, replicated),
                    out_shardings=((steps.state_shardings,) * n, (replicated,) * n), donate_argnums=(0,))
 
   def __call__(self, states: Sequence, batches: Sequence[dict], seeds: Sequence[int]):
