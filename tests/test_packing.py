@@ -322,3 +322,21 @@ def test_pcgrad_trains_on_packed_grouped_batches_with_per_example_task_losses():
   np.testing.assert_allclose(first, want, atol=1e-5, rtol=0)
   np.testing.assert_array_equal(metrics["task_count"], np.bincount(unpacked["task_id"], minlength=len(KINDS)))
   assert bool(metrics["finite"]) and (np.asarray(metrics["task_loss"]) < np.asarray(first)).all()
+
+
+def test_a_resume_that_switches_packing_is_refused(clean_gin):
+  """Packed rows are another train stream: run_spec records the packing that fixes it and names a change."""
+  import gin
+  from mtl_jax.run import run_spec
+  gin.parse_config(["from mtl_jax.input import packing"])
+  off = run_spec.packing_record()
+  gin.parse_config_files_and_bindings(["gin/mixing/packed.gin"], ["packing.log_every = 7"])
+  on = run_spec.packing_record()
+  assert off == {"enabled": False} and on["enabled"] and "log_every" not in on
+  rest = {"encoder": {}, "param_groups": {}, "param_shapes": {}, "train_example_limit": {"limit": None,
+          "subset_seed": None}}
+  said = [d for d in run_spec.differences({**rest, "packing": off}, {**rest, "packing": on}) if "packing" in d]
+  assert len(said) == 1 and said[0].startswith("packing {'enabled': False} -> {'enabled': True")
+  assert not [d for d in run_spec.differences(rest, {**rest, "packing": off}) if "packing" in d]  # old specs
+  other = {**on, "max_segments": on["max_segments"] + 1}
+  assert [d for d in run_spec.differences({**rest, "packing": on}, {**rest, "packing": other}) if "packing" in d]

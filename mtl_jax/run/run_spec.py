@@ -15,6 +15,7 @@ import jax
 
 from mtl_jax.run import data_fingerprint
 from mtl_jax.input import input_pipeline
+from mtl_jax.input import packing
 from mtl_jax.step import param_groups
 from mtl_jax import weighting
 from mtl_jax.models.encoder import EncoderConfig
@@ -36,7 +37,16 @@ def make(config, sharing: str, task_names, num_classes, abstract_params, start: 
           "param_groups": _as_json(dataclasses.asdict(param_groups.configured())),
           "data": data_fingerprint.of_tasks(task_names),  # per task; changed data refuses a resume
           "train_example_limit": input_pipeline.train_example_limit(),  # a limited-data regime
+          "packing": packing_record(),  # packed rows are another data stream: a resume must not switch it
           "weighting": weighting.spec_record(len(task_names))}  # its state lives in the checkpoint
+
+
+def packing_record() -> dict:
+  """The packing settings that fix the train stream (log_every does not); {'enabled': False} when off."""
+  conf = packing.settings()
+  if not conf["enabled"]:
+    return {"enabled": False}
+  return {k: conf[k] for k in ("enabled", "max_segments", "open_rows")}
 
 
 def _as_json(value):
@@ -64,6 +74,9 @@ def differences(saved: dict, current: dict) -> list[str]:
   if saved.get("train_example_limit", no_limit) != current["train_example_limit"]:
     diffs.append(f"input_pipeline.train_example_limit {saved.get('train_example_limit', no_limit)} -> "
                  f"{current['train_example_limit']}")
+  if saved.get("packing", {"enabled": False}) != current.get("packing", {"enabled": False}):
+    diffs.append(f"packing {saved.get('packing', {'enabled': False})} -> {current['packing']} (another train "
+                 "stream: the resumed run would not be the one it continues)")
   source = lambda spec: (spec.get("init_from") or {}).get("sha256")  # another run's trunk (init_from)
   if source(saved) != source(current):
     where = lambda spec: ("{model_dir} step {step}".format(**spec["init_from"]) if spec.get("init_from")
