@@ -38,6 +38,8 @@ import gin
 
 from mtl_jax import gin_check
 from mtl_jax.compare import declared
+from mtl_jax.compare import merge_check
+from mtl_jax.compare import seeds_check
 from mtl_jax.compare import tune as tune_lib
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -149,8 +151,7 @@ class Experiment:
       raise ValueError(f"experiment.seeds must be a non-empty list of ints >= 0, got {list(self.seeds)}")
     if len(set(self.seeds)) != len(self.seeds):
       raise ValueError(f"experiment.seeds has duplicates: {list(self.seeds)}")
-    from mtl_jax.compare import seed_groups  # imports grid
-    seed_groups.check(self.seeds_per_step, self.seed_binding)
+    seeds_check.check(self.seeds_per_step, self.seed_binding)
     if SINGLE in self.strategies:
       raise ValueError(f"{SINGLE!r} is the baseline label, not a strategy; use experiment.baselines = True")
     if self.parallel < 1:
@@ -173,8 +174,7 @@ class Experiment:
     check_gin_files(files)
     check_macros(self.gin_files, [*self.bindings, *(n for n, vs in self.axes.items() if not _is_gin_path(vs[0]))])
     tune_lib.validate(self.tune, self.axes, self.bindings, self.gin_files)
-    from mtl_jax.compare import merge_arms  # imports grid
-    merge_arms.validate(self)
+    merge_check.validate(self)
 
   @property
   def searched_axes(self) -> dict:

@@ -19,19 +19,10 @@ from typing import Callable, Sequence
 
 from mtl_jax.compare import runner
 from mtl_jax.compare.grid import Cell, binding_arg
+from mtl_jax.compare.seeds_check import SEED_BINDING, check  # noqa: F401 (check: grid calls it there)
 from mtl_jax.run import lock as dir_lock
 
 SEEDS_BINDING = "trainer.train.seeds"
-SEED_BINDING = "trainer.train.seed"
-
-
-def check(seeds_per_step, seed_binding: str) -> int:
-  if not isinstance(seeds_per_step, int) or isinstance(seeds_per_step, bool) or seeds_per_step < 1:
-    raise ValueError(f"experiment.seeds_per_step must be an int >= 1, got {seeds_per_step!r}")
-  if seeds_per_step > 1 and seed_binding != SEED_BINDING:
-    raise ValueError(f"experiment.seeds_per_step={seeds_per_step} needs experiment.seed_binding={SEED_BINDING!r} "
-                     f"(the trainer's seeds), got {seed_binding!r}; use seeds_per_step=1")
-  return seeds_per_step
 
 
 def _key(cell: Cell) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import signal
+import sys
 import threading
 
 import jax
@@ -198,9 +199,9 @@ class _LaneCheckpoints(checkpoints.Checkpoints):
 
 
 @contextlib.contextmanager
-def _lane_classes():
-  """While the lanes run: trainer.train builds their preemption check and checkpoints (one process, K runs)."""
-  from mtl_jax.run import trainer
+def _lane_classes(trainer):
+  """While the lanes run: trainer.train builds their preemption check and checkpoints (one process, K runs).
+  `trainer` is the module of the train function we were handed (imported by it, not by us: no import circle)."""
   saved = trainer._Preemption, checkpoints.Checkpoints
   trainer._Preemption, checkpoints.Checkpoints = _LanePreemption, _LaneCheckpoints
   try:
@@ -247,7 +248,7 @@ def train(train_fn, args: dict) -> dict:
   main = threading.current_thread() is threading.main_thread()
   previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
   try:
-    with _lane_classes():
+    with _lane_classes(sys.modules[train_fn.__module__]):
       for t in threads:
         t.start()
       for t in threads:
