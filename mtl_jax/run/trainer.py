@@ -31,6 +31,7 @@ from mtl_jax.run import eval_schedule, held_out, lock, run_spec, seeds_in_step, 
 from mtl_jax.step import step_hooks, steps as steps_lib
 from mtl_jax.input import task_info
 from mtl_jax.models.multitask import build_model
+from mtl_jax.predict import manifest as predict_manifest
 from mtl_jax.sharing import inspect as sharing_inspect
 
 log = logging.getLogger("mtl_jax")
@@ -227,6 +228,7 @@ def train(
   if lead:
     (model_dir / "config.gin").write_text(gin.config_str())
     run_spec.write(model_dir, spec)
+    predict_manifest.write(model_dir, names, task_feature_lengths)  # a later mtl-predict skips TF (predict/fast.py)
   counts = param_counts(state.params)
   print(f"mtl_jax: sharing={sharing} tasks={len(names)} layout={layout} parameters " +
         " ".join(f"{k}={v:,}" for k, v in counts.items()) + optim.groups_note(state.params), flush=True)
