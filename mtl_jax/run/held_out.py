@@ -11,8 +11,9 @@ and which step every number comes from:
   "test_last" / "test_last_average"  test, the final step
   "selected_step", "selected_by", "splits"
 
-Tasks without a test split (TFDS GLUE's hidden test labels, a file task given train only is NOT
-one: it gets the hash split) are left out of "test" and named once in one line at start.
+Tasks without a test split (a task registered with train and validation only; GLUE / SuperGLUE are NOT:
+their TFDS validation is the test and a carve of train the validation, tasks/glue_carve.py; a file task
+given train only is not either: it gets the hash split) are left out of "test" and named once at start.
 """
 
 from __future__ import annotations
