@@ -10,6 +10,9 @@ What differs from the BERT layout (encoder.py):
     + encoder.LayerNorm: ours `<stack>/positions/{embedding, ln}`, built by `layer_inputs` and
     handed to the layers with the mask); relative distances are log-bucketed beyond
     position_buckets / 2; every score is scaled by 1/sqrt(3 d).
+Packed rows (mtl_jax/models/segments.py): attention is block-diagonal over the segment ids in `mask`;
+relative distances (query index - key index) inside one contiguous segment ARE the differences of the
+per-segment positions, so each example gets the c2p / p2c scores it has alone.
 Layers are otherwise BERT's (post-LN, the same param names: attention/{query,key,value,out}_*,
 ln_attention, mlp/wi, mlp/wo, ln_mlp), so LoRA, adapters and AdapterFusion hook the same places.
 Not supported (refused by the checkpoint reader): the conv layer of deberta-v2-xlarge / xxlarge,
@@ -22,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.models import families, projections
+from mtl_jax.models import families, projections, segments
 from mtl_jax.models.encoder import EncoderConfig, LayerNorm, _DENSE_INIT, param_init, residual_block
 
 
@@ -118,7 +121,7 @@ class DisentangledAttention(nn.Module):
     p2c_BHLR = with_table("bshk,rhk->bhsr", k_BLHK, pos_q).astype(jnp.float32)
     logits = logits + c2p_BHLR[:, :, rows, c2p_pos] / scale
     logits = logits + jnp.swapaxes(p2c_BHLR[:, :, rows, p2c_pos], -1, -2) / scale
-    logits = jnp.where(mask[:, None, None, :].astype(bool), logits, jnp.finfo(jnp.float32).min)
+    logits = jnp.where(segments.attention_allowed(mask), logits, jnp.finfo(jnp.float32).min)
     probs = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs.astype(dt), v_BLHK)
     return projections.out_projection(self, out_BLHK, hooks, bias=True)

@@ -9,6 +9,9 @@ What differs from the BERT layout (encoder.py):
     |query - key| <= sliding_window (HF's bidirectional sliding-window mask);
   - GeGLU feed-forward: GELU(x W_in) * (x W_gate), HF's fused Wi split into mlp/wi_0, mlp/wi_1;
   - token embeddings, LayerNorm, dropout.
+Packed rows (mtl_jax/models/segments.py): attention is block-diagonal over the segment ids in `mask`
+(the sliding window too), and rotary positions restart on each example's first token
+(segments.segment_positions), so each example is rotated as it is alone.
 A layer learns its index from its name (`layer_{k}`, as every strategy names them). Params keep the
 BERT layout's roles (attention/{query,key,value}_kernel [D, H, K] split from HF's fused Wqkv,
 attention/out_kernel, mlp/wo, ln_attention, ln_mlp), so LoRA (query / key / value / out / wo; the
@@ -21,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.models import families, projections
+from mtl_jax.models import families, projections, segments
 from mtl_jax.models.encoder import EncoderConfig, param_init
 from mtl_jax.scale import precision
 
@@ -49,10 +52,10 @@ def rotary(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.nda
   return np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32)
 
 
-def _rotate(x_BLHK, cos_LK, sin_LK):
+def _rotate(x_BLHK, cos_BLK, sin_BLK):
   half = x_BLHK.shape[-1] // 2
   rotated = jnp.concatenate([-x_BLHK[..., half:], x_BLHK[..., :half]], axis=-1)
-  cos, sin = cos_LK[None, :, None].astype(x_BLHK.dtype), sin_LK[None, :, None].astype(x_BLHK.dtype)
+  cos, sin = cos_BLK[:, :, None].astype(x_BLHK.dtype), sin_BLK[:, :, None].astype(x_BLHK.dtype)
   return x_BLHK * cos + rotated * sin
 
 
@@ -77,9 +80,11 @@ class Attention(nn.Module):
     k, length = cfg.head_dim, x.shape[1]
     proj = lambda name: projections.in_projection(self, name, x, hooks, bias=False)
     cos, sin = rotary(length, k, cfg.rope_theta if self.is_global else cfg.rope_theta_local)
+    positions_BL = segments.segment_positions(mask)  # restart per packed example; 0..L-1 unpacked
+    cos, sin = jnp.asarray(cos)[positions_BL], jnp.asarray(sin)[positions_BL]
     q_BLHK, k_BLHK, v_BLHK = _rotate(proj("query"), cos, sin), _rotate(proj("key"), cos, sin), proj("value")
     logits = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK).astype(jnp.float32) / np.float32(np.sqrt(k))
-    valid = mask[:, None, None, :].astype(bool)
+    valid = segments.attention_allowed(mask)  # block-diagonal over packed examples
     if not self.is_global:
       pos = np.arange(length)
       valid = valid & (np.abs(pos[:, None] - pos[None, :]) <= cfg.sliding_window)[None, None]

@@ -7,6 +7,7 @@ The trunk's `mask` argument is the row's segment ids (0 = padding, 1..S = exampl
 row's input_mask is the one-segment case), so every sharing strategy passes it through unchanged:
   attention_allowed   query q reads key k iff k is real and in q's segment (block-diagonal); a
                       padding query reads every real key, as before (its output is never read)
+  segment_positions   each token's position in its own segment (rotary layouts: ModernBERT)
   token_segment_mean  per token, the mean of its segment's inputs (MMoE's per-example gate)
   pool                [B, S, D] per example: the mean of its tokens, or its first token ('cls')
   example_view        packed HeadOutputs + batch -> per-example [B*S] ones, so each head kind's
@@ -32,6 +33,15 @@ def attention_allowed(mask_BL):
   """[B, 1, L, L] bool: key real and (same segment as the query, or the query is padding)."""
   q, k = mask_BL[:, None, :, None], mask_BL[:, None, None, :]
   return (k > 0) & ((q == k) | (q == 0))
+
+
+def segment_positions(mask_BL):
+  """[B, L] int32: each token's position in its own segment (0 at its first token), from the segment ids
+  alone (segments are contiguous runs: mtl_jax/input/packing.py), so layers that only get the mask can
+  restart their positions. An unpacked row's real tokens get 0..n-1, as without packing."""
+  idx_L = jnp.arange(mask_BL.shape[1], dtype=jnp.int32)
+  starts_BL = jnp.concatenate([jnp.ones_like(mask_BL[:, :1], bool), mask_BL[:, 1:] != mask_BL[:, :-1]], axis=1)
+  return idx_L - jax.lax.cummax(jnp.where(starts_BL, idx_L, 0), axis=1)
 
 
 def token_segment_mean(x_BLD, mask_BL):

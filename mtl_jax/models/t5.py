@@ -11,6 +11,9 @@ What differs from the BERT layout (encoder.py), as HF's T5EncoderModel computes 
     HF's block 0 hands its position_bias to the rest;
   - ReLU feed-forward (v1.0) or gated GELU (tanh) act(x W0) * (x W1) (v1.1 / Flan), no biases;
   - token embeddings only (no positions, no types, no scaling), then dropout.
+Packed rows (mtl_jax/models/segments.py): attention is block-diagonal over the segment ids in `mask`;
+the bias reads (key index - query index), which inside one contiguous segment IS the difference of
+the per-segment positions, so each example gets the buckets it has alone.
 Params keep the BERT layout's names where the roles agree (attention/{query,key,value,out}_kernel
 [D, H, K] / [H, K, D], mlp/wi, mlp/wo, ln_attention, ln_mlp), so LoRA and adapters hook the same
 places (`hooks`: mtl_jax/sharing/peft_layer.py; the gated wi_0 / wi_1 are no LoRA targets).
@@ -24,7 +27,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.models import families, projections
+from mtl_jax.models import families, projections, segments
 from mtl_jax.models.encoder import EncoderConfig, param_init
 from mtl_jax.scale import precision
 
@@ -97,7 +100,7 @@ class T5Attention(nn.Module):
     proj = lambda name: projections.in_projection(self, name, x, hooks, bias=False)
     q_BLHK, k_BLHK, v_BLHK = proj("query"), proj("key"), proj("value")
     logits_BHLL = jnp.einsum("bqhk,bshk->bhqs", q_BLHK, k_BLHK).astype(jnp.float32) + bias_1HLL
-    logits_BHLL = jnp.where(mask[:, None, None, :].astype(bool), logits_BHLL, jnp.finfo(jnp.float32).min)
+    logits_BHLL = jnp.where(segments.attention_allowed(mask), logits_BHLL, jnp.finfo(jnp.float32).min)
     probs_BHLL = nn.Dropout(cfg.dropout_rate)(nn.softmax(logits_BHLL, axis=-1), deterministic=deterministic)
     out_BLHK = jnp.einsum("bhqs,bshk->bqhk", probs_BHLL.astype(dt), v_BLHK)
     return projections.out_projection(self, out_BLHK, hooks, bias=False)
