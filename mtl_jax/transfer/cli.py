@@ -22,7 +22,7 @@ import sys
 
 from mtl_jax import gin_args
 from mtl_jax.compare import early_stop
-from mtl_jax.compare import cli as compare_cli, jobs, runner
+from mtl_jax.compare import cli as compare_cli, jobs, runner, seed_groups
 from mtl_jax.transfer import grid, matrix, report
 
 
@@ -32,6 +32,10 @@ def parse_args(argv):
   p.add_argument("--experiment", action="append", default=[], help="experiment gin file (repeatable)")
   p.add_argument("--exp_dir", help="experiment directory (default: transfer.exp_dir)")
   p.add_argument("--parallel", type=int, help="cells run at once (default: transfer.parallel, 1)")
+  p.add_argument("--seeds_per_step", type=int,
+                 help="K: a cell's seeds train K at a time in one trainer, one vmapped step (same cells and "
+                      "results; default: transfer.seeds_per_step, 1). Sources and baselines group; a target "
+                      "with a source starts from that seed's own source run, so it runs one seed at a time")
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
   p.add_argument("--report_only", action="store_true", help="only aggregate what is in EXP_DIR")
   p.add_argument("--wait", action="store_true",
@@ -68,7 +72,8 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
   """The CLI; `launcher` / `env` are for tests (see compare.runner.run_cells)."""
   args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
   try:
-    exp = grid.load(args.experiment, bindings, exp_dir=args.exp_dir, parallel=args.parallel)
+    exp = grid.load(args.experiment, bindings, exp_dir=args.exp_dir, parallel=args.parallel,
+                    seeds_per_step=args.seeds_per_step)
     exp.validate()
     if not exp.exp_dir:
       raise ValueError("no experiment directory: pass --exp_dir=DIR (or set transfer.exp_dir)")
@@ -95,8 +100,8 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     launch = guard = early_stop.Guard(launch)  # the first cells fail with one config error: stop
     try:
       echo("mtl-transfer: stage 1 (intermediate training)")
-      runner.run_cells(sources, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch, echo=echo,
-                       wait=args.wait)
+      seed_groups.run_cells(sources, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch,
+                            echo=echo, wait=args.wait, seeds_per_step=exp.seeds_per_step)
       # a source counts only when finished: its final checkpoint committed (never an older one)
       unfinished_source = {c.cell_id: runner.check(c, runner.cell_dir(exp_dir, c)) for c in sources}
       unfinished_source = {k: v for k, v in unfinished_source.items() if not v.finished}
@@ -107,8 +112,9 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
       if len(ready) < len(targets):
         echo(f"mtl-transfer: {len(targets) - len(ready)} target cells wait for a source that did not finish")
       echo("mtl-transfer: stage 2 (targets, from each source and from none)")
-      runner.run_cells(ready, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch, echo=echo,
-                       wait=args.wait)
+      # targets with a source differ per seed (init_from.model_dir): seed_groups launches them one seed each
+      seed_groups.run_cells(ready, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch,
+                            echo=echo, wait=args.wait, seeds_per_step=exp.seeds_per_step)
     except KeyboardInterrupt as e:
       echo("mtl-transfer: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")

@@ -20,6 +20,7 @@ A gin experiment file binds `transfer.*`:
   transfer.source_sharing = 'hard'                         # stage 1 strategy (gin/sharing/<name>.gin)
   transfer.target_sharing = 'hard'
   transfer.init_task = None                                # per-task source: a task name, or 'mean'
+  transfer.seeds_per_step = 1   # K: a cell's seeds K per trainer, one vmapped step (compare/seed_groups.py)
 
 A source equal to the target is skipped (no self-transfer) unless `include_self`.
 """
@@ -60,6 +61,7 @@ class TransferExperiment:
   baseline: bool = True
   exp_dir: str | None = None
   parallel: int = 1
+  seeds_per_step: int = 1  # K seeds of a cell per trainer (compare/seed_groups.py); targets with a source: one
   binary: tuple = ()
   env: Mapping[str, str] = dataclasses.field(default_factory=dict)
   description: str = ""
@@ -99,6 +101,9 @@ class TransferExperiment:
         raise ValueError(f"transfer.pairs[{target!r}] names {unknown}, not in transfer.sources")
     if self.parallel < 1:
       raise ValueError(f"transfer.parallel must be >= 1, got {self.parallel}")
+    if (not isinstance(self.seeds_per_step, int) or isinstance(self.seeds_per_step, bool)
+        or self.seeds_per_step < 1):
+      raise ValueError(f"transfer.seeds_per_step must be an int >= 1 (--seeds_per_step), got {self.seeds_per_step!r}")
     for key in ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", SEED_BINDING, LIMIT_BINDING, "init_from.model_dir"):
       for where in ("bindings", "source_bindings", "target_bindings"):
         if key in getattr(self, where):

@@ -1,0 +1,48 @@
+"""mtl-transfer --seeds_per_step=K (compare/seed_groups.py wired into transfer/cli.py): sources and
+baselines launch K seeds per trainer; a target with a source starts from its own seed's source run
+(init_from.model_dir differs per seed), so it launches one seed at a time. Same cells, same matrix as
+without the option. An in-process fake trainer (test_compare_seeds_per_step.FakeTrainer), no training."""
+
+import pytest
+
+from mtl_jax.transfer import cli
+
+from test_compare_seeds_per_step import FakeTrainer
+
+
+def _argv(exp_dir, *extra):
+  return ["--experiment=gin/experiments/transfer_tiny.gin", "--gin.transfer.sources=['rotten_tomatoes']",
+          "--gin.transfer.targets=['vader_tweets']", "--gin.transfer.regimes={'full': None}",
+          "--gin.transfer.seeds=[0, 1, 2]", "--gin.transfer.source_bindings={'TRAIN_STEPS': 4}",
+          "--gin.transfer.target_bindings={'TRAIN_STEPS': 3}", f"--exp_dir={exp_dir}", *extra]
+
+
+def test_seeds_per_step_groups_sources_and_baselines_and_gives_the_same_matrix(tmp_path):
+  plain, grouped = FakeTrainer(), FakeTrainer()
+  quiet = lambda _: None
+  assert cli.main(_argv(tmp_path / "plain"), launcher=plain, env={}, echo=quiet) == 0
+  lines = []
+  assert cli.main(_argv(tmp_path / "grouped", "--seeds_per_step=2"), launcher=grouped, env={},
+                  echo=lines.append) == 0
+  assert plain.launches == [("seed", [s]) for s in (0, 1, 2)] + [("seed", [s]) for s in (0, 0, 1, 1, 2, 2)]
+  # stage 1: seeds 0+1 in one trainer, seed 2 alone; stage 2: the baseline groups the same way, the
+  # targets from rotten_tomatoes (init_from.model_dir = their own seed's source) one seed each
+  assert grouped.launches == [("seeds", [0, 1]), ("seed", [2]),
+                              ("seeds", [0, 1]), ("seed", [2]), ("seed", [0]), ("seed", [1]), ("seed", [2])]
+  assert any("3 to run as 2 launches of up to 2 seeds" in line for line in lines), lines
+  assert any("6 to run as 5 launches of up to 2 seeds" in line for line in lines), lines
+  dirs = lambda root: sorted(p.name for p in (root / "runs").iterdir())
+  assert dirs(tmp_path / "plain") == dirs(tmp_path / "grouped") and len(dirs(tmp_path / "plain")) == 9
+  csv_text = (tmp_path / "plain" / "transfer_matrix.csv").read_text()
+  assert "rotten_tomatoes" in csv_text and csv_text == (tmp_path / "grouped" / "transfer_matrix.csv").read_text()
+  again = FakeTrainer()  # each cell recorded with its own arguments: without the option, all finished
+  assert cli.main(_argv(tmp_path / "grouped"), launcher=again, env={}, echo=quiet) == 0
+  assert again.launches == []
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_bad_seeds_per_step_is_refused_in_one_line_and_writes_nothing(tmp_path, capsys, value):
+  assert cli.main(_argv(tmp_path / "exp", f"--seeds_per_step={value}"), launcher=FakeTrainer(), env={}) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == f"mtl-transfer: error: transfer.seeds_per_step must be an int >= 1 (--seeds_per_step), got {value}"
+  assert not (tmp_path / "exp").exists()
