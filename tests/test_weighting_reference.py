@@ -253,3 +253,18 @@ def test_famo_weights_and_logit_update_by_hand():
   np.testing.assert_allclose(state["logits"], logits, rtol=1e-4)
   zz = np.exp(logits) / np.exp(logits).sum()
   np.testing.assert_allclose(w1, (zz / l1) / (zz / l1).sum(), rtol=1e-4)
+
+
+def test_the_methods_grid_lists_every_adaptive_method():
+  """gin/experiments/weighting_methods.gin is the Pareto sweep through mtl-compare: a method added to
+  mtl_jax/weighting/ must enter it (static / examples are fixed weights, tuned in tuned_weighting.gin)."""
+  import ast
+  import pathlib
+  from mtl_jax import weighting
+  text = (pathlib.Path(__file__).parents[1] / "gin/experiments/weighting_methods.gin").read_text()
+  axes = ast.literal_eval(text.split("experiment.axes = ", 1)[1].split("\n\n", 1)[0].strip())
+  listed = axes["weighting"]
+  assert len(set(listed)) == len(listed)
+  variants = {"mgda_ub"}  # gin/weighting/mgda_ub.gin: mgda on the shared representation (rep_grad)
+  assert set(listed) == set(weighting.names()) - {"static", "examples"} | variants
+  assert all((pathlib.Path(__file__).parents[1] / f"gin/weighting/{m}.gin").exists() for m in listed)
