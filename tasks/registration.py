@@ -43,7 +43,7 @@ from typing import Callable, Mapping, Sequence
 import seqio
 import tensorflow as tf
 
-from mtl_jax.heads import span_qa
+from mtl_jax.heads import multiple_choice, span_qa
 from mtl_jax.step import metrics as mtl_metrics
 from mtl_jax.input import example_cache, pairs, task_info
 from tasks import validation
@@ -207,8 +207,12 @@ def _tokenize_choices(ex, vocabulary, num_slots: int):
 
 
 def _pack_choices(ds, sequence_length=None, *, vocabulary, num_slots):
-  """`prefix context middle choice_0 suffix choice_1 suffix ...` (the pair layout, pairs.layout_for);
-  'tags' = the choice index on each choice token, -1 elsewhere; texts cut longest first."""
+  """The example's choices as one row (heads/multiple_choice.py, gin choice_encoding.encoding):
+  'pairs' (default) each (context, choice_i) pair native (pairs.py) at length // n_choices, every token
+  of pair i tagged multiple_choice.pair_tag(i); 'one_row' `prefix context middle choice_0 suffix
+  choice_1 suffix ...`, tags = i on choice i's tokens, -1 elsewhere, texts cut longest first."""
+  if multiple_choice.encoding() == "pairs":
+    return _pack_choice_pairs(ds, sequence_length, vocabulary=vocabulary, num_slots=num_slots)
   length = (sequence_length or {}).get("inputs")
 
   def pack(ex):
@@ -233,6 +237,35 @@ def _pack_choices(ds, sequence_length=None, *, vocabulary, num_slots):
     ids, tags = tf.concat(ids, 0), tf.concat(tags, 0)
     types = tf.concat([tf.zeros([first], tf.int32), tf.fill([tf.size(ids) - first], layout.type_b)], 0)
     return {**ex, "inputs": ids, "tags": tags, "token_type": types}
+  return _map(ds, pack)
+
+
+def _pack_choice_pairs(ds, sequence_length=None, *, vocabulary, num_slots):
+  """Pairs `prefix context middle choice_i suffix` one after the other, each cut as HF's
+  `tokenizer(context, choice_i, truncation=True, max_length=length // n_choices)`."""
+  length = (sequence_length or {}).get("inputs")
+
+  def pack(ex):
+    layout = pairs.layout_for(vocabulary)
+    n = tf.cast(ex.pop("num_choices"), tf.int32)
+    context = tf.cast(ex.pop("segment_0"), tf.int32)
+    const = lambda part: tf.constant(list(part), tf.int32, [len(part)])
+    ids, types, tags = [], [], []
+    for j in range(num_slots):
+      choice = tf.cast(ex.pop(f"choice_{j}"), tf.int32)
+      ctx = context
+      if length is not None:
+        ka, kb = pairs.longest_first(tf.size(context), tf.size(choice),
+                                     tf.maximum(length // tf.maximum(n, 1) - layout.num_specials, 0))
+        ctx, choice = context[:ka], choice[:kb]
+      first = tf.concat([const(layout.prefix), ctx, const(layout.middle)], 0)
+      second = tf.concat([choice, const(layout.suffix)], 0)
+      present = j < n
+      first, second = first[:tf.where(present, tf.size(first), 0)], second[:tf.where(present, tf.size(second), 0)]
+      ids += [first, second]
+      types += [tf.zeros_like(first), tf.fill([tf.size(second)], layout.type_b)]
+      tags.append(tf.fill([tf.size(first) + tf.size(second)], multiple_choice.pair_tag(j)))
+    return {**ex, "inputs": tf.concat(ids, 0), "tags": tf.concat(tags, 0), "token_type": tf.concat(types, 0)}
   return _map(ds, pack)
 
 

@@ -39,20 +39,24 @@ def _batch(length=24):
 
 
 def test_two_three_four_choices_in_one_batch_loss_is_softmax_over_present_choices(clean_gin):
-  batch = _batch()
+  batch = _batch(48)  # room for every pair whole (each gets 48 // its number of choices)
   spm = offline.VOCABULARY.default
-  for i, item in enumerate(ITEMS):
-    tags, ids = batch["tags"][i], batch["input_ids"][i]
-    assert sorted(set(tags[tags >= 0].tolist())) == list(range(len(item["choices"])))
+  eos = offline.VOCABULARY.eos_id
+  for i, item in enumerate(ITEMS):  # per-pair layout: pair j = `context </s> choice_j </s>`, types 0 / 1
+    tags, ids, types = batch["tags"][i], batch["input_ids"][i], batch["token_type_ids"][i]
+    choice_of = np.asarray(multiple_choice.choice_index(tags, np))
+    assert sorted(set(choice_of[choice_of >= 0].tolist())) == list(range(len(item["choices"])))
     for j, choice in enumerate(item["choices"]):
-      assert ids[tags == j].tolist() == list(spm.encode(choice))  # each choice's own tokens
-    assert ids[tags == -1][:len(spm.encode(item["text"]))].tolist() == list(spm.encode(item["text"]))
+      on = choice_of == j
+      assert ids[on].tolist() == list(spm.encode(item["text"])) + [eos] + list(spm.encode(choice)) + [eos]
+      assert types[on].tolist() == [0] * (len(spm.encode(item["text"])) + 1) + [1] * (len(spm.encode(choice)) + 1)
   rng = np.random.default_rng(0)
   token_scores = rng.normal(size=batch["tags"].shape).astype(np.float32)
   out = HeadOutputs(np.zeros((len(ITEMS), 1), np.float32), token_scores[..., None])
   loss = np.asarray(multiple_choice.MultipleChoice().example_loss(out, batch))
   for i, item in enumerate(ITEMS):  # independent: per choice mean of its tokens' scores, log-softmax
-    scores = np.array([token_scores[i][batch["tags"][i] == j].mean() for j in range(len(item["choices"]))])
+    choice_of = np.asarray(multiple_choice.choice_index(batch["tags"][i], np))
+    scores = np.array([token_scores[i][choice_of == j].mean() for j in range(len(item["choices"]))])
     want = -(scores[item["label"]] - np.log(np.exp(scores).sum()))
     np.testing.assert_allclose(loss[i], want, rtol=1e-5)
     choice, p = multiple_choice.choose(token_scores[i], batch["tags"][i])
@@ -66,8 +70,9 @@ def test_truncation_keeps_every_choice(clean_gin):
                         examples_fn=lambda split: [{"text": "word " * 200, "choices": ["yes", "no", "maybe so"],
                                                     "label": 0}])
   ds = seqio.get_mixture_or_task("mc_long").get_dataset({"inputs": 16}, split="validation", shuffle=False)
-  ex = next(ds.as_numpy_iterator())
-  assert len(ex["inputs"]) == 16 and set(ex["tags"].tolist()) == {-1, 0, 1, 2}
+  ex = next(ds.as_numpy_iterator())  # per-pair layout: each pair cut to 16 // 3 tokens, all three kept
+  assert len(ex["inputs"]) == 15 and ex["tags"].tolist() == [multiple_choice.pair_tag(j) for j in range(3) for _ in range(5)]
+  assert ex["token_type"].tolist()[-2:] == [1, 1]  # the last choice keeps its token and its separator
 
 
 @pytest.mark.parametrize("bad, match", [

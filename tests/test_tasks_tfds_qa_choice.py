@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mtl_jax.heads import span_qa
+from mtl_jax.heads import multiple_choice, span_qa
 from mtl_jax.input import task_info
 from tasks import offline
 import tasks.tfds_qa_choice as tqc
@@ -131,14 +131,15 @@ def test_squad_records_become_windows_and_v2_scores_the_null_answer(served):
 def test_hellaswag_and_piqa_rows_tag_each_choice(served):
   spm = offline.VOCABULARY.default
   with served(RECORDS):
-    hs, pq = _rows("hellaswag"), _rows("piqa")
+    hs, pq = _rows("hellaswag", length=128), _rows("piqa", length=128)  # every pair whole
   for rows, records, key in ((hs, HELLASWAG, "endings"), (pq, PIQA, None)):
     assert len(rows) == 2
     for r, rec in zip(rows, records):
       choices = rec[key] if key else [rec["sol1"], rec["sol2"]]
       assert int(r["label"]) == rec["label"]
-      for j, c in enumerate(choices):
-        assert r["inputs"][r["tags"] == j].tolist() == list(spm.encode(c))
+      for j, c in enumerate(choices):  # per-pair layout: choice j = pair j's type-1 tokens before its </s>
+        on = (r["tags"] == multiple_choice.pair_tag(j)) & (r["token_type"] == 1)
+        assert r["inputs"][on][:-1].tolist() == list(spm.encode(c))
 
 
 @pytest.mark.parametrize("name, records, match", [

@@ -1,16 +1,22 @@
 """Multiple choice: one score per choice, softmax over the example's choices, accuracy.
 
-Layout (tasks/registration.py `_pack_choices`): one row holds the context and every choice,
-`[CLS] context [SEP] choice_0 [SEP] choice_1 [SEP] ...`; 'tags' gives each choice token its
-choice index (-1 elsewhere), 'label' the right choice. A choice's score is its task's scorer
-(column 0 of the stacked head, [D] + bias) applied to the mean of its tokens' states, i.e. the
-masked mean of the per-token logits; slots without tokens (fewer choices than others in the
-batch) are masked out of the softmax, so 2, 3 and 4 choices mix in one batch. Why one row, not
-one row per (context, choice) pair: the batch is a fixed [B, L] mixing every task's rows, and
-a choice group split over two batches would have no softmax; here the choices also attend to
-each other (a listwise encoding).
+Layout (tasks/registration.py `_pack_choices`), gin `choice_encoding.encoding`:
+  'pairs' (default)  one row holds the example's (context, choice_i) pairs one after the other, each a
+                     native pair (`[CLS] context [SEP] choice_i [SEP]` + its token types, pairs.py, cut
+                     longest-first to length // n_choices); 'tags' = pair_tag(i) = -100 - i on EVERY token
+                     of pair i. The model (models/choice_pairs.py) reads those tags as segments: block-
+                     diagonal attention and positions restarting per pair, so each pair is encoded as if
+                     alone in its own row (as packing keeps examples apart).
+  'one_row'          the old listwise layout `[CLS] context [SEP] choice_0 [SEP] choice_1 [SEP] ...`, tags =
+                     i on choice i's tokens only (-1 elsewhere); choices attend to each other.
+A choice's score is its task's scorer (column 0 of the stacked head, [D] + bias) applied to the mean
+of its tokens' states (its pair's tokens, or its choice tokens), i.e. the masked mean of the per-token
+logits; slots without tokens (fewer choices than others in the batch) are masked out of the softmax,
+so 2, 3 and 4 choices mix in one batch. Why choices stay in one row: the batch is a fixed [B, L]
+mixing every task's rows, and a choice group split over two rows or batches would have no softmax.
 """
 
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,11 +25,31 @@ import optax
 from mtl_jax.heads.base import HeadKind
 
 MAX_CHOICES = 8
+PAIR_TAG = -100  # tags <= PAIR_TAG: per-pair layout, pair i's tokens carry PAIR_TAG - i
+ENCODINGS = ("pairs", "one_row")
+
+
+@gin.configurable("choice_encoding")
+def encoding(encoding: str = "pairs") -> str:  # noqa: A002  the gin parameter's name
+  """How a multiple-choice example becomes a row: 'pairs' (each (context, choice) pair on its own) or 'one_row'."""
+  if encoding not in ENCODINGS:
+    raise ValueError(f"choice_encoding.encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+  return encoding
+
+
+def pair_tag(i):
+  """The tag on every token of the (context, choice_i) pair in the per-pair layout."""
+  return PAIR_TAG - i
+
+
+def choice_index(tags, xp=jnp):
+  """Each token's choice index in either layout (< 0: no choice)."""
+  return xp.where(tags <= PAIR_TAG, PAIR_TAG - tags, tags)
 
 
 def choice_scores(token_scores, tags, xp=jnp):
   """[B, L] per-token scores, [B, L] choice index per token -> ([B, K] mean score, [B, K] present)."""
-  onehot = (tags[..., None] == xp.arange(MAX_CHOICES)).astype(token_scores.dtype)  # [B, L, K]
+  onehot = (choice_index(tags, xp)[..., None] == xp.arange(MAX_CHOICES)).astype(token_scores.dtype)  # [B, L, K]
   count = onehot.sum(-2)
   total = (onehot * token_scores[..., None]).sum(-2)
   return total / xp.maximum(count, 1.0), count > 0

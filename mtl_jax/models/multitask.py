@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.heads import HeadOutputs
-from mtl_jax.models import segments
+from mtl_jax.models import choice_pairs, segments
 from mtl_jax.models.encoder import EncoderConfig, Embedder
 from mtl_jax.models.heads import TaskHeads
 from mtl_jax.sharing import SharingStrategy
@@ -25,9 +25,12 @@ class MultiTaskModel(nn.Module):
                grouped: bool = False) -> HeadOutputs:
     packed = segments.is_packed(batch)  # several examples per row (input/packing.py): mask = segment ids
     mask = batch["segment_ids"] if packed else batch["input_mask"]
+    attend, positions = mask, batch.get("positions")
+    if "tags" in batch:  # multiple choice, per-pair layout: each (context, choice) pair its own segment
+      attend, positions = choice_pairs.trunk_inputs(mask, batch["tags"], positions)
     x = Embedder(self.config, name="embedder")(batch["input_ids"], deterministic, batch.get("token_type_ids"),
-                                               batch.get("positions"))
-    h = self.trunk(x, mask, batch["task_id"], deterministic, grouped=grouped)
+                                               positions)
+    h = self.trunk(x, attend, batch["task_id"], deterministic, grouped=grouped)
     h = h.astype(jnp.float32)  # heads and losses in float32 whatever EncoderConfig.dtype (a no-op by default)
     h = self.perturb("rep", h)  # identity unless a 'perturbations' collection is passed (weighting rep_grad)
     return TaskHeads(tuple(self.num_classes), self.config.pooling, name="heads")(
