@@ -118,3 +118,34 @@ def test_packed_rows_of_choice_pairs_give_the_unpacked_scores(clean_gin):
   got = multiple_choice.choice_scores(out_E.token_logits[..., 0], view["tags"])
   np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
   np.testing.assert_allclose(np.where(want[1], got[0], 0), np.where(want[1], want[0], 0), atol=1e-5)
+
+
+def test_probe_token_states_encode_each_pair_alone(clean_gin):
+  """mtl-probe's token heads (probe/token_heads.py) read the trunk's states of a choice row as training does."""
+  from mtl_jax.probe.featurize import LayerFeatures
+  batch = _batch("mc_pairs_probe")
+  config = EncoderConfig(d_model=32, num_heads=2, mlp_dim=64, num_layers=2, max_len=64,
+                         vocab_size=offline.VOCABULARY.default.vocab_size, type_vocab_size=2)
+  model = LayerFeatures(config, tokens=True)
+  ids, mask, types = (jnp.asarray(batch[k]) for k in ("input_ids", "input_mask", "token_type_ids"))
+  params = model.init(jax.random.key(2), ids, mask, types)
+  got = np.asarray(model.apply(params, ids, mask, types, jnp.asarray(batch["tags"])))
+  i, j = 2, 3  # the 4-choice example's last pair, alone in its own row
+  on = batch["tags"][i] == multiple_choice.pair_tag(j)
+  n = int(on.sum())
+  pad = lambda v: jnp.asarray(np.pad(v, (0, LENGTH - n)))[None]
+  alone = np.asarray(model.apply(params, pad(batch["input_ids"][i][on]), pad(np.ones(n, np.int32)),
+                                 pad(batch["token_type_ids"][i][on])))
+  np.testing.assert_allclose(got[i][on], alone[0, :n], atol=1e-5)
+  assert not np.allclose(np.asarray(model.apply(params, ids, mask, types))[i][on], alone[0, :n], atol=1e-3)
+
+
+def test_truncation_counts_an_example_whose_pair_is_cut(clean_gin):
+  """The run's truncation line (input/truncation.py) counts a choice item cut when one pair exceeds its share."""
+  from mtl_jax.input import truncation
+  _batch("mc_pairs_count")
+  spm, length = offline.VOCABULARY.default, 20
+  pair_sizes = [[len(spm.encode(it["text"])) + len(spm.encode(c)) + 2 for c in it["choices"]] for it in ITEMS]
+  want = sum(max(s) > length // len(s) for s in pair_sizes)
+  assert any(sum(s) <= length < max(s) * len(s) for s in pair_sizes)  # whole row fits, a pair does not
+  assert truncation.counts(["mc_pairs_count"], length)["mc_pairs_count"]["validation"] == (want, len(ITEMS))

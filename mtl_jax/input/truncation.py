@@ -24,10 +24,21 @@ def counts(task_names: Sequence[str], length: int, splits: Sequence[str] = ("val
         continue
       ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
                             trim_output_features=False, try_in_mem_cache=False)
-      sizes = [len(ex["inputs"]) for ex in ds.as_numpy_iterator()]
-      per[split] = (sum(n > length for n in sizes), len(sizes))
+      per[split] = tuple(map(sum, zip(*[(_cut(ex, length), 1) for ex in ds.as_numpy_iterator()]))) or (0, 0)
     out[name] = per
   return out
+
+
+def _cut(ex, length: int) -> bool:
+  """Whether `length` cuts the example: its whole input, or (multiple choice, per-pair layout) any pair
+  longer than its share length // n_pairs (heads/multiple_choice.py)."""
+  import numpy as np
+  from mtl_jax.heads import multiple_choice
+  tags = np.asarray(ex.get("tags", []))
+  if tags.size and (tags <= multiple_choice.PAIR_TAG).any():
+    _, sizes = np.unique(tags[tags <= multiple_choice.PAIR_TAG], return_counts=True)
+    return bool(sizes.max() > length // len(sizes))
+  return len(ex["inputs"]) > length
 
 
 def line(found: Mapping[str, Mapping[str, tuple[int, int]]], length: int) -> str:

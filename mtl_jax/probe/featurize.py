@@ -24,6 +24,7 @@ import numpy as np
 from mtl_jax.input import input_pipeline, task_info
 from mtl_jax.data import fetch
 from mtl_jax.pretrained import settings as _settings  # noqa: F401  registers gin `pretrained.*`
+from mtl_jax.models import choice_pairs
 from mtl_jax.models.encoder import EncoderConfig, Embedder, LayerStack, final_norm
 from mtl_jax.transfer import init_from
 
@@ -38,8 +39,11 @@ class LayerFeatures(nn.Module):
   tokens: bool = False
 
   @nn.compact
-  def __call__(self, input_ids, mask, token_type_ids=None):
-    x = Embedder(self.config, name="embedder")(input_ids, True, token_type_ids)  # a native pair's segments
+  def __call__(self, input_ids, mask, token_type_ids=None, tags=None):
+    positions = None
+    if tags is not None:  # multiple choice, per-pair layout: each pair alone (models/choice_pairs.py)
+      mask, positions = choice_pairs.trunk_inputs(mask, tags)
+    x = Embedder(self.config, name="embedder")(input_ids, True, token_type_ids, positions)  # a pair's segments
     layers = LayerStack(self.config, name="stack")(x, mask, True)
     layers = layers.at[-1].set(final_norm(self.config)(layers[-1]))
     if self.tokens:
@@ -81,14 +85,15 @@ class Featurizer:
   @functools.cached_property
   def _apply_tokens(self):
     model = LayerFeatures(self.config, tokens=True)
-    return jax.jit(lambda params, ids, mask, types: model.apply({"params": params}, ids, mask, types))
+    return jax.jit(lambda params, ids, mask, types, tags: model.apply({"params": params}, ids, mask, types, tags))
 
   def pooled(self, input_ids: np.ndarray, mask: np.ndarray, token_type_ids=None) -> np.ndarray:
     return np.asarray(self._apply(self.params, input_ids, mask, token_type_ids))
 
-  def token_states(self, input_ids: np.ndarray, mask: np.ndarray, token_type_ids=None) -> np.ndarray:
-    """[B, L, D] last-layer states (after a pre-LN trunk's closing LayerNorm)."""
-    return np.asarray(self._apply_tokens(self.params, input_ids, mask, token_type_ids))
+  def token_states(self, input_ids: np.ndarray, mask: np.ndarray, token_type_ids=None, tags=None) -> np.ndarray:
+    """[B, L, D] last-layer states (after a pre-LN trunk's closing LayerNorm); tags: a multiple-choice
+    row's, so each (context, choice) pair is encoded on its own as in training."""
+    return np.asarray(self._apply_tokens(self.params, input_ids, mask, token_type_ids, tags))
 
 
 def from_checkpoint(name: str, checkpoint: str) -> Featurizer:

@@ -34,7 +34,8 @@ def rows(featurizer, batches) -> dict[str, np.ndarray]:
   """Last-layer token states and the rows' targets over `batches` (real rows only)."""
   out = {k: [] for k in ("x",) + _ROW_KEYS}
   for batch in batches:
-    out["x"].append(featurizer.token_states(batch["input_ids"], batch["input_mask"], batch.get("token_type_ids")))
+    out["x"].append(featurizer.token_states(batch["input_ids"], batch["input_mask"], batch.get("token_type_ids"),
+                                            batch.get("tags")))
     for k in _ROW_KEYS:
       out[k].append(batch[k])
   data = {k: np.concatenate(v) for k, v in out.items()}
