@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tasks.glue as glue
+from mtl_jax.heads import multiple_choice
 from mtl_jax.input import input_pipeline as ip
 from mtl_jax.step import metrics as M
 from mtl_jax.input import mixing, task_info
@@ -139,7 +140,7 @@ def test_mnli_evaluates_matched_and_mismatched(mock):
 
 
 def test_copa_as_multiple_choice(mock):
-  """super_glue_copa_mc: context then both choices, each choice's tokens tagged with its index."""
+  """super_glue_copa_mc: a (context, choice) pair per choice, every token of pair i tagged pair_tag(i)."""
   names = ALL + ["super_glue_copa_mc"]
   task = ip.get_provider("super_glue_copa_mc")
   assert task_info.get("super_glue_copa_mc").kind == "multiple_choice"
@@ -149,6 +150,10 @@ def test_copa_as_multiple_choice(mock):
   for b in batches:
     for i in np.flatnonzero(b["weight"] > 0):
       tags, ids, n = b["tags"][i], b["input_ids"][i], int(b["input_mask"][i].sum())
-      assert set(np.unique(tags[:n])) <= {-1, 0, 1} and (tags[n:] == -1).all()
+      pair_tags = [multiple_choice.pair_tag(j) for j in range(2)]
+      assert set(np.unique(tags[:n])) == set(pair_tags) and (tags[n:] == -1).all()
       assert 0 <= b["label"][i] < 2 and ids[n - 1] == vocab.eos_id
-      assert "premise:" in vocab.decode(ids[:n][tags[:n] == -1].tolist())
+      for t in pair_tags:  # each pair: the joined context (type 0), then its choice (type 1)
+        on = tags == t
+        assert "premise:" in vocab.decode(ids[on & (b["token_type_ids"][i] == 0)].tolist())
+        assert (b["token_type_ids"][i][on] == 1).any()
