@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import seqio
 
+from mtl_jax.heads import multiple_choice
 from mtl_jax.probe import cli, featurize, token_heads
 from pretrained_fixtures import write_tiny_checkpoint
 
@@ -62,7 +63,7 @@ def _numpy_loss(kind, out, d):
         return np.log(np.exp(z - z.max()).sum()) + z.max() - z[t]
       losses.append(0.5 * (ce(out[i, :, 0], d["label"][i]) + ce(out[i, :, 1], int(d["score"][i]))))
     else:
-      tags = d["tags"][i]
+      tags = np.asarray(multiple_choice.choice_index(d["tags"][i], np))
       scores = np.array([out[i, tags == j, 0].mean() for j in range(tags.max() + 1)])
       losses.append(np.log(np.exp(scores).sum()) - scores[d["label"][i]])
   return float(np.mean(losses))
@@ -80,11 +81,23 @@ def test_linear_token_head_solves_a_token_task_with_the_tasks_metric(tasks_and_c
   batch = next(featurize._examples(task, "validation", 32))
   assert batch["token_type_ids"].max() == 1  # the question / context and context / choices as a pair
   bert = transformers.BertModel.from_pretrained(str(tasks_and_ckpt)).eval()
-  with torch.no_grad():
-    hidden = bert(input_ids=torch.tensor(batch["input_ids"], dtype=torch.long),
-                  attention_mask=torch.tensor(batch["input_mask"], dtype=torch.long),
-                  token_type_ids=torch.tensor(batch["token_type_ids"], dtype=torch.long)).last_hidden_state.numpy()
   real = batch["input_mask"] > 0
+  groups = [real]  # QA: the row as it is; MC (per-pair layout): each (context, choice) pair alone in its own row
+  if kind == "multiple_choice":
+    groups = [batch["tags"] == multiple_choice.pair_tag(j) for j in range(multiple_choice.MAX_CHOICES)]
+  hidden = np.zeros(batch["input_ids"].shape + (bert.config.hidden_size,), np.float32)
+  for on in groups:
+    rows = np.flatnonzero(on.any(1))
+    if not len(rows):
+      continue
+    n = on.sum(1)[rows]
+    left = lambda key: np.stack([np.pad(batch[key][r][on[r]], (0, on.shape[1] - k)) for r, k in zip(rows, n)])
+    with torch.no_grad():
+      out = bert(input_ids=torch.tensor(left("input_ids"), dtype=torch.long),
+                 attention_mask=torch.tensor((np.arange(on.shape[1]) < n[:, None]).astype(np.int64)),
+                 token_type_ids=torch.tensor(left("token_type_ids"), dtype=torch.long)).last_hidden_state.numpy()
+    for r, k, h in zip(rows, n, out):
+      hidden[r][on[r]] = h[:k]
   np.testing.assert_allclose(data["validation"]["x"][:len(real)][real], hidden[real], atol=3e-4)  # HF's states
   train = data["train"]
   norm = token_heads.standardizer(train["x"], train["input_mask"])
