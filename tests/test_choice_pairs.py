@@ -98,6 +98,7 @@ def test_pairs_equal_hf_tokenizer_context_choice(clean_gin):
       assert (batch["tags"][i][batch["input_mask"][i] > 0] <= multiple_choice.PAIR_TAG).all()
 
 
+@pytest.mark.matrix  # ~5 CPU-s: keeps the default part of this file near 20 CPU-s
 def test_packed_rows_of_choice_pairs_give_the_unpacked_scores(clean_gin):
   """Packing (input/packing.py) several MC examples in one row: each example's pairs still on their own."""
   import tensorflow as tf
@@ -149,3 +150,20 @@ def test_truncation_counts_an_example_whose_pair_is_cut(clean_gin):
   want = sum(max(s) > length // len(s) for s in pair_sizes)
   assert any(sum(s) <= length < max(s) * len(s) for s in pair_sizes)  # whole row fits, a pair does not
   assert truncation.counts(["mc_pairs_count"], length)["mc_pairs_count"]["validation"] == (want, len(ITEMS))
+
+
+def test_a_resume_that_switches_the_choice_layout_is_refused(clean_gin):
+  """run_spec records the MC layout of a run with an MC task; a run saved before it (no entry) was one row."""
+  from mtl_jax.run import run_spec
+  _batch("mc_pairs_spec")
+  registration.add_task("cls_spec", kind="classification", vocabulary=offline.VOCABULARY, label_names=("a", "b"),
+                        examples_fn=lambda split: [{"text": "x", "label": 0}])
+  assert run_spec.choice_record(["cls_spec"]) is None and run_spec.choice_record(["mc_pairs_spec"]) == "pairs"
+  base = {"sharing": "hard", "tasks": ["mc_pairs_spec"], "num_classes": [1], "param_groups": {}, "encoder": {},
+          "train_example_limit": {"limit": None, "subset_seed": None}, "param_shapes": {}}
+  now = {**base, "choice_encoding": "pairs"}
+  assert not [d for d in run_spec.differences({**base, "choice_encoding": "pairs"}, now) if "choice" in d]
+  (line,) = [d for d in run_spec.differences(base, now) if "choice" in d]  # an old spec: one row
+  assert line.startswith("choice_encoding.encoding 'one_row' -> 'pairs'") and "'one_row'" in line.split("resume")[1]
+  no_mc = {**base, "tasks": ["cls_spec"], "choice_encoding": None}
+  assert not [d for d in run_spec.differences({**base, "tasks": ["cls_spec"]}, no_mc) if "choice" in d]

@@ -243,4 +243,7 @@ def _full_config(model_dir: pathlib.Path, spec: dict):
   if list(names) != list(spec["tasks"]):
     raise ValueError(f"config.gin of {model_dir} now gives tasks {list(names)} but the run trained "
                      f"{spec['tasks']}; restore the task definitions")
+  from mtl_jax.run import run_spec
+  if run_spec.choice_record(names) is not None:  # the layout its multiple-choice rows trained on (old runs: one row)
+    gin.bind_parameter("choice_encoding.encoding", spec.get("choice_encoding") or "one_row")
   return names, lengths

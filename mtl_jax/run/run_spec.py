@@ -38,6 +38,7 @@ def make(config, sharing: str, task_names, num_classes, abstract_params, start: 
           "data": data_fingerprint.of_tasks(task_names),  # per task; changed data refuses a resume
           "train_example_limit": input_pipeline.train_example_limit(),  # a limited-data regime
           "packing": packing_record(),  # packed rows are another data stream: a resume must not switch it
+          "choice_encoding": choice_record(task_names),  # multiple-choice rows' layout (None: no MC task)
           "weighting": weighting.spec_record(len(task_names))}  # its state lives in the checkpoint
 
 
@@ -47,6 +48,19 @@ def packing_record() -> dict:
   if not conf["enabled"]:
     return {"enabled": False}
   return {k: conf[k] for k in ("enabled", "max_segments", "open_rows")}
+
+
+def choice_record(task_names) -> str | None:
+  """gin choice_encoding.encoding when the run has a multiple-choice task (its rows' layout), else None."""
+  from mtl_jax.heads import multiple_choice
+  from mtl_jax.input import task_info
+
+  def kind(name):
+    try:
+      return task_info.get(name).kind
+    except ValueError:
+      return None
+  return multiple_choice.encoding() if any(kind(n) == "multiple_choice" for n in task_names) else None
 
 
 def _as_json(value):
@@ -77,6 +91,10 @@ def differences(saved: dict, current: dict) -> list[str]:
   if saved.get("packing", {"enabled": False}) != current.get("packing", {"enabled": False}):
     diffs.append(f"packing {saved.get('packing', {'enabled': False})} -> {current['packing']} (another train "
                  "stream: the resumed run would not be the one it continues)")
+  if current.get("choice_encoding") and saved.get("choice_encoding", "one_row") != current["choice_encoding"]:
+    was = saved.get("choice_encoding", "one_row")  # runs saved before the per-pair layout: one row
+    diffs.append(f"choice_encoding.encoding {was!r} -> {current['choice_encoding']!r} (the multiple-choice rows' "
+                 f"layout; resume with --gin.choice_encoding.encoding=\"'{was}'\")")
   source = lambda spec: (spec.get("init_from") or {}).get("sha256")  # another run's trunk (init_from)
   if source(saved) != source(current):
     where = lambda spec: ("{model_dir} step {step}".format(**spec["init_from"]) if spec.get("init_from")
