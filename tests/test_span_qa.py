@@ -197,6 +197,7 @@ def test_bad_qa_examples_are_one_line(clean_gin, bad, match):
     task.get_dataset({"inputs": 16}, split="train", shuffle=False)
 
 
+@pytest.mark.e2e  # a run through the binary (default-suite budget)
 def test_wnut16_qa_trains_through_the_binary(clean_gin, tmp_path):
   import json
   from conftest import ONE_DEVICE, TINY_ARGS, run_main

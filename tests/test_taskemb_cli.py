@@ -78,6 +78,7 @@ def test_cli_end_to_end_on_tiny_shapes(tmp_path, capsys):
   assert "unknown ['fisherz']" in capsys.readouterr().err
 
 
+@pytest.mark.e2e  # a run through the binary (default-suite budget)
 def test_cli_closed_loop_experiment_and_bad_truth_are_one_line(tmp_path, capsys):
   """Affinity only (no training): the top-K mixture experiment, then each bad input fails in one line."""
   matrix = _matrix_and_affinity(tmp_path)

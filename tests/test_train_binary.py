@@ -5,9 +5,12 @@ in this process (the same code after the interpreter starts; test_quiet_start.py
 
 import json
 
+import pytest
+
 from conftest import ONE_DEVICE, run_binary, run_main
 
 
+@pytest.mark.e2e  # a run through the binary (default-suite budget)
 def test_binary_trains_writes_results_and_resumes(tmp_path, tiny_args):
   model_dir = tmp_path / "run"
   common = (*tiny_args, f"--gin.MODEL_DIR={model_dir}", "--gin.trainer.train.checkpoint_period=4",

@@ -29,6 +29,7 @@ def test_weighting_gin_file_selects_its_method(path):
   assert layout == ("grouped" if chosen.kind == "gradient" else "mixed")
 
 
+@pytest.mark.e2e  # a run through the binary (default-suite budget)
 def test_a_gradient_method_trains_through_the_binary(tmp_path):
   """The quickstart's BATCH_SIZE = 32 is not a multiple of its 3 tasks: the task groups are padded."""
   model_dir = tmp_path / "pcgrad"
