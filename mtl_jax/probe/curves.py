@@ -16,13 +16,12 @@ import pathlib
 from typing import Sequence
 
 import numpy as np
-import seqio
 
 from mtl_jax import heads as heads_lib
 from mtl_jax.step import metrics
 from mtl_jax.input import task_info
 from mtl_jax.compare import aggregate
-from mtl_jax.probe import models
+from mtl_jax.probe import models, scoring
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # scikit-learn's C (inverse L2 strength, per example sum)
 MODELS = ("logreg", "mlp")
@@ -33,13 +32,8 @@ def score(task_name: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
   """The task's own metrics on (targets, predictions), as the evaluator scores them."""
   info = task_info.get(task_name)
   head = heads_lib.KINDS[info.kind]
-  pairs = [head.metric_pair(p, {"label": t, "score": t}, info.label_names) for t, p in zip(y_true, y_pred)]
-  targets, predictions = [t for t, _ in pairs], [p for _, p in pairs]
-  out = {}
-  for fn in seqio.get_mixture_or_task(task_name).metric_fns:
-    out.update({k: float(v) for k, v in fn(targets, predictions).items()})
-  out["headline"] = metrics.headline(out)
-  return out
+  return scoring.score_pairs(task_name, [head.metric_pair(p, {"label": t, "score": t}, info.label_names)
+                                  for t, p in zip(y_true, y_pred)])
 
 
 def headline_name(result: dict) -> str:

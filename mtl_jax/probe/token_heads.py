@@ -18,11 +18,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import seqio
 from jax.flatten_util import ravel_pytree
 
 from mtl_jax import heads as heads_lib
 from mtl_jax.input import task_info
+from mtl_jax.probe import scoring
 from mtl_jax.step import metrics
 
 KINDS = {"span_qa": 2, "multiple_choice": 1}  # kind -> outputs per token
@@ -85,12 +85,7 @@ def score(task_name: str, data: dict, outputs: np.ndarray) -> dict[str, float]:
   head = heads_lib.KINDS[info.kind]
   pairs = [head.metric_pair(head_out, {k: data[k][i] for k in _ROW_KEYS}, info.label_names)
            for i, head_out in enumerate(outputs[..., 0] if info.kind == "multiple_choice" else outputs)]
-  targets, predictions = [t for t, _ in pairs], [p for _, p in pairs]
-  out = {}
-  for fn in seqio.get_mixture_or_task(task_name).metric_fns:
-    out.update({k: float(v) for k, v in fn(targets, predictions).items()})
-  out["headline"] = metrics.headline(out)
-  return out
+  return scoring.score_pairs(task_name, pairs)
 
 
 def standardizer(x: np.ndarray, mask: np.ndarray):
