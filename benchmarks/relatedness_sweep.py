@@ -35,9 +35,27 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mtl_jax.compare import cli  # noqa: E402
+from mtl_jax.compare import cli, stats  # noqa: E402
 
 EXPERIMENT = "gin/experiments/relatedness_sweep.gin"
+
+
+def ends_table(groups, low: str = "synthetic_r0_t2", high: str = "synthetic_r100_t2") -> str:
+  """Does sharing help more when the tasks are identical? Per strategy, Δm at r=1 vs at r=0: Welch's
+  t-test (a seed's cells on two mixtures are not pairs), Holm over the strategies."""
+  dm = {(g["strategy"], g["mixture"]): g["delta_m"].get("values", []) for g in groups
+        if g["mixture"] in (low, high) and g["strategy"] != "single"}
+  strategies = sorted({s for s, _ in dm if (s, low) in dm and (s, high) in dm})
+  comps = stats.adjust([stats.welch_test(dm[(s, high)], dm[(s, low)]) for s in strategies])
+  pct = lambda ci: f"[{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
+  lines = ["| strategy | Δm (%) r=0 [95% CI] | Δm (%) r=1 [95% CI] | r=1 − r=0 [95% CI] | p (Welch) | p Holm | |",
+           "|---|---|---|---|---|---|---|"]
+  for s, c in zip(strategies, comps):
+    lo, hi = dm[(s, low)], dm[(s, high)]
+    lines.append(f"| {s} | {100 * sum(lo) / len(lo):+.2f} {pct(stats.t_interval(lo))} | {100 * sum(hi) / len(hi):+.2f} "
+                 f"{pct(stats.t_interval(hi))} | {100 * c['diff']:+.2f} {pct(c['ci'])} | {stats.fmt_p(c['p'])} | "
+                 f"{stats.fmt_p(c['p_adj'])} | {stats.arrow(c)} |")
+  return "\n".join(lines) + "\n"
 
 
 def main(argv) -> int:
@@ -66,6 +84,9 @@ def main(argv) -> int:
     print(f"  {'strategy':14s}" + "".join(f"{'r=' + format(r, 'g'):>17s}" for r in rs))
     for s, by_r in rows.items():
       print(f"  {s:14s}" + "".join(f"{by_r.get(r, '–'):>17s}" for r in rs))
+    ends = ends_table(data["groups"])
+    (pathlib.Path(exp_dir) / "relatedness_ends.md").write_text(ends)
+    print("r=1 vs r=0, per strategy (Welch t-test on the seeds' delta-m, Holm over strategies):\n" + ends)
     print(f"report: {pathlib.Path(exp_dir) / 'report.md'}")
   return rc
 

@@ -65,6 +65,24 @@ def test_equal_scores_are_never_worse_and_one_seed_has_no_test():
     stats.paired_test([1, 2], [1])
 
 
+def test_welch_test_equals_hand_formula_and_scipy():
+  a, b = [0.81, 0.79, 0.84, 0.80, 0.83], [0.70, 0.76, 0.74, 0.79, 0.71, 0.69]  # unequal n and variance
+  res = stats.welch_test(a, b)
+  x, y = np.asarray(a), np.asarray(b)
+  va, vb = x.var(ddof=1) / 5, y.var(ddof=1) / 6
+  t = (x.mean() - y.mean()) / math.sqrt(va + vb)
+  df = (va + vb) ** 2 / (va ** 2 / 4 + vb ** 2 / 5)  # Welch-Satterthwaite
+  assert res["t"] == pytest.approx(t, rel=1e-12) and res["df"] == pytest.approx(df, rel=1e-12)
+  assert res["p"] == pytest.approx(2 * sps.t.sf(abs(t), df), rel=1e-10)
+  assert res["p"] == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-12)
+  half = sps.t.ppf(0.975, df) * math.sqrt(va + vb)
+  np.testing.assert_allclose(res["ci"], (x.mean() - y.mean() - half, x.mean() - y.mean() + half), rtol=1e-10)
+  assert res["p_perm"] is None and res["gain"] > 0
+  assert stats.welch_test(a, b, higher_is_better=False)["gain"] < 0
+  assert stats.welch_test([0.5], b)["note"] == "n=1: no test" and stats.welch_test([0.5], b)["p"] is None
+  assert stats.welch_test([0.7, 0.7], [0.7, 0.7])["p"] == 1.0  # equal is never better or worse
+
+
 def test_holm_matches_hand_computation():
   p = [0.01, 0.04, 0.03, None, 0.005]
   # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.06

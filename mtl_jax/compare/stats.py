@@ -195,6 +195,34 @@ def paired_by_seed(a: Mapping, b: Mapping, **kw) -> dict:
   return out
 
 
+def welch_test(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool = True,
+               confidence: float = CONFIDENCE) -> dict:
+  """Unpaired comparison of two arms whose units do not match (e.g. the same strategy on two different
+  mixtures: a seed's run on one mixture shares nothing with its run on the other). Welch's t-test
+  (scipy.stats.ttest_ind, equal_var=False); ci is the Welch-Satterthwaite t interval of mean(a) - mean(b).
+  Same keys as paired_test (p_perm is None: there are no pairs to flip); below 2 values per side no test."""
+  x, y = _clean(a), _clean(b)
+  out = {"n": int(min(x.size, y.size)), "n_a": int(x.size), "n_b": int(y.size),
+         "diff": float(x.mean() - y.mean()) if x.size and y.size else math.nan, "sd": math.nan,
+         "ci": (math.nan, math.nan), "t": None, "p": None, "p_perm": None, "min_p_perm": None, "note": ""}
+  out["gain"] = out["diff"] * (1 if higher_is_better else -1)
+  if x.size < 2 or y.size < 2:
+    out["note"] = f"n={min(x.size, y.size)}: no test"
+    return out
+  va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+  se = math.sqrt(va + vb)
+  out["sd"] = math.sqrt(x.var(ddof=1) + y.var(ddof=1))  # for power: the SD of one difference of draws
+  if se == 0.0:
+    out["ci"] = (out["diff"], out["diff"])
+    out["t"], out["p"] = (0.0, 1.0) if out["diff"] == 0 else (math.copysign(math.inf, out["diff"]), 0.0)
+    return out
+  df = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
+  out["ci"] = tuple(float(v) for v in stats.t.interval(confidence, df=df, loc=out["diff"], scale=se))
+  res = stats.ttest_ind(x, y, equal_var=False)
+  out["t"], out["p"], out["df"] = float(res.statistic), float(res.pvalue), float(df)
+  return out
+
+
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
   """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); None / NaN entries
   are not tests: they stay None and do not count in m."""

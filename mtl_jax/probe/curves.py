@@ -18,7 +18,6 @@ from typing import Sequence
 import numpy as np
 
 from mtl_jax import heads as heads_lib
-from mtl_jax.step import metrics
 from mtl_jax.input import task_info
 from mtl_jax.compare import aggregate
 from mtl_jax.probe import models, scoring
@@ -34,10 +33,6 @@ def score(task_name: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
   head = heads_lib.KINDS[info.kind]
   return scoring.score_pairs(task_name, [head.metric_pair(p, {"label": t, "score": t}, info.label_names)
                                   for t, p in zip(y_true, y_pred)])
-
-
-def headline_name(result: dict) -> str:
-  return next((k for k in metrics.HEADLINE_ORDER if k in result), "headline")
 
 
 def subset(n: int, size, seed: int) -> np.ndarray:
@@ -71,7 +66,7 @@ def fit_and_score(task_name: str, model: str, train, valid, test, seed: int, sca
   else:
     raise ValueError(f"unknown probe model {model!r}; use one of {', '.join(MODELS)}")
   result = score(task_name, test["y"], fitted.predict(xs))
-  return {"valid": v, "test": result["headline"], "metric": headline_name(result), "C": c,
+  return {"valid": v, "test": result["headline"], "metric": scoring.headline_name(result), "C": c,
           "mix_weights": fitted.mix_weights()}
 
 

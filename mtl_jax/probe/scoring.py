@@ -18,3 +18,8 @@ def score_pairs(task_name: str, pairs) -> dict[str, float]:
     out.update({k: float(v) for k, v in fn(targets, predictions).items()})
   out["headline"] = metrics.headline(out)
   return out
+
+
+def headline_name(result: dict) -> str:
+  """Which metric the headline is (the first of metrics.HEADLINE_ORDER the result has)."""
+  return next((k for k in metrics.HEADLINE_ORDER if k in result), "headline")

@@ -23,7 +23,6 @@ from jax.flatten_util import ravel_pytree
 from mtl_jax import heads as heads_lib
 from mtl_jax.input import task_info
 from mtl_jax.probe import scoring
-from mtl_jax.step import metrics
 
 KINDS = {"span_qa": 2, "multiple_choice": 1}  # kind -> outputs per token
 MODELS = ("logreg",)
@@ -112,5 +111,4 @@ def fit_and_score(task_name: str, model: str, train, valid, test, seed: int, sca
       best = (v, c, params)
   v, c, params = best
   result = score(task_name, test, predict(params, norm(test["x"])))
-  name = next((k for k in metrics.HEADLINE_ORDER if k in result), "headline")
-  return {"valid": v, "test": result["headline"], "metric": name, "C": c, "mix_weights": None}
+  return {"valid": v, "test": result["headline"], "metric": scoring.headline_name(result), "C": c, "mix_weights": None}
