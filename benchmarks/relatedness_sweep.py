@@ -5,22 +5,16 @@
 = `python -m mtl_jax.compare --experiment=gin/experiments/relatedness_sweep.gin`, plus the
 wall/CPU time of the whole sweep and the delta-m vs relatedness table printed at the end.
 Grid: r in {0, .25, .5, .75, 1} (synthetic_r*_t2) x {single-task, hard, soft, sluice,
-cross_stitch} x seeds {0, 1, 2}: 5 x 4 x 3 = 60 multi-task cells + 5 x 2 x 3 = 30
-single-task cells = 90 runs of the tiny encoder (d=32, 2 layers) for 400 steps of batch 32
-(gin/experiments/base/synthetic.gin), 2 cells at a time (experiment.parallel = 2).
+cross_stitch} x seeds 0-5: 5 x 4 x 6 = 120 multi-task runs + 5 x 2 x 6 = 60 single-task runs of
+the tiny encoder (d=32, 2 layers) for 400 steps of batch 32 (gin/experiments/base/synthetic.gin);
+a cell's 6 seeds train as one vmapped step (experiment.seeds_per_step = 6): 30 launches, 2 at a
+time (experiment.parallel = 2). At the end: the delta-m table and, per strategy, delta-m at r=1 vs
+r=0 (Welch t-test, Holm), written to EXP_DIR/relatedness_ends.md.
 
-Time budget on 2 CPU cores, from a measured slice (Nov 2026, the 2-core dev box shared
-with 4 other people's jobs, load average 5-8):
-  `python benchmarks/relatedness_sweep.py --exp_dir=/tmp/mtl_compare/sweep_slice
-   --mixtures=synthetic_r0_t2,synthetic_r100_t2 --seeds=0`
-  = 8 multi-task + 4 single-task cells (the full sweep's 2:1 mix): 9.2 min wall,
-  6.3 CPU-min inside the cells = 31.5 CPU-s per cell (~25 s of it process start: TF/JAX
-  import, data, compilation; the 400 steps run at 35-80 steps/s, 4 evaluations).
-  Full sweep: 90 cells x 31.5 CPU-s = 47 CPU-min; 2 cells at a time on 2 free cores
-  -> ~24 min wall (+ <1 min for the report): inside the 45 min budget with ~45% slack.
-  Under the contention of that measurement (the cells got 0.68 cores on average) the
-  same sweep would take ~69 min, so run it on an otherwise idle box. Rerunning the
-  command skips finished cells: an interrupted sweep costs only its unfinished cells.
+Time, measured in full (4 Dec 2026, the 2-core dev box shared with a MiniLM experiment and tests):
+68.1 CPU-min inside the cells for 180 runs = 22.7 CPU-s per run (the 3-seed, one-process-per-run
+sweep of Nov 2026: 45.5 CPU-min for 90 runs = 30.3 CPU-s per run); 57.7 min wall under that load,
+~35 min on 2 idle cores. Rerunning the command skips finished cells.
 """
 
 from __future__ import annotations
