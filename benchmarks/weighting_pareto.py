@@ -163,7 +163,7 @@ def report(results: dict, args) -> tuple[str, dict]:
   order = sorted(range(len(methods)), key=lambda i: -comps[i]["diff"])
   lines += [row(methods[i], comps[i]) for i in order]
   lines += ["", stats.method_paragraph(n, comps[0]["m"] if comps else 0)]
-  undetected = [c["detectable"] for c in comps if c.get("detectable") is not None]
+  undetected = [c["detectable"] for c in comps if c.get("detectable")]  # 0: the same runs (equal = tuned)
   if undetected:
     lines.append(f"Power: with {n} seeds and these SDs of the paired differences, the non-significant comparisons "
                  f"could detect differences of {min(undetected):.4f}-{max(undetected):.4f} mean accuracy at 80% power "
@@ -180,7 +180,11 @@ def main():
                       help="task-0 weights of the sweep (the simplex grid the baseline is tuned on)")
   parser.add_argument("--methods", default="", help="default: every method but static, plus mgda_ub")
   parser.add_argument("--out", default=str(RESULTS), help="where weighting_pareto.{json,png,md} are written")
+  parser.add_argument("--from_json", help="no training: the table and figure again from a weighting_pareto.json")
   args = parser.parse_args()
+  if args.from_json:
+    saved = json.loads(pathlib.Path(args.from_json).read_text())
+    return write(saved["accuracy"], argparse.Namespace(**{**saved["args"], "out": args.out}), saved.get("wall_s"))
   sets, vocab = data(args.relatedness)
   methods = args.methods.split(",") if args.methods else [m for m in (*weighting.names(), "mgda_ub") if m != "static"]
   configs = [(f"static={w}", "static", (float(w), 1 - float(w))) for w in args.static.split(",")]
@@ -190,11 +194,15 @@ def main():
     results[label] = run_config(method, weights, [int(s) for s in args.seeds.split(",")], sets, vocab, args.steps)
     v, t = (np.mean(results[label][split]) for split in SPLITS)
     print(f"{label:<14} validation {v:.3f}  test {t:.3f}  ({time.time() - start:.0f}s)", flush=True)
+  write(results, args, time.time() - start)
+
+
+def write(results: dict, args, wall_s) -> None:
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   table, comparisons = report(results, args)
   (out / "weighting_pareto.json").write_text(json.dumps(
-      {"args": vars(args), "accuracy": results, **comparisons, "wall_s": time.time() - start}, indent=1, default=str))
+      {"args": vars(args), "accuracy": results, **comparisons, "wall_s": wall_s}, indent=1, default=str))
   (out / "weighting_pareto.md").write_text(table)
   plot(results, out / "weighting_pareto.png", args.relatedness, comparisons["tuned_static"], len(args.seeds.split(",")))
   print(table)
