@@ -75,7 +75,7 @@ def test_gin_spec_and_overrides(tmp_path):
 def test_the_shipped_experiments_parse():
   sweep = grid.load(["gin/experiments/relatedness_sweep.gin"])
   cells = sweep.cells()
-  assert len(cells) == 5 * 4 * 3 + 5 * 2 * 3
+  assert len(cells) == 5 * 4 * 6 + 5 * 2 * 6 and sweep.seeds_per_step == 6  # 6 seeds, one vmapped step per cell
   assert {c.strategy for c in cells} == {"hard", "soft", "sluice", "cross_stitch", "single"}
   offline = grid.load(["gin/experiments/offline_quickstart.gin"])
   assert offline.mixtures == ("quickstart",) and offline.gin_files == ("gin/runs/quickstart.gin",)
