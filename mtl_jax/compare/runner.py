@@ -232,6 +232,25 @@ def run_cell(cell: Cell, exp_dir, binary: Sequence[str], env: Mapping[str, str],
   return Outcome(cell.cell_id, "ran" if is_done(cell, model_dir) else "incomplete", rc, wall, problem=problem)
 
 
+def for_each(items: Sequence, one: Callable, parallel: int) -> None:
+  """one(item) for every item, `parallel` at a time. parallel <= 1: in this thread (an in-process launcher,
+  as the tests use, installs signal handlers, which only the main thread may); else a thread pool,
+  waited on in short slices so that signals are handled in between."""
+  if parallel <= 1:
+    for item in items:
+      one(item)
+    return
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
+  try:
+    futures = [pool.submit(one, item) for item in items]
+    while not all(f.done() for f in futures):
+      concurrent.futures.wait(futures, timeout=0.5)
+    for future in futures:
+      future.result()
+  finally:
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: int = 1,
               env: Mapping[str, str] | None = None, launcher: Launcher = subprocess_launcher,
               echo: Callable[[str], None] = print, wait: bool = False, poll_s: float = 5.0) -> list[Outcome]:
@@ -278,19 +297,7 @@ def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: i
 
     pending = todo
     while pending:
-      if parallel <= 1:
-        for cell in pending:
-          one(cell)
-      else:
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
-        try:
-          futures = [pool.submit(one, cell) for cell in pending]
-          while not all(f.done() for f in futures):  # short waits: signals are handled in between
-            concurrent.futures.wait(futures, timeout=0.5)
-          for future in futures:
-            future.result()
-        finally:
-          pool.shutdown(wait=True, cancel_futures=True)
+      for_each(pending, one, parallel)
       held = [c for c in todo if outcomes.get(c.cell_id, Outcome("", "")).status == "running"]  # this or earlier passes
       pending = []
       while held and signals.signum is None:  # the next pass: cells whose trainer has finished since

@@ -12,7 +12,6 @@ each cell's lock and hands all of them to the trainer (run/lock.py: several toke
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
 import time
 from typing import Callable, Sequence
@@ -130,16 +129,7 @@ def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: i
           outcomes[outcome.cell_id] = outcome
           echo(f"mtl-compare: {outcome.status} {outcome.cell_id} in {outcome.wall_s:.1f}s"
                + (f": {outcome.error}" if outcome.error else ""))
-    if parallel <= 1:  # in this thread, as runner.run_cells does (an in-process launcher may set signals)
-      for g in planned:
-        one(g)
-    else:
-      with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = [pool.submit(one, g) for g in planned]
-        while not all(f.done() for f in futures):  # short waits: signals are handled in between
-          concurrent.futures.wait(futures, timeout=0.5)
-        for future in futures:
-          future.result()
+    runner.for_each(planned, one, parallel)
     if signals.signum is not None:
       raise runner.Interrupted(signals.signum)
   if wait and any(o.status == "running" for o in outcomes.values()):  # cells another trainer held: as the runner does
