@@ -104,8 +104,8 @@ def run_config(method: str, weights, seeds, sets, vocab: int, steps_n: int) -> d
 
 def half_ci(values) -> np.ndarray:
   """Half-width of the 95% t interval over seeds, per task (for error bars)."""
-  v = np.asarray(values, float)
-  return np.array([(lambda ci: (ci[1] - ci[0]) / 2)(stats.t_interval(v[:, t])) for t in range(v.shape[1])])
+  intervals = [stats.t_interval(column) for column in np.asarray(values, float).T]
+  return np.array([(hi - lo) / 2 for lo, hi in intervals])
 
 
 def plot(results: dict, path: pathlib.Path, relatedness: float, tuned: str, n_seeds: int):
@@ -133,7 +133,7 @@ def plot(results: dict, path: pathlib.Path, relatedness: float, tuned: str, n_se
   fig.savefig(path, dpi=110)
 
 
-def report(results: dict, args) -> tuple[str, dict]:
+def report(results: dict) -> tuple[str, dict]:
   """The markdown table and the comparisons: tuned static picked on validation, methods vs it on test."""
   mean_acc = lambda k, split: np.mean(results[k][split], axis=1)  # per seed, mean over the two tasks
   static = [k for k in results if k.startswith("static")]
@@ -200,7 +200,7 @@ def main():
 def write(results: dict, args, wall_s) -> None:
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  table, comparisons = report(results, args)
+  table, comparisons = report(results)
   (out / "weighting_pareto.json").write_text(json.dumps(
       {"args": vars(args), "accuracy": results, **comparisons, "wall_s": wall_s}, indent=1, default=str))
   (out / "weighting_pareto.md").write_text(table)
