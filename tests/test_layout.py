@@ -176,3 +176,16 @@ def test_the_tool_list(capsys):
   import importlib.util
   for _, module, _ in face.TOOLS:
     assert importlib.util.find_spec(module) is not None, module
+
+
+def test_the_train_step_and_the_gpu_benchmarks_import_without_tensorflow():
+  """The accelerator's image has JAX but no TensorFlow (benchmarks/README.md, GPU): the step, the model
+  and benchmarks/gpu.sh's modules must not load it (a blocked import fails if anything tries)."""
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parents[1]
+  code = ("import sys; sys.modules['tensorflow'] = None; sys.path.insert(0, 'benchmarks')\n"
+          "import framework_overhead, memory, gpu_overhead\n"
+          "from mtl_jax.step.steps import Steps\nfrom mtl_jax.input import packing\nprint('ok')")
+  done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
