@@ -71,3 +71,17 @@ def test_generated_splits_have_their_sizes_balanced_labels_and_no_shared_text():
   assert not {e["text"] for e in train} & {e["text"] for e in val}
   assert cat.generate(name, "train") == train  # deterministic
   assert sorted(set(cat.train_size(n) for n in NAMES)) == list(cat.SIZES)
+
+
+def test_the_equal_rate_mixture_holds_every_task_at_one_rate():
+  """syncat_equal (gin/taskemb/affinity_syncat.gin): TAG affinity needs every pair of tasks in some batch,
+  which rates by size (syncat_all: 200 vs 3,200 examples) did not give in 150 steps."""
+  import seqio
+  import tasks.synthetic_catalogue as registered
+  mixture = seqio.get_mixture_or_task(registered.EQUAL)
+  names = sorted(t.name for t in mixture.tasks)
+  assert names == sorted(cat.task_names())
+  rates = {mixture.get_rate(t) for t in mixture.tasks}
+  assert rates == {1.0}
+  sizes = seqio.get_mixture_or_task(registered.ALL)
+  assert len({round(sizes.get_rate(t), 6) for t in sizes.tasks}) > 1  # the other mixture is not equal-rate

@@ -10,7 +10,7 @@
    from their own 100-example regime (the 'none' cells and the subset they trained on), TextEmb from the
    first source's stage-1 trunk (the catalogue has no pretrained encoder), oracle, DataSize, Random;
    report.md with bootstrap CIs over targets and paired tests. Affinity needs its own run
-   (gin/taskemb/affinity.gin on syncat_all): pass --affinity_run=DIR to include it.
+   (gin/taskemb/affinity_syncat.gin: equal rates, Z every step): pass --affinity_run=DIR per seed.
 Exit status: mtl-transfer's if the grid did not finish (1 / 2), else mtl-taskemb's.
 """
 
