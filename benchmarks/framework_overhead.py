@@ -181,6 +181,18 @@ def torch_step(size, soft=False, compile_=False, device="cpu", amp=False):
   return run
 
 
+def interleaved_best(runs: dict, rounds: int, steps: int) -> dict:
+  """{name: min over rounds of the mean step time}, rows interleaved so load drift hits every row alike."""
+  best = {name: float("inf") for name in runs}
+  for _ in range(rounds):
+    for name, run in runs.items():
+      start = time.perf_counter()
+      for _ in range(steps):
+        run()
+      best[name] = min(best[name], (time.perf_counter() - start) / steps)
+  return best
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--smoke", action="store_true")
@@ -203,13 +215,7 @@ def main(argv=None):
     runs[name] = make()
     runs[name]()  # warm-up
     print(f"  built {name} in {time.perf_counter() - start:.1f} s", flush=True)
-  best = {name: float("inf") for name in runs}
-  for _ in range(args.rounds):  # interleaved: load drift hits every row alike
-    for name, run in runs.items():
-      start = time.perf_counter()
-      for _ in range(args.steps):
-        run()
-      best[name] = min(best[name], (time.perf_counter() - start) / args.steps)
+  best = interleaved_best(runs, args.rounds, args.steps)
   print("\nexamples/s (min step time over rounds):")
   for name, s in best.items():
     print(f"  {name:20s} {size['batch'] / s:8.1f} ex/s   {s * 1e3:8.1f} ms/step")

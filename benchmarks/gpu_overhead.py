@@ -78,15 +78,9 @@ def main(argv=None) -> int:
     return 0
   runs = {"real_hard_f32": fo.real_step(size), "minimal_jax_f32": fo.minimal_step(size),
           "real_hard_bf16": fo.real_step(size, dtype="bfloat16")}
-  best = {name: float("inf") for name in runs}
   for run in runs.values():
     run()  # warm-up
-  for _ in range(args.rounds):  # interleaved
-    for name, run in runs.items():
-      start = time.perf_counter()
-      for _ in range(args.steps):
-        run()
-      best[name] = min(best[name], (time.perf_counter() - start) / args.steps)
+  best = fo.interleaved_best(runs, args.rounds, args.steps)
   for name, s in best.items():
     print(f"  {name:18s} {size['batch'] / s:8.1f} ex/s {s * 1e3:8.1f} ms/step", flush=True)
   ratio = best["real_hard_f32"] / best["minimal_jax_f32"]

@@ -35,14 +35,13 @@ def arm_of_source(pairs: dict) -> dict:
     if len(sources) != 3:
       raise ValueError(f"target {target!r} has {len(sources)} stage-1 arms {sources}; a select_vs_all experiment "
                        "has 3 (selected, all, random)")
-    for arm, source in zip(("selected", "all", "random"), sources):
+    for arm, source in zip(ARMS[:3], sources):
       out[(target, source)] = arm
   return out
 
 
-def per_target_scores(cells: list[dict], pairs: dict) -> dict:
-  """{arm: {target: {seed: score}}} of the finished stage-2 cells."""
-  arms = arm_of_source(pairs)
+def per_target_scores(cells: list[dict], arms: dict) -> dict:
+  """{arm: {target: {seed: score}}} of the finished stage-2 cells; `arms` from arm_of_source."""
   out: dict = defaultdict(lambda: defaultdict(dict))
   for c in cells:
     arm = NONE if c["source"] == NONE else arms.get((c["target"], c["source"]))
@@ -51,7 +50,7 @@ def per_target_scores(cells: list[dict], pairs: dict) -> dict:
   return out
 
 
-def stage1_wall(exp_dir: pathlib.Path, pairs: dict) -> dict:
+def stage1_wall(exp_dir: pathlib.Path, arms: dict) -> dict:
   """Mean stage-1 wall seconds per seed of each arm's mixtures (a launch of K seeds in one step / K)."""
   per_source = {}
   for run in (exp_dir / "runs").glob("source__*"):
@@ -61,7 +60,7 @@ def stage1_wall(exp_dir: pathlib.Path, pairs: dict) -> dict:
       k = len(ok[-1].get("seeds_in_one_step") or [0])
       per_source.setdefault(run.name.split("__")[1], []).append(ok[-1]["wall_s"] / k)
   walls = defaultdict(list)
-  for (target, source), arm in arm_of_source(pairs).items():
+  for (_, source), arm in arms.items():
     walls[arm] += per_source.get(source, [])
   return {arm: float(np.mean(v)) for arm, v in walls.items() if v}
 
@@ -120,11 +119,12 @@ def main(argv=None) -> int:
                      "(it writes transfer_matrix.json when stage 2 ends)")
   matrix = json.loads(matrix_path.read_text())
   exp = matrix["experiment"]
-  scores = per_target_scores(matrix["cells"], exp["pairs"])
+  arms = arm_of_source(exp["pairs"])
+  scores = per_target_scores(matrix["cells"], arms)
   rows, comparisons = summarize(scores, list(exp["targets"]))
   steps = int(exp["source_bindings"].get("TRAIN_STEPS", 0))
   batch = batch_size(exp_dir)
-  walls = stage1_wall(exp_dir, exp["pairs"])
+  walls = stage1_wall(exp_dir, arms)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   text = markdown(rows, comparisons, walls, steps, batch)
