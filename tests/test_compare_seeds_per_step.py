@@ -22,7 +22,7 @@ class FakeTrainer:
   written where the trainer would (run/seeds_in_step.lane_dir), holding the locks it was handed."""
 
   def __init__(self):
-    self.launches = []
+    self.launches, self.init_from = [], []
 
   def __call__(self, argv, log_path, env):
     args = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
@@ -31,6 +31,7 @@ class FakeTrainer:
              else [int(args["gin.trainer.train.seed"])])
     assert len(env[lock.TOKEN_ENV].split(",")) == len(seeds)
     self.launches.append(("seeds" if "gin.trainer.train.seeds" in args else "seed", seeds))
+    self.init_from.append(args.get("gin.init_from.model_dir"))
     for s in seeds:
       model_dir = (seeds_in_step.lane_dir(args["gin.MODEL_DIR"], s) if "gin.trainer.train.seeds" in args
                    else pathlib.Path(args["gin.MODEL_DIR"]))

@@ -116,6 +116,21 @@ def test_seed_and_seeds_together_refused(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def test_init_from_template_is_each_seeds_own_source(tmp_path, clean_gin):
+  """init_from.model_dir = '.../src__seed{seed}': the run with seed S starts from src__seedS (how mtl-transfer
+  groups a target's seeds); without a seed to fill in, one line."""
+  import gin
+  from mtl_jax.run import starting_point
+  for s in (0, 1):
+    (tmp_path / f"src__seed{s}").mkdir()
+    (tmp_path / f"src__seed{s}" / "run_spec.json").write_text(json.dumps({"pretrained": None}))
+  gin.parse_config([f"init_from.model_dir = '{tmp_path}/src__seed{{seed}}'"])
+  for s in (0, 1):
+    assert starting_point.for_run(s).model_dir == tmp_path / f"src__seed{s}"
+  with pytest.raises(ValueError, match=r"holds '\{seed\}' but this command has no seed to fill in"):
+    starting_point.for_run()
+
+
 # ---- whole runs (e2e) ------------------------------------------------------------------------------------
 RUN = (*TINY_ARGS, ONE_DEVICE, "--gin.TRAIN_STEPS=4", "--gin.trainer.train.eval_period=2",
        "--gin.trainer.train.checkpoint_period=2")
@@ -243,3 +258,20 @@ def test_seeds_axis_takes_packed_rows():
                                  rtol=1e-5, atol=1e-6)
   for i, s in enumerate(seeds):
     assert_same_state(states[i], refs[i], f"seed {s}")
+
+
+@pytest.mark.e2e
+def test_seeds_run_from_each_seeds_own_source_equals_separate_runs(tmp_path, separate_runs):
+  """A transfer target's seeds in one step, init_from.model_dir a '{seed}' template: each lane equals the
+  separate run started from its own seed's source (the separate runs above serve as the sources)."""
+  target = (*RUN, "--gin.MIXTURE_OR_TASK_NAME='vader_tweets'")
+  for s in SEEDS:
+    run_main(*target, f"--gin.MODEL_DIR={tmp_path}/alone{s}", f"--gin.trainer.train.seed={s}",
+             f"--gin.init_from.model_dir={separate_runs}/seed{s}")
+  run_main(*target, f"--gin.MODEL_DIR={tmp_path}/cell__seed{{seed}}", f"--gin.trainer.train.seeds={list(SEEDS)}",
+           f"--gin.init_from.model_dir={separate_runs}/seed{{seed}}")
+  for s in SEEDS:
+    lane = tmp_path / f"cell__seed{s}"
+    spec = json.loads((lane / "run_spec.json").read_text())
+    assert spec["init_from"]["model_dir"] == str(separate_runs / f"seed{s}")
+    assert_same_results(lane, tmp_path / f"alone{s}")

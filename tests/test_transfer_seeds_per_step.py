@@ -1,7 +1,7 @@
 """mtl-transfer --seeds_per_step=K (compare/seed_groups.py wired into transfer/cli.py): sources and
-baselines launch K seeds per trainer; a target with a source starts from its own seed's source run
-(init_from.model_dir differs per seed), so it launches one seed at a time. Same cells, same matrix as
-without the option. An in-process fake trainer (test_compare_seeds_per_step.FakeTrainer), no training."""
+baselines launch K seeds per trainer, and so do targets with a source: init_from.model_dir is passed as a
+'{seed}' template, each lane starting from its own seed's source run (run/starting_point.for_run). Same
+cells, same matrix as without the option. An in-process fake trainer (test_compare_seeds_per_step.FakeTrainer), no training."""
 
 import pytest
 
@@ -25,12 +25,16 @@ def test_seeds_per_step_groups_sources_and_baselines_and_gives_the_same_matrix(t
   assert cli.main(_argv(tmp_path / "grouped", "--seeds_per_step=2"), launcher=grouped, env={},
                   echo=lines.append) == 0
   assert plain.launches == [("seed", [s]) for s in (0, 1, 2)] + [("seed", [s]) for s in (0, 0, 1, 1, 2, 2)]
-  # stage 1: seeds 0+1 in one trainer, seed 2 alone; stage 2: the baseline groups the same way, the
-  # targets from rotten_tomatoes (init_from.model_dir = their own seed's source) one seed each
-  assert grouped.launches == [("seeds", [0, 1]), ("seed", [2]),
-                              ("seeds", [0, 1]), ("seed", [2]), ("seed", [0]), ("seed", [1]), ("seed", [2])]
+  # stage 1: seeds 0+1 in one trainer, seed 2 alone; stage 2: the baseline and the targets from
+  # rotten_tomatoes group the same way, the targets' source a '{seed}' template
+  assert grouped.launches == [("seeds", [0, 1]), ("seed", [2])] * 3
   assert any("3 to run as 2 launches of up to 2 seeds" in line for line in lines), lines
-  assert any("6 to run as 5 launches of up to 2 seeds" in line for line in lines), lines
+  assert any("6 to run as 4 launches of up to 2 seeds" in line for line in lines), lines
+  sources = [s for s in grouped.init_from if s]
+  assert sources == [str(tmp_path / "grouped" / "runs" / "source__rotten_tomatoes__seed{seed}"),
+                     str(tmp_path / "grouped" / "runs" / "source__rotten_tomatoes__seed2")], grouped.init_from
+  assert [s for s in plain.init_from if s] == [
+      str(tmp_path / "plain" / "runs" / f"source__rotten_tomatoes__seed{s}") for s in (0, 1, 2)]
   dirs = lambda root: sorted(p.name for p in (root / "runs").iterdir())
   assert dirs(tmp_path / "plain") == dirs(tmp_path / "grouped") and len(dirs(tmp_path / "plain")) == 9
   csv_text = (tmp_path / "plain" / "transfer_matrix.csv").read_text()

@@ -22,12 +22,25 @@ from mtl_jax.compare.seeds_check import SEED_BINDING, check  # noqa: F401 (check
 from mtl_jax.run import lock as dir_lock
 
 SEEDS_BINDING = "trainer.train.seeds"
+INIT_FROM_BINDING = "init_from.model_dir"
+
+
+def _init_from_template(cell: Cell) -> str | None:
+  """The cell's init_from.model_dir with its seed as '{seed}' when it is its own seed's source run
+  (mtl-transfer: a target starts from EXP_DIR/runs/<source>__seed<S>), else None. Targets of one
+  source then group like any cell: each lane fills in its seed (run/starting_point.for_run)."""
+  value = dict(cell.bindings).get(INIT_FROM_BINDING)
+  suffix = f"seed{cell.seed}"
+  return value[:-len(suffix)] + "seed{seed}" if isinstance(value, str) and value.endswith(suffix) else None
 
 
 def _key(cell: Cell) -> str:
-  """Everything of a cell but its seed (repr: binding values may be dicts)."""
+  """Everything of a cell but its seed (repr: binding values may be dicts); an init_from run of the
+  cell's own seed counts as its template."""
+  template_dir = _init_from_template(cell)
   return repr((cell.kind, cell.strategy, cell.mixture, cell.axes, cell.gin_files,
-               [(k, v) for k, v in cell.bindings if k != SEED_BINDING]))
+               [(k, template_dir if k == INIT_FROM_BINDING and template_dir else v)
+                for k, v in cell.bindings if k != SEED_BINDING]))
 
 
 def groups(cells: Sequence[Cell], k: int) -> list[list[Cell]]:
@@ -50,6 +63,8 @@ def group_argv(group: Sequence[Cell], exp_dir, binary: Sequence[str]) -> list[st
   first = group[0]
   model_dir = runner.cell_dir(exp_dir, first).with_name(template(first))
   args = [a for a in first.argv(binary, model_dir) if not a.startswith(f"--gin.{SEED_BINDING}=")]
+  if (source := _init_from_template(first)) is not None:  # each lane its own seed's source
+    args = [a for a in args if not a.startswith(f"--gin.{INIT_FROM_BINDING}=")] + [binding_arg(INIT_FROM_BINDING, source)]
   return [*args, binding_arg(SEEDS_BINDING, [c.seed for c in group])]
 
 

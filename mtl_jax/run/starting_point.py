@@ -107,9 +107,15 @@ class FromRun:
     return state.replace(params=params)
 
 
-def for_run():
-  """The starting point gin configures for this run."""
+def for_run(seed: int | None = None):
+  """The starting point gin configures for this run. An init_from.model_dir holding '{seed}' is this
+  run's seed's source (trainer.train.seeds: each lane starts from its own seed's source run)."""
   options, source = settings.current(), init_from.current()
+  if source.model_dir and "{seed}" in str(source.model_dir):
+    if seed is None:
+      raise ValueError(f"init_from.model_dir {source.model_dir!r} holds '{{seed}}' but this command has no seed "
+                       "to fill in; give the source run's directory itself")
+    source = dataclasses.replace(source, model_dir=str(source.model_dir).replace("{seed}", str(seed)))
   if source.model_dir:
     return FromRun(source, options)
   return FromPretrained(options) if options.checkpoint else Scratch()

@@ -179,7 +179,7 @@ def train(
   names = input_pipeline.task_names(provider)
   _check_best_metric(best_metric, best_mode, names)
   infos = task_info.get_all(names)
-  start_from = starting_point.for_run()  # from scratch, or a pretrained checkpoint
+  start_from = starting_point.for_run(seed)  # from scratch, a pretrained checkpoint or a run
   config = start_from.encoder_config(provider.output_features["inputs"].vocabulary.vocab_size)
   if config.max_len < length:
     raise ValueError(f"TASK_FEATURE_LENGTHS['inputs']={length} exceeds EncoderConfig.max_len={config.max_len}; "

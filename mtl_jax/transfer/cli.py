@@ -34,8 +34,8 @@ def parse_args(argv):
   p.add_argument("--parallel", type=int, help="cells run at once (default: transfer.parallel, 1)")
   p.add_argument("--seeds_per_step", type=int,
                  help="K: a cell's seeds train K at a time in one trainer, one vmapped step (same cells and "
-                      "results; default: transfer.seeds_per_step, 1). Sources and baselines group; a target "
-                      "with a source starts from that seed's own source run, so it runs one seed at a time")
+                      "results; default: transfer.seeds_per_step, 1). Sources, baselines and targets group; each "
+                      "seed of a target starts from that seed's own source run")
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
   p.add_argument("--report_only", action="store_true", help="only aggregate what is in EXP_DIR")
   p.add_argument("--wait", action="store_true",
@@ -112,7 +112,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
       if len(ready) < len(targets):
         echo(f"mtl-transfer: {len(targets) - len(ready)} target cells wait for a source that did not finish")
       echo("mtl-transfer: stage 2 (targets, from each source and from none)")
-      # targets with a source differ per seed (init_from.model_dir): seed_groups launches them one seed each
+      # a target's source differs per seed: seed_groups binds init_from.model_dir as a '{seed}' template
       seed_groups.run_cells(ready, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch,
                             echo=echo, wait=args.wait, seeds_per_step=exp.seeds_per_step)
     except KeyboardInterrupt as e:

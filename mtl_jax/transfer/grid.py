@@ -61,7 +61,7 @@ class TransferExperiment:
   baseline: bool = True
   exp_dir: str | None = None
   parallel: int = 1
-  seeds_per_step: int = 1  # K seeds of a cell per trainer (compare/seed_groups.py); targets with a source: one
+  seeds_per_step: int = 1  # K seeds of a cell per trainer (compare/seed_groups.py); targets too, each from its seed's source
   binary: tuple = ()
   env: Mapping[str, str] = dataclasses.field(default_factory=dict)
   description: str = ""
