@@ -103,3 +103,21 @@ def test_group_command_is_the_cells_command_with_their_seeds():
 def test_bad_seeds_per_step_refused(k, binding, named):
   with pytest.raises(ValueError, match=re.escape(named)):
     seed_groups.check(k, binding)
+
+
+def test_a_grouped_cells_parameter_counts_come_from_the_groups_log(tmp_path):
+  """The seeds after the first log only a pointer to the group's log: their trainable count is the group's start
+  line (a frozen-trunk arm's 1,791,375), not run_spec.json's total (which made the Dec 4 PEFT report's mean wrong)."""
+  from mtl_jax.compare import collect
+  start = ("mtl_jax: sharing=adapters tasks=3 layout=mixed parameters embedder=11,918,592 heads=5,775 "
+           "trunk=12,432,384 total=24,356,751 trainable=1,791,375; param groups: frozen=22,565,376\n")
+  first, other = tmp_path / "adapters__q__seed0", tmp_path / "adapters__q__seed1"
+  for d in (first, other):
+    d.mkdir()
+    (d / "run_spec.json").write_text(json.dumps({"param_shapes": {"['w']": [24356751]}}))
+  (first / "train.log").write_text("===== mtl-compare: ...\n" + start)
+  (other / "train.log").write_text(seed_groups.pointer_line([0, 1], first / "train.log"))
+  want = {"embedder": 11918592, "heads": 5775, "trunk": 12432384, "total": 24356751, "trainable": 1791375}
+  assert collect.read_params(first) == collect.read_params(other) == want
+  (first / "train.log").unlink()  # the group's log gone: run_spec.json's total, as before
+  assert collect.read_params(other) == {"total": 24356751}

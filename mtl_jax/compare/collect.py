@@ -24,6 +24,7 @@ MIXING_WEIGHTS_FILE = "mixing_weights.json"
 # today (mse is not a headline), but a task whose headline is one gets the sign flipped.
 LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "loss", "perplexity", "error", "error_rate", "wer"})
 _PARAMS = re.compile(r"mtl_jax: sharing=\S+ tasks=\d+ (?:layout=\S+ )?parameters ((?:\w+=[\d,]+ ?)+)")
+_SHARED_LOG = re.compile(r"in one step; its log: (.+?)\s*$", re.M)
 
 
 def headline_metric(task_result: dict) -> str:
@@ -72,12 +73,26 @@ def read_history(model_dir: pathlib.Path) -> list[dict]:
   return [by_step[s] for s in sorted(by_step)]
 
 
-def read_params(model_dir: pathlib.Path) -> dict | None:
-  """Parameter counts from the binary's start line in train.log (last run), else run_spec.json."""
+def _log_lines(model_dir: pathlib.Path) -> str:
+  """The cell's train.log; a cell trained with other seeds in one step (compare/seed_groups.py) logs only a
+  pointer to the group's log, whose start line is the same for every seed: that log's text follows."""
   try:
-    found = _PARAMS.findall((model_dir / runner.LOG_FILE).read_text(errors="replace"))
+    text = (model_dir / runner.LOG_FILE).read_text(errors="replace")
   except OSError:
-    found = []
+    return ""
+  pointers = _SHARED_LOG.findall(text)
+  if pointers and not _PARAMS.search(text):
+    try:
+      return text + pathlib.Path(pointers[-1]).read_text(errors="replace")
+    except OSError:
+      pass
+  return text
+
+
+def read_params(model_dir: pathlib.Path) -> dict | None:
+  """Parameter counts from the binary's start line in train.log (last run; the seed group's log when the cell
+  ran in one), else run_spec.json (total only)."""
+  found = _PARAMS.findall(_log_lines(model_dir))
   if found:
     return {k: int(v.replace(",", "")) for k, v in (kv.split("=") for kv in found[-1].split())}
   spec = read_json(model_dir / "run_spec.json")

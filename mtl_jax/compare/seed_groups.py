@@ -58,6 +58,12 @@ def template(cell: Cell) -> str:
   return cell.cell_id[:-len(suffix)] + "seed{seed}"
 
 
+def pointer_line(seeds: Sequence[int], log_path) -> str:
+  """What a grouped cell's own train.log gets: where its trainer logs (compare/collect.py follows it)."""
+  return (f"\n===== mtl-compare {datetime.datetime.now().isoformat(timespec='seconds')}: runs with seeds "
+          f"{list(seeds)} in one step; its log: {log_path}\n")
+
+
 def group_argv(group: Sequence[Cell], exp_dir, binary: Sequence[str]) -> list[str]:
   """The one trainer command of a group: the first cell's, MODEL_DIR a '{seed}' template, all its seeds."""
   first = group[0]
@@ -98,8 +104,7 @@ def _run_group(group, exp_dir, binary, env, launcher, echo) -> list[runner.Outco
     log_path = first_dir / runner.LOG_FILE
     for cell in todo[1:]:  # one trainer, one log: the others point to it
       with open(runner.cell_dir(exp_dir, cell) / runner.LOG_FILE, "a") as log:
-        log.write(f"\n===== mtl-compare {datetime.datetime.now().isoformat(timespec='seconds')}: runs with seeds "
-                  f"{[c.seed for c in todo]} in one step; its log: {log_path}\n")
+        log.write(pointer_line([c.seed for c in todo], log_path))
     start = time.time()
     rc = launcher(argv, log_path, {**env, dir_lock.TOKEN_ENV: ",".join(tokens)})
     wall = time.time() - start
