@@ -73,8 +73,9 @@ def markdown(spec: dict, matrix: Sequence[dict], figures: Sequence[str], unfinis
   regimes = ", ".join(f"{k}={'all' if v is None else v}" for k, v in spec["regimes"].items())
   lines += [f"Sources {', '.join(spec['sources']) or '–'}; targets {', '.join(spec['targets'])}; "
             f"regimes {regimes}; "
-            f"seeds {', '.join(map(str, spec['seeds']))}. Score: the target's headline metric at the final "
-            "step (mean ± half-width of the 95% t interval over seeds; lower-is-better metrics negated). "
+            f"seeds {', '.join(map(str, spec['seeds']))}. Score: the target's headline metric on the held-out "
+            "test split, from the checkpoint validation selected (the final step's validation score for runs "
+            "without a test split; mean ± half-width of the 95% t interval over seeds; lower-is-better metrics negated). "
             "Gain: source minus `none` (the target trained from the same starting point without stage 1), "
             "with its 95% CI; ▲/▼ only where the paired test stays significant after Holm, n.s. otherwise; "
             "'detectable / seeds' is what a non-significant row could have found with 80% power.", ""]
