@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 
-from mtl_jax.data import offline_pairs
+from mtl_jax.data import offline_pairs, splits
 from tasks import offline, offline_choice, offline_qa, registration  # noqa: F401  (registers the other classes)
 
 _PAIRS = {
@@ -29,7 +29,7 @@ def _split(task: str, split: str) -> tuple:
   """'texts' (one string per field) plus 'text', the fields joined as file tasks join them (display, hashing)."""
   fields = _PAIRS[task][3]
   return tuple({**e, "text": " ".join(f"{f}: {p}" for f, p in zip(fields, e["texts"]))}
-               for e in offline_pairs.get_split(_PAIRS[task][1](), split))
+               for e in splits.get_split(_PAIRS[task][1](), split))
 
 
 def examples(task: str, split: str) -> list:

@@ -11,11 +11,10 @@ corpus keep their first reply (as corpora.load_chatterbot keeps the first uttera
 from __future__ import annotations
 
 import functools
-import hashlib
 import random
 import zipfile
 
-from mtl_jax.data import corpora
+from mtl_jax.data import corpora, splits
 
 NUM_CHOICES = 4
 
@@ -52,7 +51,7 @@ def load() -> list[dict]:
     by_category.setdefault(cat, []).append(reply)
   out = []
   for question, reply, cat in convs:
-    rng = random.Random(int(hashlib.sha256(question.encode("utf-8")).hexdigest()[:16], 16))
+    rng = random.Random(splits.text_seed(question))
     pool = sorted({r for c, rs in by_category.items() if c != cat for r in rs} - {reply})
     choices = rng.sample(pool, NUM_CHOICES - 1)
     label = rng.randrange(NUM_CHOICES)

@@ -40,6 +40,12 @@ def text_of(example) -> str:
     return ' '.join(example['tokens'])
 
 
+def text_seed(text: str) -> int:
+    """A fixed integer from the raw text (first 16 hex digits of its SHA-256): a seed for draws that must
+    be the same on every machine and run (distractors, partners), decided by the text alone as the split."""
+    return int(hashlib.sha256(text.encode('utf-8')).hexdigest()[:16], 16)
+
+
 def bucket_of(text: str, salt: str = SALT) -> int:
     """0..99: the first 8 bytes of SHA-256(salt NUL normalised text), big-endian, mod 100."""
     digest = hashlib.sha256(f'{salt}\0{normalize(text)}'.encode('utf-8')).digest()

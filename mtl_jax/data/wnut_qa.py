@@ -9,10 +9,9 @@ has no answer, so the task also trains and scores the null answer.
 
 from __future__ import annotations
 
-import hashlib
 import random
 
-from mtl_jax.data import corpora
+from mtl_jax.data import corpora, splits
 
 TYPES = tuple(t[2:] for t in corpora.WNUT_TAGS if t.startswith("B-"))
 
@@ -50,7 +49,7 @@ def load() -> list[dict]:
       continue
     for kind in sorted(by_type):
       out.append({"text": question(kind), "context": context, "answers": by_type[kind], "id": f"{n}-{kind}"})
-    rng = random.Random(int(hashlib.sha256(context.encode("utf-8")).hexdigest()[:16], 16))
+    rng = random.Random(splits.text_seed(context))
     absent = rng.choice([t for t in TYPES if t not in by_type])
     out.append({"text": question(absent), "context": context, "answers": [], "id": f"{n}-{absent}"})
   return out
