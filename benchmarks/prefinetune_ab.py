@@ -17,7 +17,7 @@ ALL = "pft_all_but_targets"
 
 
 def comparisons(cells: list[dict]) -> list[dict]:
-  """One row per comparison: target, regime, what, the paired test, p_adj (Holm over all rows)."""
+  """One row per comparison: target, regime, what, the paired test (with p_adj: Holm over all rows)."""
   by: dict[tuple, dict] = {}
   for c in cells:
     by.setdefault((c["target"], c["regime"], c["source"]), {})[c["seed"]] = c["score"]
@@ -32,8 +32,7 @@ def comparisons(cells: list[dict]) -> list[dict]:
     if family and everything:
       rows.append({"target": target, "regime": regime, "what": "(b) family vs (a) all",
                    "test": stats.paired_by_seed(family, everything)})
-  for row, p_adj in zip(rows, stats.holm([r["test"]["p"] for r in rows])):
-    row["p_adj"] = p_adj
+  stats.adjust([r["test"] for r in rows])  # Holm over all rows: p_adj, direction in each test
   return rows
 
 
@@ -42,11 +41,9 @@ def table(rows: list[dict]) -> str:
            "|---|---|---|---|---|---|---|---|"]
   for r in rows:
     t = r["test"]
-    mark = " ▲" if r["p_adj"] is not None and r["p_adj"] < stats.ALPHA and t["diff"] > 0 else (
-        " ▼" if r["p_adj"] is not None and r["p_adj"] < stats.ALPHA else " n.s.")
     lines.append(f"| {r['target']} | {r['regime']} | {r['what']} | {t['diff']:+.3f} [{t['ci'][0]:+.3f}, "
-                 f"{t['ci'][1]:+.3f}]{mark} | {stats.fmt_p(t['p'])} | {stats.fmt_p(t['p_perm'])} | "
-                 f"{stats.fmt_p(r['p_adj'])} | {t['n']} |")
+                 f"{t['ci'][1]:+.3f}] {stats.arrow(t)} | {stats.fmt_p(t['p'])} | {stats.fmt_p(t['p_perm'])} | "
+                 f"{stats.fmt_p(t['p_adj'])} | {t['n']} |")
   return "\n".join(lines) + "\n"
 
 

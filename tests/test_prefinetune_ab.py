@@ -37,6 +37,6 @@ def test_rows_are_paired_t_tests_with_holm_over_all():
   for rank, i in enumerate(order):
     running = max(running, min(1.0, ps[i] * (3 - rank)))
     adjusted[i] = running
-  np.testing.assert_allclose([r["p_adj"] for r in rows], adjusted, rtol=1e-10)
+  np.testing.assert_allclose([r["test"]["p_adj"] for r in rows], adjusted, rtol=1e-10)
   text = prefinetune_ab.table(rows)
   assert text.count("\n") == 5 and "(b) family vs (a) all" in text
