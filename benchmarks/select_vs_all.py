@@ -8,6 +8,8 @@ plus the baseline 'none'. The unit of every test is the target (its mean over se
 help a new target" is a question over targets, and seeds only make each target's mean less noisy.
 
   python benchmarks/select_vs_all.py --exp_dir=/tmp/mtl_transfer/select_vs_all --out=benchmarks/results/select_vs_all
+--versus=LABEL=EXP_DIR adds another select_vs_all experiment's selected arm on the same targets (e.g. a real
+method's picks against the oracle's) as arm 'selected (LABEL)' and the paired comparison of the two selections.
 Writes OUT/select_vs_all.md and OUT/select_vs_all.json.
 """
 
@@ -74,16 +76,16 @@ def batch_size(exp_dir: pathlib.Path) -> int | None:
   return None
 
 
-def summarize(scores: dict, targets: list[str]) -> tuple[list[dict], list[dict]]:
+def summarize(scores: dict, targets: list[str], arms=ARMS, pairs=COMPARISONS) -> tuple[list[dict], list[dict]]:
   rows, means = [], {}
-  for arm in ARMS:
+  for arm in arms:
     means[arm] = [np.mean(list(scores[arm][t].values())) if scores[arm].get(t) else None for t in targets]
     vals = [m for m in means[arm] if m is not None]
     seeds = sorted({len(scores[arm][t]) for t in targets if scores[arm].get(t)})
     rows.append({"arm": arm, "targets": len(vals), "seeds_per_target": seeds,
                  "mean": float(np.mean(vals)) if vals else None, "ci": stats.bootstrap_ci(vals)})
   comparisons = []
-  for a, b in COMPARISONS:
+  for a, b in pairs:
     c = stats.paired_test(means[a], means[b])
     c.update(a=a, b=b)
     comparisons.append(c)
@@ -107,21 +109,45 @@ def markdown(rows, comparisons, walls, steps, batch) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--exp_dir", required=True)
-  p.add_argument("--out", required=True)
-  args = p.parse_args(argv)
-  exp_dir = pathlib.Path(args.exp_dir)
+def read_matrix(exp_dir: pathlib.Path) -> dict:
   matrix_path = exp_dir / "transfer_matrix.json"
   if not matrix_path.exists():
     raise SystemExit(f"select_vs_all: {matrix_path} not found; run mtl-transfer on the experiment first "
                      "(it writes transfer_matrix.json when stage 2 ends)")
-  matrix = json.loads(matrix_path.read_text())
+  return json.loads(matrix_path.read_text())
+
+
+def versus_arm(spec: str, targets: list[str]) -> tuple[str, dict]:
+  """('selected (LABEL)', {target: {seed: score}}) of another experiment's selected arm on the same targets."""
+  label, sep, other = spec.partition("=")
+  if not sep or not label or not other:
+    raise SystemExit(f"select_vs_all: --versus={spec!r}: use LABEL=EXP_DIR (e.g. oracle=/tmp/mtl_transfer/select_vs_all)")
+  matrix = read_matrix(pathlib.Path(other))
+  missing = sorted(set(targets) - set(matrix["experiment"]["targets"]))
+  if missing:
+    raise SystemExit(f"select_vs_all: --versus={spec!r} has no target(s) {missing}; compare experiments on the "
+                     "same targets")
+  scores = per_target_scores(matrix["cells"], arm_of_source(matrix["experiment"]["pairs"]))
+  return f"selected ({label})", scores["selected"]
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--exp_dir", required=True)
+  p.add_argument("--out", required=True)
+  p.add_argument("--versus", default=None, help="LABEL=EXP_DIR: another select_vs_all experiment's selected arm")
+  args = p.parse_args(argv)
+  exp_dir = pathlib.Path(args.exp_dir)
+  matrix = read_matrix(exp_dir)
   exp = matrix["experiment"]
   arms = arm_of_source(exp["pairs"])
   scores = per_target_scores(matrix["cells"], arms)
-  rows, comparisons = summarize(scores, list(exp["targets"]))
+  arm_names, pairs = ARMS, COMPARISONS
+  if args.versus:
+    name, other = versus_arm(args.versus, list(exp["targets"]))
+    scores[name] = other
+    arm_names, pairs = (*ARMS, name), (*COMPARISONS, ("selected", name))
+  rows, comparisons = summarize(scores, list(exp["targets"]), arm_names, pairs)
   steps = int(exp["source_bindings"].get("TRAIN_STEPS", 0))
   batch = batch_size(exp_dir)
   walls = stage1_wall(exp_dir, arms)

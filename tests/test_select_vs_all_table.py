@@ -56,3 +56,40 @@ def test_a_target_without_three_arms_is_refused():
 def test_a_missing_matrix_is_one_line(tmp_path):
   with pytest.raises(SystemExit, match="transfer_matrix.json not found"):
     select_vs_all.main([f"--exp_dir={tmp_path}", f"--out={tmp_path / 'out'}"])
+
+
+def _write(path, cells, targets=TARGETS):
+  exp = {"targets": targets, "pairs": {t: PAIRS[t] for t in targets}, "source_bindings": {"TRAIN_STEPS": 300},
+         "bindings": {}}
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "transfer_matrix.json").write_text(json.dumps({"experiment": exp, "cells": cells, "unfinished": []}))
+
+
+def test_versus_adds_the_other_experiments_selected_arm_paired_over_targets(tmp_path):
+  mine, truth = _cells(np.random.default_rng(1))
+  other, other_truth = _cells(np.random.default_rng(2))
+  _write(tmp_path / "mine", mine)
+  _write(tmp_path / "oracle", other)
+  assert select_vs_all.main([f"--exp_dir={tmp_path / 'mine'}", f"--out={tmp_path / 'out'}",
+                             f"--versus=oracle={tmp_path / 'oracle'}"]) == 0
+  got = json.loads((tmp_path / "out" / "select_vs_all.json").read_text())
+  a = [np.mean(truth["selected"][t]) for t in TARGETS]
+  b = [np.mean(other_truth["selected"][t]) for t in TARGETS]
+  row = next(r for r in got["rows"] if r["arm"] == "selected (oracle)")
+  assert row["mean"] == pytest.approx(np.mean(b))
+  c = next(c for c in got["comparisons"] if c["b"] == "selected (oracle)")
+  assert c["a"] == "selected" and c["diff"] == pytest.approx(np.mean(np.subtract(a, b)))
+  assert c["p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+  assert len(got["comparisons"]) == 6 and all(c["m"] == 6 for c in got["comparisons"])
+
+
+def test_versus_on_other_targets_or_without_a_label_is_one_line(tmp_path):
+  cells, _ = _cells(np.random.default_rng(0))
+  _write(tmp_path / "mine", cells)
+  _write(tmp_path / "other", [c for c in cells if c["target"] != "t3"], targets=TARGETS[:3])
+  with pytest.raises(SystemExit, match=r"has no target\(s\) \['t3'\]"):
+    select_vs_all.main([f"--exp_dir={tmp_path / 'mine'}", f"--out={tmp_path / 'out'}",
+                        f"--versus=oracle={tmp_path / 'other'}"])
+  with pytest.raises(SystemExit, match="use LABEL=EXP_DIR"):
+    select_vs_all.main([f"--exp_dir={tmp_path / 'mine'}", f"--out={tmp_path / 'out'}", f"--versus={tmp_path}"])
+  assert not (tmp_path / "out").exists()
