@@ -17,6 +17,8 @@ Parts (each prints its own block; a part whose feature is not in the tree says '
            examples/s / the padded real-token fraction.
   seeds    (b) K=4 seeds in one jitted step (trainer.train.seeds) vs 4 sequential runs of the tiny model,
            the same steps per seed, whole processes (both with a warm grid cache).
+  sources  (e) a transfer target from 4 source runs x 3 seeds as 12 lanes of one trainer (mtl-transfer
+           --sources_per_step: lanes.model_dirs / lanes.init_from) vs 4 launches of 3 seeds, tiny model.
 
 Timing: windows alternate between the rows being compared (the first row rotating), so a busy shared
 machine loads them alike; compilation and warm-up are not timed. The load average is printed: ratios
@@ -40,7 +42,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-PARTS = ("startup", "torch", "packing", "seeds")
+PARTS = ("startup", "torch", "packing", "seeds", "sources")
 CACHE_ENV = "MTL_JAX_GRID_CACHE"
 
 
@@ -128,6 +130,35 @@ def part_seeds(args, tmp: pathlib.Path) -> None:
   print(f"{'4 seeds in one step':<26} {one[0]:>8.1f} {one[1]:>8.1f}")
   print(f"{'4 sequential runs':<26} {seq_wall:>8.1f} {seq_cpu:>8.1f}")
   print(f"sequential / one step: wall {seq_wall / one[0]:.2f}x, CPU {seq_cpu / one[1]:.2f}x   (goal >= 2x)")
+  print(f"at end: {load_line()}")
+
+
+def part_sources(args, tmp: pathlib.Path) -> None:
+  """(e) mtl-transfer --sources_per_step: a target from S sources x K seeds as lanes of one trainer."""
+  print(f"\n== (e) a target from 4 sources x 3 seeds in one trainer vs 4 launches of 3 seeds (tiny model) ==\n"
+        f"{load_line()}")
+  steps, seeds, n_sources = (100 if args.full else 30), [0, 1, 2], 4
+  env = clean_env(tmp / "sources_cache")
+  sources = [tmp / f"source{i}" for i in range(n_sources)]  # 4 starting runs (the quickstart, 4 seeds)
+  for i, source in enumerate(sources):
+    timed_cell(tiny_cell(source, 3, [f"--gin.trainer.train.seed={i}"]), env)
+  target = lambda d, extra: tiny_cell(d, steps, ["--gin.MIXTURE_OR_TASK_NAME='vader_tweets'", *extra])
+  timed_cell(target(tmp / "warm/{seed}", [f"--gin.trainer.train.seeds={seeds}",
+                                          f"--gin.init_from.model_dir={sources[0]}"]), env)  # both arms warm
+  lanes = [(i, s) for i in range(n_sources) for s in seeds]
+  one = timed_cell(target(tmp / "unused", [
+      f"--gin.trainer.train.seeds={[s for _, s in lanes]}", f"--gin.init_from.model_dir={sources[0]}",
+      f"--gin.lanes.model_dirs={[str(tmp / f'lanes_{i}_{s}') for i, s in lanes]}",
+      f"--gin.lanes.init_from={[str(sources[i]) for i, _ in lanes]}"]), env)
+  seq = [timed_cell(target(tmp / f"per_source{i}" / "{seed}", [f"--gin.trainer.train.seeds={seeds}",
+                                                               f"--gin.init_from.model_dir={sources[i]}"]), env)
+         for i in range(n_sources)]
+  seq_wall, seq_cpu = sum(w for w, _ in seq), sum(c for _, c in seq)
+  print(f"{steps} target steps per lane, batch 16, length 64, each lane evaluated at the end; warm grid cache")
+  print(f"{'arm':<34} {'wall s':>8} {'CPU s':>8}")
+  print(f"{'12 lanes (4 sources x 3 seeds)':<34} {one[0]:>8.1f} {one[1]:>8.1f}")
+  print(f"{'4 launches of 3 seeds':<34} {seq_wall:>8.1f} {seq_cpu:>8.1f}")
+  print(f"4 launches / one: wall {seq_wall / one[0]:.2f}x, CPU {seq_cpu / one[1]:.2f}x")
   print(f"at end: {load_line()}")
 
 
@@ -401,7 +432,8 @@ def main(argv=None) -> int:
   tmp = pathlib.Path(tempfile.mkdtemp(prefix="grid_throughput_"))
   try:
     for part in parts:
-      {"startup": part_startup, "torch": part_torch, "packing": part_packing, "seeds": part_seeds}[part](args, tmp)
+      {"startup": part_startup, "torch": part_torch, "packing": part_packing, "seeds": part_seeds,
+       "sources": part_sources}[part](args, tmp)
       sys.stdout.flush()
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

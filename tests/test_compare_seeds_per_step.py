@@ -3,6 +3,7 @@
 same grid without the option. An in-process fake trainer (no training); the real trainer through
 mtl-compare --seeds_per_step is test_seeds_in_step.py's e2e test (its cells equal separate runs)."""
 
+import ast
 import csv
 import json
 import os
@@ -31,9 +32,12 @@ class FakeTrainer:
              else [int(args["gin.trainer.train.seed"])])
     assert len(env[lock.TOKEN_ENV].split(",")) == len(seeds)
     self.launches.append(("seeds" if "gin.trainer.train.seeds" in args else "seed", seeds))
-    self.init_from.append(args.get("gin.init_from.model_dir"))
-    for s in seeds:
-      model_dir = (seeds_in_step.lane_dir(args["gin.MODEL_DIR"], s) if "gin.trainer.train.seeds" in args
+    lane_dirs = ast.literal_eval(args.get("gin.lanes.model_dirs", "None"))  # lanes of several starting runs
+    self.init_from.append(ast.literal_eval(args["gin.lanes.init_from"]) if lane_dirs
+                          else args.get("gin.init_from.model_dir"))
+    for i, s in enumerate(seeds):
+      model_dir = (pathlib.Path(lane_dirs[i]) if lane_dirs
+                   else seeds_in_step.lane_dir(args["gin.MODEL_DIR"], s) if "gin.trainer.train.seeds" in args
                    else pathlib.Path(args["gin.MODEL_DIR"]))
       os.environ[lock.TOKEN_ENV] = env[lock.TOKEN_ENV]  # the trainer adopts its launcher's lock (run/lock.py)
       try:

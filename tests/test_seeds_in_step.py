@@ -109,6 +109,23 @@ def test_bad_seeds_refused_in_one_line_before_anything_is_written(tmp_path, bind
   assert not model_dir.exists()
 
 
+def test_bad_lanes_refused_in_one_line(tmp_path):
+  """lanes.* (several starting runs in one trainer) must give one entry per seed and distinct directories."""
+  check = seeds_in_step._check_lanes
+  with pytest.raises(ValueError, match=r"lanes.model_dirs=\['/a'\] must list one entry per train.seeds entry \(2"):
+    check([0, 0], ["/a"], None)
+  with pytest.raises(ValueError, match=r"lanes.model_dirs lists \['/a'\] more than once"):
+    check([0, 1], ["/a", "/a"], ["/s0", "/s1"])
+  with pytest.raises(ValueError, match="lanes.init_from is set without lanes.model_dirs"):
+    check([0, 1], None, ["/s0", "/s1"])
+  check([0, 0], ["/a", "/b"], ["/s0", "/s1"])  # a repeated seed is fine across lanes of their own
+  out = run_main(*TINY_ARGS, ONE_DEVICE, f"--gin.MODEL_DIR={tmp_path}/run", "--gin.trainer.train.seeds=[0,0]",
+                 f"--gin.lanes.model_dirs=['{tmp_path}/a', '{tmp_path}/a']", check=False)
+  assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+  assert "more than once; give each lane its own directory" in out.stderr
+  assert not (tmp_path / "a").exists() and not (tmp_path / "run").exists()
+
+
 def test_seed_and_seeds_together_refused(tmp_path):
   out = run_main(*TINY_ARGS, ONE_DEVICE, f"--gin.MODEL_DIR={tmp_path}/run", "--gin.trainer.train.seeds=[1,2]",
                  "--gin.trainer.train.seed=5", check=False)
@@ -277,3 +294,24 @@ def test_seeds_run_from_each_seeds_own_source_equals_separate_runs(tmp_path, sep
     # 4 steps from a source leave vader_tweets' predictions nearly tied: float noise of the vmapped step
     # (1e-7) reorders a few, which moves Spearman by ~3e-5; every other number agrees to 1e-5
     assert_same_results(lane, tmp_path / f"alone{s}", atol=1e-4)
+
+
+@pytest.mark.e2e
+def test_lanes_from_different_sources_equal_separate_runs(tmp_path, separate_runs):
+  """mtl-transfer --sources_per_step: one trainer, lanes with the SAME seed started from DIFFERENT source runs
+  (lanes.model_dirs / lanes.init_from); each lane equals the separate run from its own source, and its
+  config.gin names that source (the separate runs above serve as two sources)."""
+  target = (*RUN, "--gin.MIXTURE_OR_TASK_NAME='vader_tweets'", "--gin.trainer.train.seed=0")
+  for s in SEEDS:
+    run_main(*target, f"--gin.MODEL_DIR={tmp_path}/alone{s}", f"--gin.init_from.model_dir={separate_runs}/seed{s}")
+  dirs = [str(tmp_path / f"from{s}") for s in SEEDS]
+  run_main(*RUN, "--gin.MIXTURE_OR_TASK_NAME='vader_tweets'", f"--gin.MODEL_DIR={tmp_path}/unused",
+           "--gin.trainer.train.seeds=[0, 0]", f"--gin.init_from.model_dir={separate_runs}/seed0",
+           f"--gin.lanes.model_dirs={dirs}", f"--gin.lanes.init_from={[f'{separate_runs}/seed{s}' for s in SEEDS]}")
+  for s in SEEDS:
+    lane = tmp_path / f"from{s}"
+    spec = json.loads((lane / "run_spec.json").read_text())
+    assert spec["init_from"]["model_dir"] == str(separate_runs / f"seed{s}")
+    assert f"init_from.model_dir = '{separate_runs}/seed{s}'" in (lane / "config.gin").read_text()
+    assert_same_results(lane, tmp_path / f"alone{s}", atol=1e-4)
+  assert not (tmp_path / "unused").exists()

@@ -59,7 +59,7 @@ def test_tiny_grid_end_to_end_writes_every_file_and_rerun_skips(tmp_path):
   calls.clear()
   lines.clear()
   assert cli.main([*TINY, f"--exp_dir={exp_dir}"], launcher=in_process(calls), echo=lines.append) == 0
-  assert calls == [] and any("2 cells: 2 finished, 0 to run" in l for l in lines)
+  assert calls == [] and any("4 cells: 4 finished, 0 to run" in l for l in lines)  # sources + baselines
 
 
 def _fake_cell(exp_dir, cell: Cell, value: float):
@@ -97,6 +97,9 @@ def test_matrix_gain_std_and_noise_marks_on_hand_written_cells(tmp_path):
   md = report.markdown(exp.to_json(), rows, [], [], tmp_path)
   assert "| t | b | mse | -0.030 ± 0.127 | 2 | +0.170 [-1.228, +1.568] n.s. | 0.366 | 0.5 | 0.731 |" in md
   assert "How the numbers were computed:" in md and "0.5 with n = 2" in md and "≈" not in md
+  # at a glance: the baseline's own score, then each source's gain (no mark: neither is Holm-significant)
+  assert "| source ↓ target → | t |\n|---|---|\n| none (score) | -0.200 |\n| a | +0.010 |\n| b | +0.170 |" in md
+  assert report.glance([{**by["b"], "direction": -1}], by["b"]["regime"])[3] == "| b | +0.170 ▼ |"
   assert by["b"]["metric"] == "mse"
 
 

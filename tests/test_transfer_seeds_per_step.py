@@ -24,12 +24,14 @@ def test_seeds_per_step_groups_sources_and_baselines_and_gives_the_same_matrix(t
   lines = []
   assert cli.main(_argv(tmp_path / "grouped", "--seeds_per_step=2"), launcher=grouped, env={},
                   echo=lines.append) == 0
-  assert plain.launches == [("seed", [s]) for s in (0, 1, 2)] + [("seed", [s]) for s in (0, 0, 1, 1, 2, 2)]
-  # stage 1: seeds 0+1 in one trainer, seed 2 alone; stage 2: the baseline and the targets from
-  # rotten_tomatoes group the same way, the targets' source a '{seed}' template
+  assert plain.launches == [("seed", [s]) for s in (0, 1, 2)] * 3  # sources, baselines, targets
+  # stage 1: the source's seeds 0+1 in one trainer, seed 2 alone, then the 'none' baseline beside it the
+  # same way; stage 2: the targets from rotten_tomatoes, their source a '{seed}' template
   assert grouped.launches == [("seeds", [0, 1]), ("seed", [2])] * 3
-  assert any("3 to run as 2 launches of up to 2 seeds" in line for line in lines), lines
-  assert any("6 to run as 4 launches of up to 2 seeds" in line for line in lines), lines
+  stage1 = lines.index(next(line for line in lines if "stage 1" in line))
+  stage2 = lines.index(next(line for line in lines if "stage 2" in line))
+  assert any("6 to run as 4 launches of up to 2 seeds" in line for line in lines[stage1:stage2]), lines
+  assert any("3 to run as 2 launches of up to 2 seeds" in line for line in lines[stage2:]), lines
   sources = [s for s in grouped.init_from if s]
   assert sources == [str(tmp_path / "grouped" / "runs" / "source__rotten_tomatoes__seed{seed}"),
                      str(tmp_path / "grouped" / "runs" / "source__rotten_tomatoes__seed2")], grouped.init_from
@@ -41,6 +43,29 @@ def test_seeds_per_step_groups_sources_and_baselines_and_gives_the_same_matrix(t
   assert "rotten_tomatoes" in csv_text and csv_text == (tmp_path / "grouped" / "transfer_matrix.csv").read_text()
   again = FakeTrainer()  # each cell recorded with its own arguments: without the option, all finished
   assert cli.main(_argv(tmp_path / "grouped"), launcher=again, env={}, echo=quiet) == 0
+  assert again.launches == []
+
+
+def test_sources_per_step_trains_a_target_from_several_sources_in_one_trainer(tmp_path):
+  """--sources_per_step=2 with K=3: vader_tweets from rotten_tomatoes and from bbc_topic, 3 seeds each, is ONE
+  launch of 6 lanes, each lane writing its own cell's directory and starting from its own seed's source run."""
+  argv = lambda d, *extra: [*_argv(d, *extra), "--gin.transfer.sources=['rotten_tomatoes', 'bbc_topic']"]
+  plain, lanes = FakeTrainer(), FakeTrainer()
+  assert cli.main(argv(tmp_path / "plain"), launcher=plain, env={}, echo=lambda _: None) == 0
+  lines = []
+  assert cli.main(argv(tmp_path / "lanes", "--seeds_per_step=3", "--sources_per_step=2"), launcher=lanes, env={},
+                  echo=lines.append) == 0
+  assert lanes.launches == [("seeds", [0, 1, 2])] * 3 + [("seeds", [0, 1, 2, 0, 1, 2])], lanes.launches
+  assert any("6 to run as 1 launches of up to 3 seeds x 2 sources" in line for line in lines), lines
+  runs = tmp_path / "lanes" / "runs"
+  assert lanes.init_from[-1] == [str(runs / f"source__{s}__seed{k}") for s in ("bbc_topic", "rotten_tomatoes")
+                                 for k in (0, 1, 2)]
+  dirs = lambda root: sorted(p.name for p in (root / "runs").iterdir())
+  assert dirs(tmp_path / "plain") == dirs(tmp_path / "lanes") and len(dirs(tmp_path / "plain")) == 15
+  assert ((tmp_path / "plain" / "transfer_matrix.csv").read_text()
+          == (tmp_path / "lanes" / "transfer_matrix.csv").read_text())
+  again = FakeTrainer()  # the cells carry their own arguments: found finished without the options
+  assert cli.main(argv(tmp_path / "lanes"), launcher=again, env={}, echo=lambda _: None) == 0
   assert again.launches == []
 
 

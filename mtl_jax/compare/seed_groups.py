@@ -22,6 +22,7 @@ from mtl_jax.compare.seeds_check import SEED_BINDING, check  # noqa: F401 (check
 from mtl_jax.run import lock as dir_lock
 
 SEEDS_BINDING = "trainer.train.seeds"
+LANE_DIRS_BINDING, LANE_SOURCES_BINDING = "lanes.model_dirs", "lanes.init_from"
 INIT_FROM_BINDING = "init_from.model_dir"
 
 
@@ -43,12 +44,32 @@ def _key(cell: Cell) -> str:
                 for k, v in cell.bindings if k != SEED_BINDING]))
 
 
-def groups(cells: Sequence[Cell], k: int) -> list[list[Cell]]:
-  """Cells differing only in their seed, K per group, in the grid's order of their first cell."""
+def _source_key(cell: Cell) -> str | None:
+  """For cells started from a run (mtl-transfer targets): everything but the seed, the starting run and the
+  'source' axis naming it; None for the others. Cells with one key can share a trainer as lanes."""
+  bindings = dict(cell.bindings)
+  if INIT_FROM_BINDING not in bindings:
+    return None
+  return repr((cell.kind, cell.strategy, cell.mixture, [a for a in cell.axes if a[0] != "source"], cell.gin_files,
+               [(k, v) for k, v in cell.bindings if k not in (SEED_BINDING, INIT_FROM_BINDING)]))
+
+
+def groups(cells: Sequence[Cell], k: int, sources: int = 1) -> list[list[Cell]]:
+  """Cells differing only in their seed, K per group, in the grid's order of their first cell. With
+  sources=S > 1, cells started from runs that differ only in that run (a target from each of several
+  sources) share a group too: up to S x K lanes, ordered by starting run, then seed."""
   by_key: dict[tuple, list[Cell]] = {}
   for cell in cells:
-    by_key.setdefault(_key(cell), []).append(cell)
-  return [same[i:i + k] for same in by_key.values() for i in range(0, len(same), k)]
+    key = _source_key(cell) if sources > 1 else None
+    by_key.setdefault(("sources", key) if key is not None else ("seeds", _key(cell)), []).append(cell)
+  out = []
+  for (mode, _), same in by_key.items():
+    if mode == "sources":
+      same = sorted(same, key=lambda c: (dict(c.bindings)[INIT_FROM_BINDING], c.seed))
+      out += [same[i:i + k * sources] for i in range(0, len(same), k * sources)]
+    else:
+      out += [same[i:i + k] for i in range(0, len(same), k)]
+  return out
 
 
 def template(cell: Cell) -> str:
@@ -64,9 +85,23 @@ def pointer_line(seeds: Sequence[int], log_path) -> str:
           f"{list(seeds)} in one step; its log: {log_path}\n")
 
 
-def group_argv(group: Sequence[Cell], exp_dir, binary: Sequence[str]) -> list[str]:
-  """The one trainer command of a group: the first cell's, MODEL_DIR a '{seed}' template, all its seeds."""
+def _lanes_argv(group: Sequence[Cell], exp_dir, binary: Sequence[str]) -> list[str]:
+  """A group of several starting runs: each lane's MODEL_DIR and run named (lanes.*, run/seeds_in_step.py)."""
   first = group[0]
+  args = [a for a in first.argv(binary, runner.cell_dir(exp_dir, first))
+          if not a.startswith((f"--gin.{SEED_BINDING}=", f"--gin.{INIT_FROM_BINDING}="))]
+  return [*args, binding_arg(INIT_FROM_BINDING, dict(first.bindings)[INIT_FROM_BINDING]),
+          binding_arg(SEEDS_BINDING, [c.seed for c in group]),
+          binding_arg(LANE_DIRS_BINDING, [str(runner.cell_dir(exp_dir, c)) for c in group]),
+          binding_arg(LANE_SOURCES_BINDING, [dict(c.bindings)[INIT_FROM_BINDING] for c in group])]
+
+
+def group_argv(group: Sequence[Cell], exp_dir, binary: Sequence[str]) -> list[str]:
+  """The one trainer command of a group: the first cell's, MODEL_DIR a '{seed}' template, all its seeds
+  (lanes.* naming each lane's directory and starting run when the group spans several of them)."""
+  first = group[0]
+  if len({_key(c) for c in group}) > 1 or len({c.seed for c in group}) < len(group):
+    return _lanes_argv(group, exp_dir, binary)
   model_dir = runner.cell_dir(exp_dir, first).with_name(template(first))
   args = [a for a in first.argv(binary, model_dir) if not a.startswith(f"--gin.{SEED_BINDING}=")]
   if (source := _init_from_template(first)) is not None:  # each lane its own seed's source
@@ -131,16 +166,18 @@ def _run_group(group, exp_dir, binary, env, launcher, echo) -> list[runner.Outco
 
 def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: int = 1, env=None,
               launcher: runner.Launcher = runner.subprocess_launcher, echo: Callable[[str], None] = print,
-              wait: bool = False, seeds_per_step: int = 1) -> list[runner.Outcome]:
-  """runner.run_cells, with K seeds of a cell per launch when seeds_per_step=K > 1."""
+              wait: bool = False, seeds_per_step: int = 1, sources_per_step: int = 1) -> list[runner.Outcome]:
+  """runner.run_cells, with K seeds of a cell per launch when seeds_per_step=K > 1 (and, for cells started
+  from runs, those of up to S starting runs when sources_per_step=S > 1)."""
   import os
-  if seeds_per_step <= 1:
+  if seeds_per_step <= 1 and sources_per_step <= 1:
     return runner.run_cells(cells, exp_dir, binary, parallel, env=env, launcher=launcher, echo=echo, wait=wait)
   env = dict(os.environ if env is None else env)
   todo = [c for c in cells if not runner.check(c, runner.cell_dir(exp_dir, c)).finished]
-  planned = groups(todo, seeds_per_step)
+  planned = groups(todo, seeds_per_step, sources_per_step)
+  lanes = f"{seeds_per_step} seeds" + (f" x {sources_per_step} sources" if sources_per_step > 1 else "")
   echo(f"mtl-compare: {len(cells)} cells: {len(cells) - len(todo)} finished, {len(todo)} to run as "
-       f"{len(planned)} launches of up to {seeds_per_step} seeds in one step ({parallel} at a time)")
+       f"{len(planned)} launches of up to {lanes} in one step ({parallel} at a time)")
   outcomes = {c.cell_id: runner.Outcome(c.cell_id, "skipped") for c in cells if c not in todo}
   with runner.forward_signals() as signals:
     def one(group):

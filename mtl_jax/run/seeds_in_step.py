@@ -13,6 +13,11 @@ MODEL_DIR of seed S: MODEL_DIR with '{seed}' replaced by S when it holds '{seed}
 passes EXP_DIR/runs/<cell>__seed{seed}), else MODEL_DIR/seed<S>. Each lane's config.gin ends with
 the bindings that make it the separate run's (seed, MODEL_DIR, no seeds).
 
+Lanes that differ in more than their seed (`lanes.model_dirs` / `lanes.init_from`, one entry per entry of
+train.seeds): lane i writes to model_dirs[i] and starts from the run init_from[i], so one process trains,
+say, a transfer target from each of several sources (mtl-transfer --sources_per_step); a seed may then
+repeat (the same data order, another starting point), a directory may not.
+
 Checkpoints: orbax keeps process-wide state per save (operation ids, directory-creation signals),
 so two lanes saving at once can write into each other's temporary directories; in a seeds run every
 orbax save, restore and close holds one lock and a save waits until it is committed.
@@ -26,12 +31,14 @@ ints >= 0, train.seed set as well, several processes (multi-host).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import pathlib
 import signal
 import sys
 import threading
 
+import gin
 import jax
 
 from mtl_jax.run import checkpoints
@@ -41,14 +48,40 @@ _LANE = threading.local()  # .lane = (driver, index) inside a lane's thread
 _ORBAX = threading.RLock()  # one orbax operation at a time across lanes
 
 
-def check(seeds, seed) -> list[int]:
-  """The seeds as a list, or one line naming the bad value."""
+@gin.configurable("lanes")
+def lane_overrides(model_dirs=None, init_from=None) -> tuple:
+  """gin: lanes.model_dirs / lanes.init_from, one entry per train.seeds entry (None: the seed templates)."""
+  return model_dirs, init_from
+
+
+def lane_init_from() -> str | None:
+  """Inside a lane with its own starting run (lanes.init_from): that run's directory, else None."""
+  lane = getattr(_LANE, "init_from", None)
+  return None if lane is None else str(lane)
+
+
+def _check_lanes(seeds, model_dirs, init_from) -> None:
+  """lanes.* against train.seeds: one entry per lane, distinct directories; one line naming the bad value."""
+  for name, values in (("model_dirs", model_dirs), ("init_from", init_from)):
+    if values is not None and (not isinstance(values, (list, tuple)) or len(values) != len(seeds)):
+      raise ValueError(f"lanes.{name}={values!r} must list one entry per train.seeds entry ({len(seeds)}: "
+                       f"{list(seeds)})")
+  if init_from is not None and model_dirs is None:
+    raise ValueError("lanes.init_from is set without lanes.model_dirs; give each lane its own directory")
+  if model_dirs is not None:
+    dupes = sorted(d for d, n in collections.Counter(map(str, model_dirs)).items() if n > 1)
+    if dupes:
+      raise ValueError(f"lanes.model_dirs lists {dupes} more than once; give each lane its own directory")
+
+
+def check(seeds, seed, lanes: bool = False) -> list[int]:
+  """The seeds as a list, or one line naming the bad value (a seed may repeat only across lanes.model_dirs)."""
   if not isinstance(seeds, (list, tuple)) or not seeds or any(
       not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
     raise ValueError(f"train.seeds must be a non-empty list of ints >= 0, got {seeds!r}; "
                      "e.g. --gin.trainer.train.seeds=[0,1,2,3]")
   dupes = sorted({s for s in seeds if list(seeds).count(s) > 1})
-  if dupes:
+  if dupes and not lanes:
     raise ValueError(f"train.seeds {list(seeds)} has duplicates ({', '.join(map(str, dupes))}); "
                      "list each seed once")
   if seed != 0:
@@ -210,26 +243,34 @@ def _lane_classes(trainer):
     trainer._Preemption, checkpoints.Checkpoints = saved
 
 
-def _separate_run_bindings(model_dir: pathlib.Path, seed: int, seeds) -> str:
+def _separate_run_bindings(model_dir: pathlib.Path, seed: int, seeds, source=None) -> str:
+  own_start = ("" if source is None else f"init_from.model_dir = {str(source)!r}\n"
+               "lanes.model_dirs = None\nlanes.init_from = None\n")
   return (f"\n# seeds in one step: this is seed {seed} of trainer.train.seeds={list(seeds)}; the lines below make\n"
           f"# this file the separate run's\nMODEL_DIR = {str(model_dir)!r}\ntrainer.train.model_dir = %MODEL_DIR\n"
-          f"trainer.train.seed = {seed}\ntrainer.train.seeds = None\n")
+          f"trainer.train.seed = {seed}\ntrainer.train.seeds = None\n{own_start}")
 
 
 def train(train_fn, args: dict) -> dict:
-  """Runs `train_fn(**args)` once per seed in args['seeds'] (lanes); returns {seed: results record}."""
-  seeds = check(args["seeds"], args["seed"])
-  dirs = [lane_dir(args["model_dir"], s) for s in seeds]
+  """Runs `train_fn(**args)` once per seed in args['seeds'] (lanes); returns {seed: results record}
+  ({lane's MODEL_DIR: record} when lanes.model_dirs names the directories)."""
+  model_dirs, sources = lane_overrides()
+  seeds = check(args["seeds"], args["seed"], lanes=model_dirs is not None)
+  _check_lanes(seeds, model_dirs, sources)
+  dirs = ([pathlib.Path(d) for d in model_dirs] if model_dirs is not None
+          else [lane_dir(args["model_dir"], s) for s in seeds])
   if len(set(dirs)) != len(dirs):
     raise ValueError(f"MODEL_DIR {args['model_dir']!r} gives seeds {seeds} one directory; "
                      "put '{seed}' in it or leave it out")
+  sources = list(sources) if sources is not None else [None] * len(seeds)
   driver, records, errors = _Driver(seeds), {}, {}
 
   def lane(index: int, seed: int, model_dir: pathlib.Path):
-    _LANE.lane = (driver, index)
+    _LANE.lane, _LANE.init_from = (driver, index), sources[index]
     try:
-      records[seed] = train_fn(**{**args, "model_dir": str(model_dir), "seed": seed, "seeds": None,
-                                  "progress": bool(args.get("progress")) and index == 0})
+      key = str(model_dir) if model_dirs is not None else seed
+      records[key] = train_fn(**{**args, "model_dir": str(model_dir), "seed": seed, "seeds": None,
+                                 "progress": bool(args.get("progress")) and index == 0})
     except BaseException as e:  # raised in the main thread once every lane is done
       errors[index] = e
     finally:
@@ -237,7 +278,7 @@ def train(train_fn, args: dict) -> dict:
       config = model_dir / "config.gin"
       if config.exists() and "# seeds in one step" not in config.read_text():
         with open(config, "a") as f:
-          f.write(_separate_run_bindings(model_dir, seed, seeds))
+          f.write(_separate_run_bindings(model_dir, seed, seeds, sources[index]))
 
   def handle(signum, frame):
     del frame

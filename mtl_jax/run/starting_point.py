@@ -17,6 +17,7 @@ import pathlib
 from mtl_jax.models.encoder import EncoderConfig
 from mtl_jax.pretrained import checkpoint as checkpoint_lib
 from mtl_jax.pretrained import load, settings, store
+from mtl_jax.run import seeds_in_step
 from mtl_jax.transfer import init_from
 
 log = logging.getLogger("mtl_jax")
@@ -111,6 +112,8 @@ def for_run(seed: int | None = None):
   """The starting point gin configures for this run. An init_from.model_dir holding '{seed}' is this
   run's seed's source (trainer.train.seeds: each lane starts from its own seed's source run)."""
   options, source = settings.current(), init_from.current()
+  if (lane_source := seeds_in_step.lane_init_from()) is not None:  # a lane with its own run (lanes.init_from)
+    source = dataclasses.replace(source, model_dir=lane_source)
   if source.model_dir and "{seed}" in str(source.model_dir):
     if seed is None:
       raise ValueError(f"init_from.model_dir {source.model_dir!r} holds '{{seed}}' but this command has no seed "

@@ -3,9 +3,9 @@
   python -m mtl_jax.transfer --experiment=gin/experiments/transfer_tiny.gin [--exp_dir=DIR] [--parallel=2]
       [--gin.transfer.seeds=[0,1,2]] [--dry_run | --report_only] [--executor=submitit ...]
 
-Stage 1 trains each source (task or mixture) once per seed under EXP_DIR/runs/source__*; stage 2
-starts every target from each source's trunk (`init_from`) under EXP_DIR/runs/target__*, next to
-the baseline `none` (no stage 1), for every data regime. Rerunning the same command skips
+Stage 1 trains each source (task or mixture) once per seed under EXP_DIR/runs/source__*, and beside
+it each target's baseline `none` (no stage 1, so it need not wait); stage 2 starts every target from
+each source's trunk (`init_from`) under EXP_DIR/runs/target__*, for every data regime. Rerunning the same command skips
 finished cells and resumes unfinished ones; a target whose source has not finished waits for the
 next run. Writes EXP_DIR/{transfer_matrix.csv, transfer_matrix.json, report.md, plots/gain_<regime>.png}.
 Exit status: 0 every cell finished, 1 some failed or unfinished (the report covers the rest), 2 bad
@@ -36,6 +36,11 @@ def parse_args(argv):
                  help="K: a cell's seeds train K at a time in one trainer, one vmapped step (same cells and "
                       "results; default: transfer.seeds_per_step, 1). Sources, baselines and targets group; each "
                       "seed of a target starts from that seed's own source run")
+  p.add_argument("--sources_per_step", type=int,
+                 help="S: stage 2 trains a target from S sources (x the K seeds) in one trainer, one vmapped "
+                      "step, each lane from its own source run (same cells and results; default: "
+                      "transfer.sources_per_step, 1): fewer start-ups, compilations and evaluation launches; memory "
+                      "grows with the lanes (~1.2 GB per MiniLM lane)")
   p.add_argument("--dry_run", action="store_true", help="list the cells and their commands; run nothing")
   p.add_argument("--report_only", action="store_true", help="only aggregate what is in EXP_DIR")
   p.add_argument("--wait", action="store_true",
@@ -73,7 +78,7 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
   args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     exp = grid.load(args.experiment, bindings, exp_dir=args.exp_dir, parallel=args.parallel,
-                    seeds_per_step=args.seeds_per_step)
+                    seeds_per_step=args.seeds_per_step, sources_per_step=args.sources_per_step)
     exp.validate()
     if not exp.exp_dir:
       raise ValueError("no experiment directory: pass --exp_dir=DIR (or set transfer.exp_dir)")
@@ -99,22 +104,25 @@ def main(argv=None, launcher=None, env=None, echo=print) -> int:
     launch = launcher or jobs.launcher_from_args(args, exp_dir)
     launch = guard = early_stop.Guard(launch)  # the first cells fail with one config error: stop
     try:
-      echo("mtl-transfer: stage 1 (intermediate training)")
-      seed_groups.run_cells(sources, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch,
+      # the 'none' targets need no source: they fill stage 1's idle parallel slots instead of waiting for it
+      baseline = [c for c in targets if c.cell_id not in source_of]
+      echo("mtl-transfer: stage 1 (intermediate training, and the targets' 'none' baseline beside it)")
+      seed_groups.run_cells([*sources, *baseline], exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch,
                             echo=echo, wait=args.wait, seeds_per_step=exp.seeds_per_step)
       # a source counts only when finished: its final checkpoint committed (never an older one)
       unfinished_source = {c.cell_id: runner.check(c, runner.cell_dir(exp_dir, c)) for c in sources}
       unfinished_source = {k: v for k, v in unfinished_source.items() if not v.finished}
-      ready = [c for c in targets if c.cell_id not in source_of or source_of[c.cell_id].cell_id not in unfinished_source]
+      ready = [c for c in targets if c.cell_id in source_of and source_of[c.cell_id].cell_id not in unfinished_source]
       for cell_id, state in unfinished_source.items():
         echo(f"mtl-transfer: source {cell_id} is not finished"
              + (f" ({state.problem})" if state.problem else "") + "; its targets wait: rerun the same command")
-      if len(ready) < len(targets):
-        echo(f"mtl-transfer: {len(targets) - len(ready)} target cells wait for a source that did not finish")
-      echo("mtl-transfer: stage 2 (targets, from each source and from none)")
+      if len(ready) < len(source_of):
+        echo(f"mtl-transfer: {len(source_of) - len(ready)} target cells wait for a source that did not finish")
+      echo("mtl-transfer: stage 2 (targets, from each source)")
       # a target's source differs per seed: seed_groups binds init_from.model_dir as a '{seed}' template
       seed_groups.run_cells(ready, exp_dir, exp.command(), exp.parallel, env=run_env, launcher=launch,
-                            echo=echo, wait=args.wait, seeds_per_step=exp.seeds_per_step)
+                            echo=echo, wait=args.wait, seeds_per_step=exp.seeds_per_step,
+                            sources_per_step=exp.sources_per_step)
     except KeyboardInterrupt as e:
       echo("mtl-transfer: interrupted; running cells saved a checkpoint. Rerun the same command to resume "
            "(finished cells are skipped)")

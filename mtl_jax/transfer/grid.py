@@ -21,6 +21,7 @@ A gin experiment file binds `transfer.*`:
   transfer.target_sharing = 'hard'
   transfer.init_task = None                                # per-task source: a task name, or 'mean'
   transfer.seeds_per_step = 1   # K: a cell's seeds K per trainer, one vmapped step (compare/seed_groups.py)
+  transfer.sources_per_step = 1 # S: a target from S sources x K seeds per trainer (lanes, run/seeds_in_step.py)
 
 A source equal to the target is skipped (no self-transfer) unless `include_self`.
 """
@@ -62,6 +63,7 @@ class TransferExperiment:
   exp_dir: str | None = None
   parallel: int = 1
   seeds_per_step: int = 1  # K seeds of a cell per trainer (compare/seed_groups.py); targets too, each from its seed's source
+  sources_per_step: int = 1  # S: stage-2 targets from S sources (x K seeds) per trainer, each lane its own source
   binary: tuple = ()
   env: Mapping[str, str] = dataclasses.field(default_factory=dict)
   description: str = ""
@@ -101,9 +103,10 @@ class TransferExperiment:
         raise ValueError(f"transfer.pairs[{target!r}] names {unknown}, not in transfer.sources")
     if self.parallel < 1:
       raise ValueError(f"transfer.parallel must be >= 1, got {self.parallel}")
-    if (not isinstance(self.seeds_per_step, int) or isinstance(self.seeds_per_step, bool)
-        or self.seeds_per_step < 1):
-      raise ValueError(f"transfer.seeds_per_step must be an int >= 1 (--seeds_per_step), got {self.seeds_per_step!r}")
+    for field in ("seeds_per_step", "sources_per_step"):
+      value = getattr(self, field)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"transfer.{field} must be an int >= 1 (--{field}), got {value!r}")
     for key in ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", SEED_BINDING, LIMIT_BINDING, "init_from.model_dir"):
       for where in ("bindings", "source_bindings", "target_bindings"):
         if key in getattr(self, where):

@@ -12,6 +12,9 @@ from mtl_jax.compare import stats
 from mtl_jax.transfer.grid import NONE
 
 
+_MARK = {1: "▲", -1: "▼"}  # a Holm-significant gain / loss
+
+
 def _num(value, digits=3) -> str:
   return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -28,7 +31,7 @@ def gain_text(row) -> str:
     return "–"
   if row.get("p") is None:
     return f"{row['gain']:+.3f} ({row.get('note') or stats.NO_TEST})"
-  mark = {1: "▲", -1: "▼"}.get(row["direction"], "n.s.")
+  mark = _MARK.get(row["direction"], "n.s.")
   return f"{row['gain']:+.3f} [{row['gain_ci_low']:+.3f}, {row['gain_ci_high']:+.3f}] {mark}"
 
 
@@ -65,6 +68,31 @@ def heatmap(matrix: Sequence[dict], regime: str, path: pathlib.Path) -> str | No
   return str(path)
 
 
+def glance(matrix: Sequence[dict], regime: str) -> list[str]:
+  """The regime's matrix at a glance (rows: sources, columns: targets): each gain with ▲/▼ only where Holm
+  says so; the `none` row holds each target's own score, so a gain reads against it."""
+  rows = [r for r in matrix if r["regime"] == regime]
+  targets = list(dict.fromkeys(r["target"] for r in rows))
+  sources = [NONE, *dict.fromkeys(r["source"] for r in rows if r["source"] != NONE)]
+  at = {(r["source"], r["target"]): r for r in rows}
+
+  def cell(source, target):
+    r = at.get((source, target))
+    if r is None:
+      return "·" if source == target else "–"
+    if source == NONE:
+      return _num(r["mean"])
+    if r["gain"] is None:
+      return "–"
+    return f"{r['gain']:+.3f} {_MARK.get(r.get('direction') or 0, '')}".rstrip()
+
+  lines = ["| source ↓ target → | " + " | ".join(targets) + " |", "|---" * (len(targets) + 1) + "|"]
+  for source in sources:
+    label = f"{NONE} (score)" if source == NONE else source
+    lines.append(f"| {label} | " + " | ".join(cell(source, t) for t in targets) + " |")
+  return lines
+
+
 def markdown(spec: dict, matrix: Sequence[dict], figures: Sequence[str], unfinished: Sequence[str],
              exp_dir: pathlib.Path) -> str:
   lines = [f"# Transfer matrix: {spec.get('name', 'transfer')}", ""]
@@ -83,7 +111,8 @@ def markdown(spec: dict, matrix: Sequence[dict], figures: Sequence[str], unfinis
   lines += ["How the numbers were computed: " + stats.method_paragraph(
       max([r["n"] for r in matrix] or [0]), len(tested)), ""]
   for regime in dict.fromkeys(r["regime"] for r in matrix):
-    lines += [f"## Regime `{regime}`", "", "| target | source | metric | score | n | gain [95% CI] | p (t) | "
+    lines += [f"## Regime `{regime}`", "", "Gain over `none` at a glance (▲/▼: Holm-significant; the rest n.s.):",
+              "", *glance(matrix, regime), "", "| target | source | metric | score | n | gain [95% CI] | p (t) | "
               "p (sign flip) | p adj (Holm) | relative | detectable / seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in matrix if r["regime"] == regime):
       rel = "–" if r["relative_gain"] is None or math.isnan(r["relative_gain"]) else f"{100 * r['relative_gain']:+.1f}%"
