@@ -76,3 +76,46 @@ def test_ranking_scores_carry_bootstrap_cis_over_targets_and_paired_tests():
   assert "| taskemb | 2 |" in text and "Holm" in text and "| taskemb | random | ndcg@1 |" in text
   with pytest.raises(ValueError, match="scored on targets"):
     ranking_stats.summary({"a": per_method["taskemb"], "b": [{"t0": {"ndcg@1": 0.0, "regret@1": 0.0}}]})
+
+
+def test_cross_cosines_rows_against_columns_by_hand():
+  """Targets from their own regime (rows) against every task as a source (columns): [i, j] = cos(row_i, col_j)."""
+  rows = [components.of_fisher(_fisher(i)) for i in range(3)]
+  cols = [components.of_fisher(_fisher(10 + i)) for i in range(3)]
+  got, _ = components.cosines(rows, cols)
+  x = [np.ravel(_fisher(i)["pooled"]) for i in range(3)]
+  y = [np.ravel(_fisher(10 + i)["pooled"]) for i in range(3)]
+  want = np.array([[a @ b / np.linalg.norm(a) / np.linalg.norm(b) for b in y] for a in x])
+  np.testing.assert_allclose(got["pooled"], want, rtol=1e-12)
+  assert not np.allclose(got["pooled"], got["pooled"].T)  # no longer symmetric
+  from mtl_jax.taskemb import similarity
+  e, f = RNG.random((3, 5)), RNG.random((3, 5))
+  np.testing.assert_allclose(similarity.cosine_matrix(e, f), (e / np.linalg.norm(e, axis=1)[:, None])
+                             @ (f / np.linalg.norm(f, axis=1)[:, None]).T, rtol=1e-12)
+
+
+def test_a_target_that_is_also_a_source_is_embedded_twice(tmp_path, monkeypatch):
+  """Vu et al.: a target's row comes from its limited-regime run, its column (as another target's candidate
+  source) from its full-data source run; before, a target's one embedding served both roles."""
+  from mtl_jax.taskemb import cli, fisher
+  seen = []
+
+  def fake(out_dir, run, task, args, seed, limit=None, target=False):
+    seen.append((task, run.name, limit, target))
+    return {**_fisher(NAMES.index(task) + (10 if target else 0)), "examples": 8.0, "step": 1}
+
+  monkeypatch.setattr(cli, "_fisher_cached", fake)
+  args = cli.parse_args(["--tasks=a,b,c", "--methods=taskemb", "--taskemb_runs=src__{task}__seed{seed}",
+                         "--taskemb_target_runs=tgt__{task}__seed{seed}", "--target_regime=8",
+                         f"--out_dir={tmp_path}"])
+  methods, _ = cli.embed(args, ["a", "b", "c"], tmp_path, lambda *_: None, targets=["a", "b"])
+  assert sorted(seen) == sorted([("a", "tgt__a__seed0", 8, True), ("b", "tgt__b__seed0", 8, True),
+                                 ("c", "src__c__seed0", None, False), ("a", "src__a__seed0", None, False),
+                                 ("b", "src__b__seed0", None, False)])
+  (concat, _), = methods["taskemb_concat"]
+  vec = lambda i: fisher.flat_vector(_fisher(i)["params"])
+  rows, cols = [vec(10), vec(11), vec(2)], [vec(0), vec(1), vec(2)]
+  want = np.array([[r @ c / np.linalg.norm(r) / np.linalg.norm(c) for c in cols] for r in rows])
+  np.testing.assert_allclose(concat, want, rtol=1e-12)
+  with np.load(tmp_path / "taskemb_seed0.npz") as z:
+    assert z["params"].shape == z["params_as_source"].shape == (3, 8)

@@ -19,7 +19,9 @@ taskemb   diagonal Fisher of a model fine-tuned on each task (the whole training
           classifier) compared on its own and the rankings fused by --combine (rrf | mean | a component);
           'taskemb_concat' / 'taskemb_act': the former single vectors (all parameters / all layer outputs).
           Targets embedded from their own regime: --taskemb_target_runs (e.g. mtl-transfer's 'none' cells)
-          and --target_regime=N (the N-example subset those runs trained on).
+          and --target_regime=N (the N-example subset those runs trained on); a target that is also a
+          candidate source of other targets is embedded twice, as Vu et al.: its row from its regime, its
+          column from its full-data source run (matrix[target, source]; *_as_source arrays in the npz).
 affinity  TAG Z[i -> j] read from runs trained with gin/taskemb/affinity.gin (--affinity_run, one per seed)
 oracle    a known [T, T] relation (--oracle=CSV, e.g. the synthetic catalogue's planted overlap)
 Writes OUT_DIR/{embeddings.json, <method>[_seed<s>].npz, similarity_<method>.csv, plots/similarity_<method>.png,
@@ -124,12 +126,12 @@ def _finetune(args, task: str, seed: int, out_dir: pathlib.Path) -> pathlib.Path
 
 
 def _fisher_cached(out_dir: pathlib.Path, run: pathlib.Path, task: str, args, seed: int,
-                   limit: int | None = None) -> dict:
+                   limit: int | None = None, target: bool = False) -> dict:
   """run_fisher, kept in OUT_DIR/fisher/ so a rerun (e.g. adding --methods=affinity) does not recompute it."""
   from mtl_jax.taskemb import fisher
   key = json.dumps([str(run), task, args.max_length, args.max_examples, args.fisher_params, args.no_activations,
                     args.labels, seed, args.fisher_statistic, limit, args.fisher_batch_size])
-  path = out_dir / "fisher" / f"{task}__seed{seed}.npz"
+  path = out_dir / "fisher" / f"{task}__seed{seed}{'__as_target' if target else ''}.npz"
   arrays = ("activations", "attention", "pooled")
   if path.is_file():
     with np.load(path, allow_pickle=False) as z:
@@ -188,20 +190,26 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
     raise ValueError(f"--target_regime={args.target_regime}: use an int >= 1 examples")
   methods, index = {}, {}
   as_target = lambda t: t in targets and (args.taskemb_target_runs or args.target_regime)
+  # A task that is a target is embedded twice, as Vu et al. do: from its own limited regime (its row) and, as
+  # a candidate source for the other targets, from its full-data source run (its column); matrix[target, source].
+  twice = any(as_target(t) for t in tasks)
   if "taskemb" in args.methods:
     from mtl_jax.taskemb import fisher
+
+    def fisher_of(t, seed, target):
+      template = args.taskemb_target_runs if target and args.taskemb_target_runs else args.taskemb_runs
+      run = pathlib.Path(template.format(task=t, seed=seed)) if template else _finetune(args, t, seed, out_dir)
+      f = _fisher_cached(out_dir, run, t, args, seed, args.target_regime if target else None, target)
+      echo(f"mtl-taskemb: taskemb {t} seed {seed} as a {'target' if target else 'source'}: {int(f['examples'])} "
+           f"examples, {fisher.flat_vector(f['params']).size:,} params, run {run} (step {f['step']})")
+      return f
+
     for seed in args.seeds:
-      vectors, acts, per_task = [], [], []
-      for t in tasks:
-        template = args.taskemb_target_runs if as_target(t) and args.taskemb_target_runs else args.taskemb_runs
-        run = pathlib.Path(template.format(task=t, seed=seed)) if template else _finetune(args, t, seed, out_dir)
-        f = _fisher_cached(out_dir, run, t, args, seed, args.target_regime if as_target(t) else None)
-        vectors.append(fisher.flat_vector(f["params"]))
-        acts.append(f["activations"])
-        per_task.append(components.of_fisher(f))
-        echo(f"mtl-taskemb: taskemb {t} seed {seed}: {int(f['examples'])} examples, {vectors[-1].size:,} params, "
-             f"{len(per_task[-1])} components, run {run} (step {f['step']})")
-      per_component, skipped = components.cosines(per_task)
+      rows = [fisher_of(t, seed, bool(as_target(t))) for t in tasks]
+      cols = [fisher_of(t, seed, False) if as_target(t) else f for t, f in zip(tasks, rows)] if twice else rows
+      vector = lambda fs: np.stack([fisher.flat_vector(f["params"]) for f in fs])
+      per_component, skipped = components.cosines([components.of_fisher(f) for f in rows],
+                                                  [components.of_fisher(f) for f in cols] if twice else None)
       if skipped:
         echo(f"mtl-taskemb: taskemb seed {seed}: {len(skipped)} component(s) not comparable by cosine (shape differs "
              f"or all zero for a task), left out: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}")
@@ -210,12 +218,16 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
       arrays = {"component_cosines": np.stack(list(per_component.values())) if per_component
                 else np.zeros((0, len(tasks), len(tasks)))}
       if args.fisher_params != "none":
-        arrays["params"] = np.stack(vectors)
-        m = similarity.cosine_matrix(arrays["params"])
+        arrays["params"] = vector(rows)
+        if twice:
+          arrays["params_as_source"] = vector(cols)
+        m = similarity.cosine_matrix(arrays["params"], arrays.get("params_as_source"))
         _add(methods, "taskemb_concat", m, _matrix_predictor(tasks, m))
       if not args.no_activations:
-        arrays["activations"] = np.stack(acts)
-        m = similarity.cosine_matrix(arrays["activations"])
+        arrays["activations"] = np.stack([f["activations"] for f in rows])
+        if twice:
+          arrays["activations_as_source"] = np.stack([f["activations"] for f in cols])
+        m = similarity.cosine_matrix(arrays["activations"], arrays.get("activations_as_source"))
         _add(methods, "taskemb_act", m, _matrix_predictor(tasks, m))
         if args.per_component:
           for name, cm in per_component.items():
@@ -223,22 +235,28 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
               _add(methods, f"taskemb:{name}", cm, _matrix_predictor(tasks, cm))
       _save(out_dir, index, "taskemb", seed, tasks, arrays,
             f"diagonal Fisher ({args.labels}, statistic={args.fisher_statistic}, params={args.fisher_params}) of runs "
-            f"fine-tuned per task", {"components": list(per_component), "skipped": skipped, "combine": args.combine})
+            f"fine-tuned per task" + ("; rows: targets from their regime, *_as_source: every task as a source"
+                                      if twice else ""),
+            {"components": list(per_component), "skipped": skipped, "combine": args.combine})
   if "textemb" in args.methods:
     from mtl_jax.probe import featurize
     from mtl_jax.taskemb import textemb
     trunk = featurize.parse(args.trunk)
     cache = pathlib.Path(args.cache_dir).absolute() if args.cache_dir else None
-    got = [textemb.task_textemb(trunk, t, args.max_length, cache=cache, pooling=args.textemb_pooling,
-                                regime=(args.target_regime, args.seeds[0]) if as_target(t) and args.target_regime
-                                else None) for t in tasks]
+    of = lambda t, target: textemb.task_textemb(trunk, t, args.max_length, cache=cache, pooling=args.textemb_pooling,
+                                                regime=(args.target_regime, args.seeds[0]) if target else None)
+    got = [of(t, bool(as_target(t) and args.target_regime)) for t in tasks]
     emb = np.stack([g["mean"] for g in got])  # [T, K+1, D]
-    _save(out_dir, index, "textemb", None, tasks, {"layers": emb, "textemb": emb[:, -1]},
+    cols = (np.stack([of(t, False)["mean"] if as_target(t) and args.target_regime else g["mean"]
+                      for t, g in zip(tasks, got)]) if twice else emb)
+    arrays = {"layers": emb, "textemb": emb[:, -1], **({"layers_as_source": cols} if twice else {})}
+    _save(out_dir, index, "textemb", None, tasks, arrays,
           f"mean token state of {trunk.describe} (pooling {args.textemb_pooling})",
           {"tokens": [g["tokens"] for g in got]})
-    m = similarity.cosine_matrix(emb[:, -1])
+    m = similarity.cosine_matrix(emb[:, -1], cols[:, -1])
     _add(methods, "textemb", m, _matrix_predictor(tasks, m))
-    per_layer, _ = components.cosines([components.of_layers(e) for e in emb])
+    per_layer, _ = components.cosines([components.of_layers(e) for e in emb],
+                                      [components.of_layers(e) for e in cols] if twice else None)
     if per_layer:
       _add(methods, "textemb_layers", np.mean(list(per_layer.values()), axis=0),
            _component_predictor(tasks, per_layer, args.combine if args.combine in ("rrf", "mean") else "rrf"))

@@ -41,13 +41,19 @@ def of_layers(layers: np.ndarray, prefix: str = "layer") -> dict[str, np.ndarray
   return {f"{prefix}_{k}": np.asarray(v) for k, v in enumerate(layers)}
 
 
-def cosines(per_task: Sequence[Mapping[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[str]]:
-  """({component: [T, T] cosine}, skipped components) over the components every task has."""
-  names = sorted(set.intersection(*(set(t) for t in per_task))) if per_task else []
-  names += sorted({n for t in per_task for n in t} - set(names))  # in some tasks only: skipped below
+def cosines(per_task: Sequence[Mapping[str, np.ndarray]], columns: Sequence[Mapping[str, np.ndarray]] | None = None
+            ) -> tuple[dict[str, np.ndarray], list[str]]:
+  """({component: [T, T] cosine}, skipped components) over the components every task has.
+
+  With `columns`, entry [i, j] is cos(per_task[i], columns[j]): a target embedded from its own regime (rows)
+  against every task embedded as a source (columns)."""
+  columns = per_task if columns is None else columns
+  every = list(per_task) + list(columns)
+  names = sorted(set.intersection(*(set(t) for t in every))) if every else []
+  names += sorted({n for t in every for n in t} - set(names))  # in some tasks only: skipped below
   out, skipped = {}, []
   for name in names:
-    arrays = [t.get(name) for t in per_task]
+    arrays = [t.get(name) for t in every]
     if any(a is None for a in arrays) or len({np.shape(a) for a in arrays}) != 1:
       skipped.append(name)
       continue
@@ -57,7 +63,7 @@ def cosines(per_task: Sequence[Mapping[str, np.ndarray]]) -> tuple[dict[str, np.
       skipped.append(name)
       continue
     unit = flat / norms[:, None]
-    out[name] = np.clip(unit @ unit.T, -1.0, 1.0)
+    out[name] = np.clip(unit[:len(per_task)] @ unit[len(per_task):].T, -1.0, 1.0)
   return out, skipped
 
 

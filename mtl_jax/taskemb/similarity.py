@@ -12,15 +12,18 @@ from typing import Sequence
 import numpy as np
 
 
-def cosine_matrix(embeddings: np.ndarray) -> np.ndarray:
-  """[T, ...] embeddings (flattened per task) -> [T, T] cosine similarities."""
+def cosine_matrix(embeddings: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+  """[T, ...] embeddings (flattened per task) -> [T, T] cosine similarities; with `columns` ([T, ...], e.g.
+  the tasks embedded as sources while the rows are targets embedded from their own regime) rows x columns."""
   flat = np.asarray(embeddings, np.float64).reshape(len(embeddings), -1)
-  norms = np.linalg.norm(flat, axis=1)
-  if np.any(norms == 0):
-    raise ValueError(f"task embedding {int(np.argmin(norms))} is all zeros: no cosine similarity; "
-                     "check that the task has training examples")
-  unit = flat / norms[:, None]
-  return np.clip(unit @ unit.T, -1.0, 1.0)
+  cols = flat if columns is None else np.asarray(columns, np.float64).reshape(len(columns), -1)
+  for which in (flat, cols):
+    norms = np.linalg.norm(which, axis=1)
+    if np.any(norms == 0):
+      raise ValueError(f"task embedding {int(np.argmin(norms))} is all zeros: no cosine similarity; "
+                       "check that the task has training examples")
+  unit = lambda x: x / np.linalg.norm(x, axis=1)[:, None]
+  return np.clip(unit(flat) @ unit(cols).T, -1.0, 1.0)
 
 
 def cluster_order(sim: np.ndarray) -> list[int]:
