@@ -119,3 +119,8 @@ def test_a_target_that_is_also_a_source_is_embedded_twice(tmp_path, monkeypatch)
   np.testing.assert_allclose(concat, want, rtol=1e-12)
   with np.load(tmp_path / "taskemb_seed0.npz") as z:
     assert z["params"].shape == z["params_as_source"].shape == (3, 8)
+  # targets that are nobody's candidate source (the synthetic catalogue's) are embedded once: no source run read
+  seen.clear()
+  cli.embed(args, ["a", "b", "c"], tmp_path, lambda *_: None, targets=["a", "b"], sources={"c"})
+  assert sorted(seen) == sorted([("a", "tgt__a__seed0", 8, True), ("b", "tgt__b__seed0", 8, True),
+                                 ("c", "src__c__seed0", None, False)])

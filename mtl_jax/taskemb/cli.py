@@ -179,9 +179,10 @@ def _add(store, method, matrix, predictor):
   store.setdefault(method, []).append((matrix, predictor))
 
 
-def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
+def embed(args, tasks, out_dir, echo, targets=(), sources=None) -> tuple[dict, dict]:
   """({method: [per-seed (T x T matrix for heatmaps and groups, predictor(sources_of) -> predicted)]},
-  the embeddings index). Tasks in `targets` are embedded from --taskemb_target_runs / --target_regime."""
+  the embeddings index). Tasks in `targets` are embedded from --taskemb_target_runs / --target_regime; those also
+  in `sources` (candidate sources of another target; None: every task) a second time, as a source."""
   from mtl_jax.taskemb import affinity, components, similarity
   unknown = [m for m in args.methods if m not in METHODS]
   if unknown:
@@ -192,7 +193,8 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
   as_target = lambda t: t in targets and (args.taskemb_target_runs or args.target_regime)
   # A task that is a target is embedded twice, as Vu et al. do: from its own limited regime (its row) and, as
   # a candidate source for the other targets, from its full-data source run (its column); matrix[target, source].
-  twice = any(as_target(t) for t in tasks)
+  both = lambda t: as_target(t) and (sources is None or t in sources)
+  twice = any(both(t) for t in tasks)
   if "taskemb" in args.methods:
     from mtl_jax.taskemb import fisher
 
@@ -206,7 +208,7 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
 
     for seed in args.seeds:
       rows = [fisher_of(t, seed, bool(as_target(t))) for t in tasks]
-      cols = [fisher_of(t, seed, False) if as_target(t) else f for t, f in zip(tasks, rows)] if twice else rows
+      cols = [fisher_of(t, seed, False) if both(t) else f for t, f in zip(tasks, rows)] if twice else rows
       vector = lambda fs: np.stack([fisher.flat_vector(f["params"]) for f in fs])
       per_component, skipped = components.cosines([components.of_fisher(f) for f in rows],
                                                   [components.of_fisher(f) for f in cols] if twice else None)
@@ -247,7 +249,7 @@ def embed(args, tasks, out_dir, echo, targets=()) -> tuple[dict, dict]:
                                                 regime=(args.target_regime, args.seeds[0]) if target else None)
     got = [of(t, bool(as_target(t) and args.target_regime)) for t in tasks]
     emb = np.stack([g["mean"] for g in got])  # [T, K+1, D]
-    cols = (np.stack([of(t, False)["mean"] if as_target(t) and args.target_regime else g["mean"]
+    cols = (np.stack([of(t, False)["mean"] if both(t) and args.target_regime else g["mean"]
                       for t, g in zip(tasks, got)]) if twice else emb)
     arrays = {"layers": emb, "textemb": emb[:, -1], **({"layers_as_source": cols} if twice else {})}
     _save(out_dir, index, "textemb", None, tasks, arrays,
@@ -316,7 +318,8 @@ def run(args, echo=print) -> dict:
   truth, regime, ties, record = truth_lib.read(args, tasks) if args.transfer_matrix else ({}, None, {}, {})
   args.k = args.k or [1, 3]
   (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-  methods, index = embed(args, tasks, out_dir, echo, targets=list(truth) or args.target)
+  methods, index = embed(args, tasks, out_dir, echo, targets=list(truth) or args.target,
+                         sources={s for src in truth.values() for s in src} if truth else None)
   (out_dir / "embeddings.json").write_text(json.dumps(index, indent=1))
   figures, mean_of = [], {}
   for method, per_seed in methods.items():
