@@ -42,9 +42,11 @@ def test_tiny_study_end_to_end(tmp_path):
   assert [r["method"] for r in ci["rows"]][-3:] == ["oracle", "datasize", "random"]
   assert {"taskemb", "textemb"} <= {r["method"] for r in ci["rows"]}
   # targets are embedded from their own 100-example regime ('none' cells), sources from stage 1 (capped at 64)
-  for task, n in (("syncat_f0_m1", 64), ("syncat_f0_m0", 64)):
-    with np.load(out / "taskemb" / "fisher" / f"{task}__seed0.npz") as z:
-      assert float(z["examples"]) == n and ("target__none" in str(z["key"])) == task.endswith("m1")
+  # (a target's Fisher is cached under its role, '__as_target'; these targets are no one's source, so have no other)
+  for task, name in (("syncat_f0_m1", "syncat_f0_m1__seed0__as_target"), ("syncat_f0_m0", "syncat_f0_m0__seed0")):
+    with np.load(out / "taskemb" / "fisher" / f"{name}.npz") as z:
+      assert float(z["examples"]) == 64 and ("target__none" in str(z["key"])) == task.endswith("m1")
+  assert not (out / "taskemb" / "fisher" / "syncat_f0_m1__seed0.npz").exists()
   report = (out / "taskemb" / "report.md").read_text()
   assert "| oracle | 1 |" in report and "bootstrap CI over targets" in report
   # the oracle ranks f0_m1's in-family sources first (planted overlap), whatever a 4-step truth says
