@@ -111,7 +111,7 @@ def test_adjust_marks_direction_only_when_adjusted_p_is_small():
   assert noise["p_adj"] == pytest.approx(min(1, noise["p"]))  # largest p: Holm's last step multiplies by 1
   assert better["detectable"] is None and noise["detectable"] > 0 and noise["seeds_needed"] is not None
   # lower-is-better: a lower score is a gain
-  loss = stats.adjust([stats.paired_test([0.1, 0.11, 0.1, 0.12], [0.3, 0.31, 0.3, 0.32],
+  loss = stats.adjust([stats.paired_test([0.1, 0.11, 0.1, 0.12], [0.3, 0.33, 0.29, 0.31],
                                          higher_is_better=False)])[0]
   assert loss["direction"] == 1
 
@@ -194,3 +194,19 @@ def test_summarize_and_method_paragraph():
   text = stats.method_paragraph(n_seeds=3, m=4)
   assert "0.25 with n = 3" in text and "Holm" in text and "4 comparisons" in text
   assert stats.fmt_p(None) == "–" and stats.fmt_p(3e-6) == "<1e-4" and stats.fmt_p(0.01234) == "0.0123"
+
+
+def test_constant_differences_are_tested_by_the_sign_flip_not_an_infinite_t():
+  # every seed gains the same one test example: sample SD 0, t infinite; that is no certainty
+  a, b = [23 / 28, 22 / 28, 25 / 28], [22 / 28, 21 / 28, 24 / 28]
+  c = stats.paired_test(a, b)
+  assert c["t"] == math.inf and c["p"] == c["p_perm"] == 0.25 == stats.min_sign_flip_p(3)
+  assert c["note"] == stats.CONSTANT_NOTE
+  [adj] = stats.adjust([c])
+  assert not adj["significant"] and stats.arrow(adj) == "n.s." and adj["detectable"] is None
+  assert adj["seeds_needed"] == 6  # 2/2^6 = 0.031 < 0.05 <= 2/2^5
+  assert stats.paired_test(a + [0.9, 0.9, 0.9], b + [0.9 - 1 / 28] * 3)["p"] == 2 / 2 ** 6
+  # zero differences stay p = 1, varying ones the t-test's
+  assert stats.paired_test(a, a)["p"] == 1.0
+  assert stats.paired_test([1.0, 2.0, 3.5], [0.0, 0.5, 1.0])["p"] == pytest.approx(
+      sps.ttest_rel([1.0, 2.0, 3.5], [0.0, 0.5, 1.0]).pvalue)

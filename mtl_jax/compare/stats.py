@@ -42,7 +42,9 @@ METHOD = (
     "(scipy.stats.ttest_rel), p_perm the exact sign-flip permutation test (robustness; with n seeds its "
     "smallest two-sided p is 2/2^n, {min_p} here, so it cannot reach 0.05 below 6 seeds). Adjusted p is "
     "Holm-Bonferroni over all {m} comparisons of this report; ▲/▼ mark only adjusted p < {alpha}, other "
-    "differences are not significant (n.s.) whatever their sign, and equal scores are never worse. For a "
+    "differences are not significant (n.s.) whatever their sign, and equal scores are never worse; where "
+    "every seed differs by the same nonzero amount (a discrete metric: one test example each), the t-test "
+    "has no spread to use and p is the sign flip's. For a "
     "non-significant comparison, 'detectable' is the smallest difference this design (paired t, same n "
     "and SD of the differences, alpha {alpha}/{m}: Holm's strictest step) finds with 80% power "
     "(noncentral t), and 'seeds needed' the number of seeds that would find the observed difference. "
@@ -147,14 +149,25 @@ def sign_flip_p(diffs, axis: int = -1, n_resamples: int = 100_000, seed: int = S
   return ((null >= (observed - tol)[..., None]).mean(axis=-1))[()]
 
 
+CONSTANT_NOTE = "constant differences: p is the sign flip's"
+
+
+def _constant(diffs: np.ndarray) -> bool:
+  """Nonzero and equal up to float rounding (0.3-0.1 vs 0.32-0.12)."""
+  scale = max(1.0, float(np.abs(diffs).max()))
+  return bool(np.ptp(diffs) <= 1e-12 * scale) and not np.all(np.abs(diffs) <= 1e-12 * scale)
+
+
 def _ttest_p(diffs: np.ndarray) -> tuple[float, float]:
   """(t, two-sided p) of the paired t-test on differences; p = 1 when all are 0 (equal is never
-  worse or better), p = 0 when they are a nonzero constant (t infinite)."""
+  worse or better). When they are a nonzero constant the sample SD is 0 and t is infinite: that is
+  an artefact of a discrete metric (every seed gained the same one test example), not certainty, so
+  p is the exact sign-flip p there (0.25 with 3 seeds), which needs no estimate of spread."""
   scale = max(1.0, float(np.abs(diffs).max()))
   if np.all(np.abs(diffs) <= 1e-12 * scale):
     return (0.0, 1.0)
-  if np.ptp(diffs) <= 1e-12 * scale:  # constant up to float rounding (0.3-0.1 vs 0.32-0.12)
-    return (math.copysign(math.inf, diffs[0]), 0.0)
+  if _constant(diffs):
+    return (math.copysign(math.inf, diffs[0]), float(sign_flip_p(diffs)))
   res = stats.ttest_1samp(diffs, 0.0)  # == ttest_rel(a, b) on the pairs
   return (float(res.statistic), float(res.pvalue))
 
@@ -184,6 +197,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, higher_is_better: boo
     return out
   out["t"], out["p"] = _ttest_p(d)
   out["p_perm"] = float(sign_flip_p(d))
+  if _constant(d):
+    out["note"], out["sd"] = CONSTANT_NOTE, 0.0  # not a rounding residue of ~1e-16
   return out
 
 
@@ -271,11 +286,10 @@ def paired_t_power(n, effect, alpha: float = ALPHA):
 
 def detectable_difference(n: int, sd: float, alpha: float = ALPHA, power: float = POWER) -> float | None:
   """Smallest |mean difference| the paired t design (n pairs, SD of differences sd) detects
-  with the given power; None below 2 pairs; 0 when the differences do not vary."""
-  if n is None or n < 2 or sd is None or math.isnan(sd):
+  with the given power; None below 2 pairs and when the differences do not vary (no spread to
+  scale by: the test there is the sign flip's, see _ttest_p)."""
+  if n is None or n < 2 or sd is None or math.isnan(sd) or sd == 0:
     return None
-  if sd == 0:
-    return 0.0
   hi = 1.0
   while paired_t_power(n, hi, alpha) < power:
     hi *= 2
@@ -287,11 +301,12 @@ def seeds_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = PO
                  max_n: int = 100_000) -> int | None:
   """Fewest seeds (pairs) with which the paired t-test finds a true difference diff at the given
   power when the differences have SD sd; None when diff is 0 / unknown or more than max_n
-  would be needed; 2 when sd is 0."""
+  would be needed. When sd is 0 (constant differences, tested by the sign flip): the fewest
+  seeds whose smallest sign-flip p, 2 / 2^n, is below alpha."""
   if diff is None or sd is None or math.isnan(diff) or math.isnan(sd) or diff == 0:
     return None
   if sd == 0:
-    return 2
+    return next(n for n in range(2, 64) if min_sign_flip_p(n) < alpha)
   effect = abs(diff) / sd
   lo, hi = 2, 2
   while paired_t_power(hi, effect, alpha) < power:

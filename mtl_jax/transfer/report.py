@@ -36,10 +36,11 @@ def gain_text(row) -> str:
 
 
 def _power(row) -> str:
-  if row.get("detectable") is None:
+  if row.get("detectable") is None and row.get("seeds_needed") is None:
     return "–"
+  det = "–" if row.get("detectable") is None else f"{row['detectable']:.3f}"  # None: constant differences
   need = "–" if row.get("seeds_needed") is None else str(row["seeds_needed"])
-  return f"{row['detectable']:.3f} / {need}"
+  return f"{det} / {need}"
 
 
 def heatmap(matrix: Sequence[dict], regime: str, path: pathlib.Path) -> str | None:
