@@ -81,6 +81,12 @@ def test_welch_test_equals_hand_formula_and_scipy():
   assert stats.welch_test(a, b, higher_is_better=False)["gain"] < 0
   assert stats.welch_test([0.5], b)["note"] == "n=1: no test" and stats.welch_test([0.5], b)["p"] is None
   assert stats.welch_test([0.7, 0.7], [0.7, 0.7])["p"] == 1.0  # equal is never better or worse
+  # both arms constant and different: no spread, so the exact permutation p (2 of C(6, 3) = 20 labellings), not 0
+  const = stats.welch_test([0.8, 0.8, 0.8], [0.7, 0.7, 0.7])
+  assert const["t"] == math.inf and const["p"] == pytest.approx(2 / math.comb(6, 3)) and const["note"]
+  exact = sps.permutation_test(([0.8] * 3, [0.7] * 2), lambda u, v, axis: u.mean(axis) - v.mean(axis),
+                               permutation_type="independent", n_resamples=np.inf, vectorized=True).pvalue
+  assert stats.welch_test([0.8] * 3, [0.7] * 2)["p"] == pytest.approx(exact) == 2 / math.comb(5, 2)
 
 
 def test_holm_matches_hand_computation():

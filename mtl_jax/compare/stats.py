@@ -227,9 +227,17 @@ def welch_test(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool
   va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
   se = math.sqrt(va + vb)
   out["sd"] = math.sqrt(x.var(ddof=1) + y.var(ddof=1))  # for power: the SD of one difference of draws
-  if se == 0.0:
-    out["ci"] = (out["diff"], out["diff"])
-    out["t"], out["p"] = (0.0, 1.0) if out["diff"] == 0 else (math.copysign(math.inf, out["diff"]), 0.0)
+  flat = lambda v: np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max()))  # constant up to float rounding
+  if se == 0.0 or (flat(x) and flat(y)):
+    # both arms constant: t is 0 or infinite. As in _ttest_p, not p = 0 but the exact permutation p: only the
+    # observed labelling reaches the observed difference, so one-sided 1 / C(n_a + n_b, n_a), two-sided twice
+    # that (scipy.stats.permutation_test's convention)
+    out["ci"], out["sd"] = (out["diff"], out["diff"]), 0.0
+    if abs(out["diff"]) <= 1e-12 * max(1.0, abs(float(x[0]))):
+      out["t"], out["p"] = 0.0, 1.0
+    else:
+      out["t"], out["note"] = math.copysign(math.inf, out["diff"]), CONSTANT_NOTE.replace("sign flip", "permutation")
+      out["p"] = min(1.0, 2 / math.comb(x.size + y.size, x.size))
     return out
   df = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
   out["ci"] = tuple(float(v) for v in stats.t.interval(confidence, df=df, loc=out["diff"], scale=se))
