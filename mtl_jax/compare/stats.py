@@ -21,6 +21,7 @@ Pure numpy / scipy (no jax): cheap to import from any report.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -150,24 +151,24 @@ def sign_flip_p(diffs, axis: int = -1, n_resamples: int = 100_000, seed: int = S
 
 
 CONSTANT_NOTE = "constant differences: p is the sign flip's"
+CONSTANT_ARMS_NOTE = "constant arms: p is the exact permutation p"
 
 
-def _constant(diffs: np.ndarray) -> bool:
-  """Nonzero and equal up to float rounding (0.3-0.1 vs 0.32-0.12)."""
-  scale = max(1.0, float(np.abs(diffs).max()))
-  return bool(np.ptp(diffs) <= 1e-12 * scale) and not np.all(np.abs(diffs) <= 1e-12 * scale)
+def _flat(values: np.ndarray) -> bool:
+  """All equal up to float rounding (0.3-0.1 vs 0.32-0.12)."""
+  return bool(np.ptp(values) <= 1e-12 * max(1.0, float(np.abs(values).max())))
+
+
+def _zero(values: np.ndarray) -> bool:
+  """All 0 up to float rounding."""
+  return bool(np.all(np.abs(values) <= 1e-12 * max(1.0, float(np.abs(values).max()))))
 
 
 def _ttest_p(diffs: np.ndarray) -> tuple[float, float]:
-  """(t, two-sided p) of the paired t-test on differences; p = 1 when all are 0 (equal is never
-  worse or better). When they are a nonzero constant the sample SD is 0 and t is infinite: that is
-  an artefact of a discrete metric (every seed gained the same one test example), not certainty, so
-  p is the exact sign-flip p there (0.25 with 3 seeds), which needs no estimate of spread."""
-  scale = max(1.0, float(np.abs(diffs).max()))
-  if np.all(np.abs(diffs) <= 1e-12 * scale):
+  """(t, two-sided p) of the paired t-test on differences that vary; p = 1 when all are 0 (equal
+  is never worse or better). A nonzero constant never reaches here (paired_test)."""
+  if _zero(diffs):
     return (0.0, 1.0)
-  if _constant(diffs):
-    return (math.copysign(math.inf, diffs[0]), float(sign_flip_p(diffs)))
   res = stats.ttest_1samp(diffs, 0.0)  # == ttest_rel(a, b) on the pairs
   return (float(res.statistic), float(res.pvalue))
 
@@ -195,10 +196,14 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, higher_is_better: boo
   if n < 2:
     out["note"] = f"n={n}: no test"
     return out
-  out["t"], out["p"] = _ttest_p(d)
   out["p_perm"] = float(sign_flip_p(d))
-  if _constant(d):
+  if _flat(d) and not _zero(d):
+    # a nonzero constant: sample SD 0 and t infinite, an artefact of a discrete metric (every seed gained the
+    # same one test example), not certainty; p is the exact sign flip's (0.25 with 3 seeds), which needs no spread
+    out["t"], out["p"] = math.copysign(math.inf, d[0]), out["p_perm"]
     out["note"], out["sd"] = CONSTANT_NOTE, 0.0  # not a rounding residue of ~1e-16
+  else:
+    out["t"], out["p"] = _ttest_p(d)
   return out
 
 
@@ -227,16 +232,15 @@ def welch_test(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool
   va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
   se = math.sqrt(va + vb)
   out["sd"] = math.sqrt(x.var(ddof=1) + y.var(ddof=1))  # for power: the SD of one difference of draws
-  flat = lambda v: np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max()))  # constant up to float rounding
-  if se == 0.0 or (flat(x) and flat(y)):
-    # both arms constant: t is 0 or infinite. As in _ttest_p, not p = 0 but the exact permutation p: only the
+  if _flat(x) and _flat(y):
+    # both arms constant: t is 0 or infinite. As in paired_test, not p = 0 but the exact permutation p: only the
     # observed labelling reaches the observed difference, so one-sided 1 / C(n_a + n_b, n_a), two-sided twice
     # that (scipy.stats.permutation_test's convention)
     out["ci"], out["sd"] = (out["diff"], out["diff"]), 0.0
-    if abs(out["diff"]) <= 1e-12 * max(1.0, abs(float(x[0]))):
+    if _flat(np.concatenate([x, y])):
       out["t"], out["p"] = 0.0, 1.0
     else:
-      out["t"], out["note"] = math.copysign(math.inf, out["diff"]), CONSTANT_NOTE.replace("sign flip", "permutation")
+      out["t"], out["note"] = math.copysign(math.inf, out["diff"]), CONSTANT_ARMS_NOTE
       out["p"] = min(1.0, 2 / math.comb(x.size + y.size, x.size))
     return out
   df = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
@@ -295,7 +299,7 @@ def paired_t_power(n, effect, alpha: float = ALPHA):
 def detectable_difference(n: int, sd: float, alpha: float = ALPHA, power: float = POWER) -> float | None:
   """Smallest |mean difference| the paired t design (n pairs, SD of differences sd) detects
   with the given power; None below 2 pairs and when the differences do not vary (no spread to
-  scale by: the test there is the sign flip's, see _ttest_p)."""
+  scale by: the test there is the sign flip's, see paired_test)."""
   if n is None or n < 2 or sd is None or math.isnan(sd) or sd == 0:
     return None
   hi = 1.0
@@ -314,7 +318,7 @@ def seeds_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = PO
   if diff is None or sd is None or math.isnan(diff) or math.isnan(sd) or diff == 0:
     return None
   if sd == 0:
-    return next(n for n in range(2, 64) if min_sign_flip_p(n) < alpha)
+    return next(n for n in itertools.count(2) if min_sign_flip_p(n) < alpha)
   effect = abs(diff) / sd
   lo, hi = 2, 2
   while paired_t_power(hi, effect, alpha) < power:
