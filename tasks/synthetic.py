@@ -33,7 +33,15 @@ def config(relatedness: float, num_tasks: int) -> syn.SyntheticConfig:
 
 
 def _examples(cfg: syn.SyntheticConfig, task_index: int, split: str) -> list:
-  return [{"text": e["text"], "label": e["label"]} for e in syn.generate(cfg, task_index, split)]
+  """Fresh dicts each call (callers may edit them) from the split's (text, label) pairs built once."""
+  return [{"text": text, "label": label} for text, label in _pairs(cfg, task_index, split)]
+
+
+@functools.lru_cache(maxsize=256)
+def _pairs(cfg: syn.SyntheticConfig, task_index: int, split: str) -> tuple:
+  """Why memoised: the K lanes of a seeds run (and every split a run reads) ask for the same split;
+  building its texts and labels again cost ~1 CPU-s per lane of the relatedness sweep."""
+  return tuple((e["text"], e["label"]) for e in syn.generate(cfg, task_index, split))
 
 
 def register(relatedness: float, num_tasks: int) -> str:
