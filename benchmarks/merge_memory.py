@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TRAIN = ["--gin_file=gin/runs/quickstart_pretrained.gin", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}",
+TRAIN = ["--gin_file=gin/runs/minilm_finetune.gin", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}",
          "--gin.BATCH_SIZE=8", "--gin.TRAIN_STEPS=2", "--gin.trainer.train.eval_period=2",
          "--gin.trainer.train.checkpoint_period=2", "--gin.make_mesh.mesh_shape=(1, 1)", "--no_progress"]
 GRID = {"ties": ["--grid", "density=0.2", "--grid", "scaling=1.0"], "regmean": ["--grid", "alpha=0.9"],

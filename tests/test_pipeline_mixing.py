@@ -102,6 +102,16 @@ def test_monitor_flags_wrong_rates(toy):
   assert monitor.total == 900  # weight-0 rows are not counted
 
 
+def test_monitor_says_packed_counts_are_rows(toy):
+  monitor = mixing_monitor.MixingMonitor(sorted(SIZES), {n: 1 / 3 for n in SIZES})
+  monitor.update({"task_id": np.array([0, 1, 2]), "weight": np.ones(3)})
+  assert monitor.unit == "examples"
+  # a packed batch: 3 rows holding 2 + 3 + 1 examples (weight = each row's example count)
+  monitor.update({"task_id": np.array([0, 1, 2]), "weight": np.array([2., 3., 1.]),
+                  "segment_weight": np.array([[1., 1., 0.], [1., 1., 1.], [1., 0., 0.]])})
+  assert monitor.unit == "packed rows" and monitor.total == 6  # rows, as the rates and schedule count
+
+
 def test_grouped_layout_equal_slots(toy):
   assert mixing.intended_proportions(toy, "grouped") == pytest.approx({k: 1 / 3 for k in SIZES})
   it = ip.train_batches(toy, LENGTHS, 12, seed=0, layout="grouped")

@@ -48,8 +48,8 @@ def test_two_tasks_per_class_from_minilm(clean_gin):
   import tasks.offline_qa  # noqa: F401
   import tasks.tfds_qa_choice  # noqa: F401
   exp = grid.load([EXPERIMENT])
-  assert "gin/runs/quickstart_pretrained.gin" in exp.gin_files  # MiniLM
-  assert "gin/pretrained/minilm.gin" in open("gin/runs/quickstart_pretrained.gin").read()
+  assert "gin/runs/minilm_finetune.gin" in exp.gin_files  # MiniLM
+  assert "gin/pretrained/minilm.gin" in open("gin/runs/minilm_finetune.gin").read()
   for names in (exp.sources, exp.targets):
     per_class = {}
     for t in names:

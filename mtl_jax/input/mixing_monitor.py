@@ -38,6 +38,7 @@ class MixingMonitor:
     self._matrix = entry_matrix if entry_matrix is not None else np.eye(len(self.task_names))
     self._sum, self._batches, self._rows = np.zeros(len(self.task_names)), 0, None
     self._window = (self.counts.copy(), np.zeros(len(self.task_names)))
+    self.packed = False  # packed rows (segment_weight): counts are rows, each holding several examples
 
   @classmethod
   def from_provider(cls, provider, layout: str = "mixed") -> "MixingMonitor":
@@ -64,7 +65,12 @@ class MixingMonitor:
     return self._sum / self._sum.sum()
 
   def update(self, batch: Mapping[str, np.ndarray]) -> None:
-    """Adds one batch (mixed [B] or grouped [T, b] task_id; weight-0 rows ignored)."""
+    """Adds one batch (mixed [B] or grouped [T, b] task_id; weight-0 rows ignored).
+
+    Packed batches are counted in rows too: mixing rates apply to rows, and the schedule's batch
+    index comes from the row counts; `packed` tells a reader the counts are rows, not examples.
+    """
+    self.packed = "segment_weight" in batch
     tid = np.asarray(batch["task_id"]).reshape(-1)
     if "weight" in batch:
       tid = tid[np.asarray(batch["weight"]).reshape(-1) > 0]
@@ -74,6 +80,11 @@ class MixingMonitor:
       self._sum = self._sum + self._scheduled(self._batches, self._batches + 1)
       self._batches += 1
     self.counts += np.bincount(tid, minlength=len(self.task_names))[:len(self.task_names)]
+
+  @property
+  def unit(self) -> str:
+    """What the counts count, for log lines."""
+    return "packed rows" if self.packed else "examples"
 
   @property
   def total(self) -> int:

@@ -294,7 +294,7 @@ def train(
         bar.write(f"step {step}: eval average={record['average']:.4f} " +
                   " ".join(f"{t}={r['headline']:.3f}" for t, r in record["tasks"].items()))
         if lead:  # this process's share of the stream (every process samples alike)
-          bar.write(f"step {step}: examples seen (realised / intended share) " + " ".join(
+          bar.write(f"step {step}: {monitor.unit} seen (realised / intended share) " + " ".join(
               f"{t}={c} ({r:.3f}/{q:.3f})" for t, c, r, q in
               zip(monitor.task_names, monitor.counts, monitor.realised(), monitor.intended)))
       ckpt.save(step, state, input_position(step), force=step == train_steps)

@@ -102,7 +102,7 @@ def parse_args(argv):
   p.add_argument("--random_seeds", type=int, default=10)
   p.add_argument("--budget", type=int, default=2, help="models (task groups) to propose")
   p.add_argument("--groups_gin_file", action="append", default=None, help="gin files of the proposed groups' "
-                 "runs (default: --finetune_gin_file, else gin/runs/quickstart_pretrained.gin)")
+                 "runs (default: --finetune_gin_file, else gin/runs/minilm_finetune.gin)")
   p.add_argument("--max_length", type=int, default=64, help="tokens per text")
   p.add_argument("--task_module", action="append", default=None, help="module registering the tasks")
   p.add_argument("--cache_dir", default=None, help="TextEmb cache (default MTL_JAX_CACHE/probe_features)")
@@ -116,7 +116,7 @@ def _finetune(args, task: str, seed: int, out_dir: pathlib.Path) -> pathlib.Path
   model_dir = out_dir / "finetune" / f"{task}__seed{seed}"
   if (model_dir / "checkpoints" / str(args.finetune_steps)).is_dir():
     return model_dir
-  files = args.finetune_gin_file or ["gin/runs/quickstart_pretrained.gin"]
+  files = args.finetune_gin_file or ["gin/runs/minilm_finetune.gin"]
   argv = ["--no_progress", *(f"--gin_file={f}" for f in files), f"--gin.MIXTURE_OR_TASK_NAME={task}",
           f"--gin.TRAIN_STEPS={args.finetune_steps}", f"--gin.trainer.train.seed={seed}",
           f"--gin.MODEL_DIR={model_dir}", *(f"--gin.{b}" for b in args.finetune_binding)]
@@ -377,7 +377,7 @@ def run(args, echo=print) -> dict:
       echo(f"mtl-taskemb: {r['method']:12s} " + " ".join(f"{k}={v[0]:.3f}±{v[1]:.3f}" for k, v in r.items()
                                                        if k not in ("method", "n")))
   proposals = {}
-  files = args.groups_gin_file or args.finetune_gin_file or ["gin/runs/quickstart_pretrained.gin"]
+  files = args.groups_gin_file or args.finetune_gin_file or ["gin/runs/minilm_finetune.gin"]
   budget = min(args.budget, len(tasks))
   if len(tasks) > MAX_GROUP_TASKS and args.budget:
     echo(f"mtl-taskemb: {len(tasks)} tasks: no task groups proposed (every subset of more than {MAX_GROUP_TASKS} "
