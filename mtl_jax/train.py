@@ -84,13 +84,13 @@ def main(argv=None) -> int:
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
   from mtl_jax.run import crash_site, device_oom, faults, lock, trainer, write_errors
-  from mtl_jax.run import compile_cache, data_fingerprint, quiet_orbax
+  from mtl_jax.run import compile_cache, invocation, quiet_orbax
   quiet_orbax.install()  # orbax's routine warnings (missing metadata, a short wait for the previous save)
   try:
     parse_gin(args.gin_file, bindings, args.gin_search_path)
     compile_cache.enable()  # cells of a grid share compiled programs (run/grid_cache.py)
-    # faults: test-only injection (MTL_JAX_FAULTS); data_fingerprint: each task's data hashed once per invocation
-    with faults.from_env(), write_errors.quiet(), data_fingerprint.memoised():
+    # faults: test-only injection (MTL_JAX_FAULTS); invocation: data hashes, eval batches built once per invocation
+    with faults.from_env(), write_errors.quiet(), invocation.scope():
       trainer.train(progress=show_progress(args))
   except Exception as e:  # disk full / device OOM (any type orbax or XLA raises) or a bad setting
     written = write_errors.describe(e)  # None unless a write failed

@@ -1,6 +1,6 @@
-"""data_fingerprint.memoised: one hash per task per invocation; outside it, edited data is seen."""
+"""invocation.scope: one data hash per task per invocation; outside it, edited data is seen."""
 
-from mtl_jax.run import data_fingerprint
+from mtl_jax.run import data_fingerprint, invocation
 from tasks import offline, registration
 
 _ROWS = {"rows": [{"text": f"row {i}", "label": i % 2} for i in range(8)], "calls": 0}
@@ -17,7 +17,7 @@ registration.add_task("fingerprint_memo_task", kind="classification", vocabulary
 
 def test_memoised_hashes_once_and_outside_sees_edits():
   first = data_fingerprint.task_fingerprint("fingerprint_memo_task")
-  with data_fingerprint.memoised():
+  with invocation.scope():
     calls = _ROWS["calls"]
     a = data_fingerprint.task_fingerprint("fingerprint_memo_task")
     _ROWS["rows"] = _ROWS["rows"][1:]

@@ -89,8 +89,14 @@ def derive_seed(seed: int, *parts) -> int:
 
 
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """The same elements in the same order on every run. Also: consecutive maps fused (seqio's, the feature
+  converter's, packing's) and tf.data's autotuner off; the stream is unchanged (tests/test_pipeline_mixing.py),
+  and a train batch of the tiny synthetic sweep costs ~3.2 ms of CPU instead of ~4.7 (issue #29: with K lanes
+  per process the input pipeline, not the model, was a fifth of a launch)."""
   options = tf.data.Options()
   options.deterministic = True
+  options.experimental_optimization.map_fusion = True
+  options.autotune.enabled = False
   return ds.with_options(options)
 
 

@@ -13,7 +13,13 @@ from typing import Mapping, Sequence
 
 
 def counts(task_names: Sequence[str], length: int, splits: Sequence[str] = ("validation",)) -> dict:
-  """{task: {split: (truncated, examples)}} for the splits each task has."""
+  """{task: {split: (truncated, examples)}} for the splits each task has (once per invocation: run/invocation.py)."""
+  from mtl_jax.run import invocation
+  return invocation.once(("truncation", tuple(task_names), length, tuple(splits)),
+                         lambda: _counts(task_names, length, splits))
+
+
+def _counts(task_names: Sequence[str], length: int, splits: Sequence[str]) -> dict:
   import seqio
   out = {}
   for name in task_names:

@@ -7,51 +7,29 @@ What is cheap and robust: for in-memory tasks (every `registration.add_task` tas
 the sha256 of the Python examples of the splits a run reads (train + evaluation
 splits), the very values the pipeline tokenizes; examples_fn results are cached, so
 this costs milliseconds. TFDS tasks: their versioned dataset name and split mapping.
-Other sources: no fingerprint (not compared). Inside `memoised()` (one mtl-train invocation: a run, or
-the K lanes of a seeds run, which read the same data) each task is hashed once: a run asks for it per
-split it tokenizes and per lane, and hashing the synthetic tasks' examples again each time cost ~2 CPU-s
-a run. Outside it (a second invocation in the same process, as the tests do after editing data) every
-call hashes afresh. Override a refusal with
+Other sources: no fingerprint (not compared). Inside an `invocation.scope()` (one mtl-train invocation:
+a run, or the K lanes of a seeds run, which read the same data) each task is hashed once: a run asks for
+it per split it tokenizes and per lane, and hashing the synthetic tasks' examples again each time cost
+~2 CPU-s a run. Outside it (a second invocation in the same process, as the tests do after editing data)
+every call hashes afresh. Override a refusal with
 
     --gin.data_fingerprint.accept_changed_data=True
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import threading
 
 import gin
 import seqio
 
 from mtl_jax.input import input_pipeline
-
-
-_MEMO: dict | None = None  # task name -> fingerprint, while memoised() is active
-_MEMO_LOCK = threading.Lock()  # lanes of a seeds run ask at the same time
-
-
-@contextlib.contextmanager
-def memoised():
-  """While active, each task's fingerprint is computed once (the data cannot change within one invocation)."""
-  global _MEMO
-  outer, _MEMO = _MEMO, ({} if _MEMO is None else _MEMO)
-  try:
-    yield
-  finally:
-    _MEMO = outer
+from mtl_jax.run import invocation
 
 
 def task_fingerprint(name: str) -> str | None:
-  memo = _MEMO
-  if memo is None:
-    return _compute(name)
-  with _MEMO_LOCK:  # one lane hashes, the others wait for its answer
-    if name not in memo:
-      memo[name] = _compute(name)
-    return memo[name]
+  return invocation.once(("data_fingerprint", name), lambda: _compute(name))
 
 
 def _compute(name: str) -> str | None:

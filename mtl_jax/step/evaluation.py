@@ -19,6 +19,7 @@ from mtl_jax import heads as heads_lib
 from mtl_jax.input import input_pipeline, task_info
 from mtl_jax.step import metrics
 from mtl_jax.input.features import pad_batch
+from mtl_jax.run import invocation
 
 
 @gin.configurable(module="evaluation")
@@ -52,7 +53,9 @@ class Evaluator:
     for name in self.task_names:
       task = seqio.get_mixture_or_task(name)
       for split in (splits or input_pipeline.eval_splits)(task):
-        batches = input_pipeline.eval_batches(task, self.task_names, feature_lengths, batch_size, split)
+        key = ("eval_batches", name, split, self.task_names, tuple(sorted(dict(feature_lengths).items())), batch_size)
+        batches = invocation.once(key, lambda: invocation.read_only(input_pipeline.eval_batches(
+            task, self.task_names, feature_lengths, batch_size, split)))  # lanes of a seeds run share them
         if not batches:
           raise ValueError(f"task {name!r} has an empty {split!r} split; it cannot be evaluated")
         self.batches[name, split] = batches
