@@ -36,7 +36,6 @@ from typing import Callable, Mapping, Sequence
 from mtl_jax.run import finished
 from mtl_jax.run import lock as dir_lock
 from mtl_jax.run import grid_cache
-from mtl_jax.compare import cpu_slots
 from mtl_jax.compare.grid import Cell
 
 RUN_RECORD = "compare_run.json"
@@ -120,7 +119,6 @@ def subprocess_launcher(argv: Sequence[str], log_path: pathlib.Path, env: Mappin
               f"{' '.join(argv)}\n")
     log.flush()
     proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=dict(env))
-    cpu_slots.pin(proc.pid)  # its slot's cores when cells run side by side (compare/cpu_slots.py)
     _CHILDREN.add(proc)  # SIGTERM / SIGINT to the runner are forwarded to it (forward_signals)
     if _STOPPING:  # the signal came while it was being started
       proc.send_signal(signal.SIGTERM)
@@ -242,7 +240,7 @@ def for_each(items: Sequence, one: Callable, parallel: int) -> None:
     for item in items:
       one(item)
     return
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, initializer=cpu_slots.worker_initializer(parallel))
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
   try:
     futures = [pool.submit(one, item) for item in items]
     while not all(f.done() for f in futures):
