@@ -11,10 +11,10 @@ a cell's 6 seeds train as one vmapped step (experiment.seeds_per_step = 6): 30 l
 time (experiment.parallel = 2). At the end: the delta-m table and, per strategy, delta-m at r=1 vs
 r=0 (Welch t-test, Holm), written to EXP_DIR/relatedness_ends.md.
 
-Time, measured in full (4 Dec 2026, the 2-core dev box shared with a MiniLM experiment and tests):
-68.1 CPU-min inside the cells for 180 runs = 22.7 CPU-s per run (the 3-seed, one-process-per-run
-sweep of Nov 2026: 45.5 CPU-min for 90 runs = 30.3 CPU-s per run); 57.7 min wall under that load,
-~35 min on 2 idle cores. Rerunning the command skips finished cells.
+Time, measured in full on 2 idle cores (5 Dec 2026): 23.1 min wall, 44.7 CPU-min inside the cells
+for 180 runs = 14.9 CPU-s per run (the 3-seed, one-process-per-run sweep of Nov 2026: 24 min for 90
+runs, 30.3 CPU-s per run; benchmarks/README.md "Grid throughput"). Rerunning the command skips
+finished cells.
 """
 
 from __future__ import annotations
