@@ -80,6 +80,9 @@ def main(argv=None) -> int:
   except (ValueError, RuntimeError) as e:
     print(f"mtl-train: error: {one_line(e)}", file=sys.stderr, flush=True)
     return 2
+  from mtl_jax.run import host_runtime
+  if argv is None:  # the binary: glibc keeps freed memory for the next step (run/host_runtime.py)
+    host_runtime.tune_allocator()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF is only the input pipeline
@@ -89,6 +92,8 @@ def main(argv=None) -> int:
   try:
     parse_gin(args.gin_file, bindings, args.gin_search_path)
     compile_cache.enable()  # cells of a grid share compiled programs (run/grid_cache.py)
+    if argv is None:  # the binary: collections skip the import-time heap (run/host_runtime.py)
+      host_runtime.freeze_imports()
     # faults: test-only injection (MTL_JAX_FAULTS); invocation: data hashes, eval batches built once per invocation
     with faults.from_env(), write_errors.quiet(), invocation.scope():
       trainer.train(progress=show_progress(args))
