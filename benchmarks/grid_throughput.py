@@ -20,6 +20,10 @@ Parts (each prints its own block; a part whose feature is not in the tree says '
   sources  (e) a transfer target from 4 source runs x 3 seeds as 12 lanes of one trainer (mtl-transfer
            --sources_per_step: lanes.model_dirs / lanes.init_from) vs 4 launches of 3 seeds, tiny model.
 
+In-process rows (torch, packing) run in this one process with the mtl-train binary's host settings
+(run/host_runtime.py: glibc keeps freed memory, the import heap frozen out of gc), so PyTorch gets
+them too; MTL_JAX_MALLOC=default runs both rows on glibc's defaults.
+
 Timing: windows alternate between the rows being compared (the first row rotating), so a busy shared
 machine loads them alike; compilation and warm-up are not timed. The load average is printed: ratios
 side by side are the figures to read on a shared box, not the absolute numbers.
@@ -42,6 +46,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from mtl_jax.run import host_runtime  # noqa: E402  stdlib only: safe before jax / TF
 PARTS = ("startup", "torch", "packing", "seeds", "sources")
 CACHE_ENV = "MTL_JAX_GRID_CACHE"
 
@@ -49,6 +54,20 @@ CACHE_ENV = "MTL_JAX_GRID_CACHE"
 def load_line() -> str:
   one, five, fifteen = os.getloadavg()
   return f"load average {one:.1f} {five:.1f} {fifteen:.1f} on {os.cpu_count()} CPUs (shared box)"
+
+
+def cpu_line() -> str:
+  """The CPU and its widest vector units: the same code ran ~3.5x slower on an AVX2-only host than on
+  the earlier one, for both frameworks, and their ratio moved with it; absolute numbers from different
+  hosts are not comparable."""
+  try:
+    info = pathlib.Path("/proc/cpuinfo").read_text()
+  except OSError:
+    return "cpu unknown"
+  model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+  flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+  vec = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+  return f"cpu {model} ({' '.join(vec) or 'no avx2'})"
 
 
 # ------------------------------------------------------------------ processes (startup, seeds)
@@ -371,6 +390,7 @@ def part_torch(args, tmp: pathlib.Path) -> None:
         f"{real:.3f}, torch mixed {fill(mixed):.3f}, torch one task per batch {fill(grouped):.3f}"
         + (f", packed {rows['mtl_jax packed'].real_fraction():.3f}" if "mtl_jax packed" in rows else ""))
   print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}")
+  host_runtime.freeze_imports()  # every row built: collections skip what the imports made (both frameworks)
   eps = alternate(rows, windows=(12 if args.full else 4), steps=(2 if args.full else 1))
   summarise(eps, [("mtl_jax padded", "torch mixed", "goal >= 1.3 with packing"),
                   ("mtl_jax padded", "torch one task per batch", "goal >= 1.1 with packing"),
@@ -427,8 +447,9 @@ def main(argv=None) -> int:
   if unknown:
     p.error(f"unknown part(s) {unknown}; choose from {PARTS}")
   import jax
+  tuned = host_runtime.tune_allocator()  # as the mtl-train binary: for every in-process row, PyTorch's too
   print(f"grid_throughput: parts {parts}{' (full sizes)' if args.full else ''}; jax {jax.__version__} on "
-        f"{jax.devices()[0].platform}; {load_line()}", flush=True)
+        f"{jax.devices()[0].platform}; {cpu_line()}; glibc malloc {'tuned' if tuned else 'default'}; {load_line()}", flush=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix="grid_throughput_"))
   try:
     for part in parts:
