@@ -207,3 +207,22 @@ def test_grid_runner_points_cells_at_the_experiment_cache(tmp_path, monkeypatch)
   runner.run_cells([cell], tmp_path / "exp2", ["true"], env={grid_cache.ENV: mine}, launcher=launcher,
                    echo=lambda s: None)
   assert seen == [mine]  # a cache the user chose is kept
+
+
+def test_seeds_in_one_step_launches_get_the_experiment_cache_too(tmp_path, monkeypatch):
+  # the relatedness sweep runs 6 seeds per launch: its launches went without the grid caches once
+  from mtl_jax.compare import seed_groups
+  from mtl_jax.compare.grid import Cell
+
+  monkeypatch.delenv(grid_cache.ENV, raising=False)
+  seen = []
+
+  def launcher(argv, log_path, env):
+    seen.append(env.get(grid_cache.ENV))
+    return 1  # the cells fail; only the environment of the launch matters here
+
+  cells = [Cell(cell_id=f"hard__m__seed{s}", kind="mtl", strategy="hard", mixture="m", seed=s, axes=(), gin_files=(),
+                bindings=()) for s in (0, 1)]
+  seed_groups.run_cells(cells, tmp_path / "exp", ["true"], env={}, launcher=launcher, echo=lambda s: None,
+                        seeds_per_step=2)
+  assert seen == [str((tmp_path / "exp" / ".cache").absolute())]  # one launch for both seeds, with the cache

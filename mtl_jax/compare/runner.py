@@ -251,13 +251,20 @@ def for_each(items: Sequence, one: Callable, parallel: int) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+def cells_env(env: Mapping[str, str] | None, exp_dir) -> dict:
+  """The environment every launch of a grid gets (one cell or K seeds in one step): this process's (or
+  `env`), with the grid's shared caches at EXP_DIR/.cache unless the user chose a cache already."""
+  env = dict(os.environ if env is None else env)
+  env.setdefault(grid_cache.ENV, str(pathlib.Path(exp_dir).absolute() / grid_cache.GRID_DIR))
+  return env
+
+
 def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: int = 1,
               env: Mapping[str, str] | None = None, launcher: Launcher = subprocess_launcher,
               echo: Callable[[str], None] = print, wait: bool = False, poll_s: float = 5.0) -> list[Outcome]:
   """Runs every unfinished cell (`parallel` at a time), skipping finished ones and those another trainer
   holds (looked at again after the pass; `wait`: until they are free). Raises Interrupted on SIGTERM/SIGINT."""
-  env = dict(os.environ if env is None else env)
-  env.setdefault(grid_cache.ENV, str(pathlib.Path(exp_dir).absolute() / grid_cache.GRID_DIR))  # shared caches
+  env = cells_env(env, exp_dir)
   outcomes: dict[str, Outcome] = {}
   todo, damaged = [], {}
   for cell in cells:

@@ -169,10 +169,9 @@ def run_cells(cells: Sequence[Cell], exp_dir, binary: Sequence[str], parallel: i
               wait: bool = False, seeds_per_step: int = 1, sources_per_step: int = 1) -> list[runner.Outcome]:
   """runner.run_cells, with K seeds of a cell per launch when seeds_per_step=K > 1 (and, for cells started
   from runs, those of up to S starting runs when sources_per_step=S > 1)."""
-  import os
   if seeds_per_step <= 1 and sources_per_step <= 1:
     return runner.run_cells(cells, exp_dir, binary, parallel, env=env, launcher=launcher, echo=echo, wait=wait)
-  env = dict(os.environ if env is None else env)
+  env = runner.cells_env(env, exp_dir)  # the grid caches, as for one cell per launch
   todo = [c for c in cells if not runner.check(c, runner.cell_dir(exp_dir, c)).finished]
   planned = groups(todo, seeds_per_step, sources_per_step)
   lanes = f"{seeds_per_step} seeds" + (f" x {sources_per_step} sources" if sources_per_step > 1 else "")
