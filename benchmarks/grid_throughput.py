@@ -64,8 +64,9 @@ def cpu_line() -> str:
     info = pathlib.Path("/proc/cpuinfo").read_text()
   except OSError:
     return "cpu unknown"
-  model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
-  flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+  lines = info.splitlines()
+  model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
+  flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
   vec = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
   return f"cpu {model} ({' '.join(vec) or 'no avx2'})"
 
@@ -449,7 +450,8 @@ def main(argv=None) -> int:
   import jax
   tuned = host_runtime.tune_allocator()  # as the mtl-train binary: for every in-process row, PyTorch's too
   print(f"grid_throughput: parts {parts}{' (full sizes)' if args.full else ''}; jax {jax.__version__} on "
-        f"{jax.devices()[0].platform}; {cpu_line()}; glibc malloc {'tuned' if tuned else 'default'}; {load_line()}", flush=True)
+        f"{jax.devices()[0].platform}; {cpu_line()}; glibc malloc {'tuned' if tuned else 'default'}; "
+        f"{load_line()}", flush=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix="grid_throughput_"))
   try:
     for part in parts:

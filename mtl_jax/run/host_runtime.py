@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 
@@ -26,25 +27,19 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 TRIM_THRESHOLD = 1 << 30
 MMAP_THRESHOLD = 64 << 20
 
-_tuned: list[bool] = []
 
-
+@functools.cache  # once per process: later calls return the first answer
 def tune_allocator() -> bool:
   """glibc keeps freed memory for the next step (see the module docstring); True when applied.
-  Once per process; MTL_JAX_MALLOC=default leaves glibc's defaults."""
-  if _tuned:
-    return _tuned[0]
-  applied = False
-  if os.environ.get("MTL_JAX_MALLOC", "").strip().lower() != "default":
-    try:
-      libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-      mallopt = getattr(libc, "mallopt", None)
-      applied = bool(mallopt and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) and
-                     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except OSError:  # no loadable C library by that name: not glibc
-      applied = False
-  _tuned.append(applied)
-  return applied
+  MTL_JAX_MALLOC=default leaves glibc's defaults."""
+  if os.environ.get("MTL_JAX_MALLOC", "").strip().lower() == "default":
+    return False
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+  except OSError:  # no loadable C library by that name: not glibc
+    return False
+  mallopt = getattr(libc, "mallopt", None)
+  return bool(mallopt and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def freeze_imports() -> None:
