@@ -12,6 +12,8 @@ import pathlib
 import pkgutil
 import sys
 
+import gin
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "reference" / "gin.md"
 TASK_MODULES = ("tasks.from_files",)
@@ -40,7 +42,8 @@ def configurables() -> list[tuple[str, str, list[tuple[str, str]], str]]:
     for p in inspect.signature(fn).parameters.values():
       if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
         continue
-      default = "required" if p.default is p.empty else repr(p.default)
+      required = p.default is p.empty or p.default is gin.REQUIRED  # gin.REQUIRED: a sentinel object
+      default = "required" if required else repr(p.default)
       params.append((p.name, default.replace("|", "\\|")))
     base = c.module.rsplit(".", 1)[-1]
     short = f"{base}.{c.name}" if base != c.name else c.name

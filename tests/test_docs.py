@@ -3,7 +3,6 @@ and docs/ is run (at tiny sizes, marker e2e) or marked as a long run, and README
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import subprocess
@@ -15,6 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "docs"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import docs_commands  # noqa: E402
+from conftest import subprocess_env  # noqa: E402
 
 ROOT = docs_commands.ROOT
 README_MAX_LINES = 220
@@ -96,7 +96,8 @@ def test_the_commands_of_each_page_run(page, tmp_path):
     pytest.skip(f"{page}: no command to run")
   script = tmp_path / "page.sh"
   script.write_text(docs_commands.script(commands, tmp_path))
-  env = dict(os.environ, REPO=str(ROOT), PYTHONPATH=str(ROOT))
-  env.pop("XLA_FLAGS", None)  # one CPU device, as a user's shell has
+  # one CPU device, as a user's shell has, with the suite's fast XLA compiles (the commands are checked for
+  # running, not for speed: full optimisation doubled this test's CPU time)
+  env = subprocess_env(REPO=str(ROOT), PYTHONPATH=str(ROOT))
   done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=1800)
   assert done.returncode == 0, f"{page}: a command failed\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

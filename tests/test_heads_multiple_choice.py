@@ -93,8 +93,8 @@ def test_chatterbot_choice_trains_through_the_binary_and_predicts(clean_gin, tmp
                  "--gin_file=gin/tasks/offline_choice.gin", f"--gin.MODEL_DIR='{model_dir}'",
                  "--gin.TRAIN_STEPS=6", "--gin.trainer.train.eval_period=6")
   from mtl_jax.input import truncation
-  n_val = len(tasks.offline_choice.examples("validation"))
-  cut = truncation.counts(["chatterbot_choice"], 32)["chatterbot_choice"]["validation"][0]
+  n_val = min(64, len(tasks.offline_choice.examples("validation")))  # TINY_ARGS' evaluation.max_examples
+  cut = truncation.counts(["chatterbot_choice"], 32, max_examples=64)["chatterbot_choice"]["validation"][0]
   assert f"mtl_jax: truncated at inputs=32: chatterbot_choice {cut}/{n_val} validation" in run.stdout
   results = json.loads((model_dir / "results.json").read_text())
   task = results["tasks"]["chatterbot_choice"]

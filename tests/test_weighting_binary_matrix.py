@@ -21,7 +21,8 @@ FILES = sorted(pathlib.Path(train.REPO_ROOT, "gin", "weighting").glob("*.gin"))
 ARGS = ("--no_progress", "--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/models/tiny.gin",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16}", "--gin.BATCH_SIZE=24", "--gin.TRAIN_STEPS=4",
         "--gin.trainer.train.checkpoint_period=2", "--gin.trainer.train.eval_period=4",
-        "--gin.trainer.train.eval_batch_size=512", "--gin.trainer.train.keep_checkpoints=3")
+        "--gin.trainer.train.eval_batch_size=512", "--gin.trainer.train.keep_checkpoints=3",
+        "--gin.evaluation.max_examples.value=64")
 AFTER_STEP_2 = ("checkpoints/4", "checkpoints_best", "best.json", "results.json", "eval_history.jsonl",
                 "operative_config.gin")
 

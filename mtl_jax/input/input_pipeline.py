@@ -271,9 +271,12 @@ def eval_splits(task: seqio.Task) -> tuple[str, ...]:
 
 
 def eval_batches(task: seqio.Task, all_task_names, feature_lengths, batch_size: int,
-                 split: str = "validation") -> list[dict]:
-  """Every example of one task's split, in order, as padded batches (weight 0 = padding)."""
+                 split: str = "validation", max_examples: int | None = None) -> list[dict]:
+  """Every example of one task's split (or its first `max_examples`), in order, as padded batches
+  (weight 0 = padding)."""
   ds = task.get_dataset(sequence_length=dict(feature_lengths), split=split, shuffle=False,
                         num_epochs=1, try_in_mem_cache=False)
+  if max_examples is not None:
+    ds = ds.take(max_examples)
   ds = EncoderFeatureConverter(all_task_names)(ds, feature_lengths).batch(batch_size)
   return [pad_batch(b, batch_size) for b in _deterministic(ds).as_numpy_iterator()]

@@ -12,15 +12,18 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 
-def counts(task_names: Sequence[str], length: int, splits: Sequence[str] = ("validation",)) -> dict:
-  """{task: {split: (truncated, examples)}} for the splits each task has (once per invocation: run/invocation.py)."""
+def counts(task_names: Sequence[str], length: int, splits: Sequence[str] = ("validation",),
+           max_examples: int | None = None) -> dict:
+  """{task: {split: (truncated, examples)}} for the splits each task has, over each split's first
+  `max_examples` (the evaluated ones: gin evaluation.max_examples) or all (once per invocation: run/invocation.py)."""
   from mtl_jax.run import invocation
-  return invocation.once(("truncation", tuple(task_names), length, tuple(splits)),
-                         lambda: _counts(task_names, length, splits))
+  return invocation.once(("truncation", tuple(task_names), length, tuple(splits), max_examples),
+                         lambda: _counts(task_names, length, splits, max_examples))
 
 
-def _counts(task_names: Sequence[str], length: int, splits: Sequence[str]) -> dict:
+def _counts(task_names: Sequence[str], length: int, splits: Sequence[str], max_examples: int | None = None) -> dict:
   import seqio
+  from mtl_jax.input import task_info
   out = {}
   for name in task_names:
     task = seqio.get_mixture_or_task(name)
@@ -30,6 +33,8 @@ def _counts(task_names: Sequence[str], length: int, splits: Sequence[str]) -> di
         continue
       ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
                             trim_output_features=False, try_in_mem_cache=False)
+      if max_examples is not None and task_info.get(name).kind != "span_qa":  # QA is evaluated whole (evaluation.py)
+        ds = ds.take(max_examples)
       per[split] = tuple(map(sum, zip(*[(_cut(ex, length), 1) for ex in ds.as_numpy_iterator()]))) or (0, 0)
     out[name] = per
   return out

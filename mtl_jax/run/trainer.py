@@ -235,7 +235,8 @@ def train(
   if lead and test_split.note():
     print(test_split.note(), flush=True)
   if lead:  # how many validation examples the input length cuts, per task (#26: truncation is never silent)
-    print("mtl_jax: " + truncation.line(truncation.counts(names, length), length), flush=True)
+    print("mtl_jax: " + truncation.line(truncation.counts(names, length, max_examples=evaluation.max_examples()),
+                                          length), flush=True)
 
   writer = metric_writers.create_default_writer(str(model_dir / "train"), just_logging=not lead)
   eval_writer = metric_writers.create_default_writer(str(model_dir / "eval"), just_logging=not lead)

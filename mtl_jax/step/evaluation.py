@@ -12,6 +12,7 @@ import pathlib
 from typing import Callable, Mapping, Sequence
 
 import gin
+import jax
 import numpy as np
 import seqio
 
@@ -20,6 +21,26 @@ from mtl_jax.input import input_pipeline, task_info
 from mtl_jax.step import metrics
 from mtl_jax.input.features import pad_batch
 from mtl_jax.run import invocation
+
+
+@gin.configurable(module="evaluation")
+def max_examples(value: int | None = None) -> int | None:
+  """Score only the first `value` examples (the pipeline's fixed order) of each task's validation and test
+  splits: a smoke run's quick check that a configuration trains and evaluates end to end, not a result to
+  report (results.json's num_examples shows the count; the run prints a note). None: every example.
+  Span-QA tasks are scored whole: their rows are windows that the metric matches to a whole split."""
+  if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    raise ValueError(f"evaluation.max_examples.value must be an int >= 1 or None (every example), got {value!r}")
+  return value
+
+
+def max_examples_note() -> str | None:
+  """The line a capped run prints, or None when every example is scored."""
+  cap = max_examples()
+  if cap is None:
+    return None
+  return (f"mtl_jax: evaluation.max_examples.value={cap}: scoring at most the first {cap} examples of each "
+          "validation / test split but span-QA tasks' (a smoke run: scores are not comparable with full evaluations)")
 
 
 @gin.configurable(module="evaluation")
@@ -49,13 +70,17 @@ class Evaluator:
     self.batch_size = batch_size
     self.main_split = main_split
     self.packed = pack_tasks()(len(self.task_names))
+    if main_split == "validation" and max_examples_note() and jax.process_index() == 0:  # not again for test
+      invocation.once(("max_examples_note",), lambda: print(max_examples_note(), flush=True))  # nor per lane
     self.batches = {}
     for name in self.task_names:
       task = seqio.get_mixture_or_task(name)
       for split in (splits or input_pipeline.eval_splits)(task):
-        key = ("eval_batches", name, split, self.task_names, tuple(sorted(dict(feature_lengths).items())), batch_size)
+        cap = max_examples() if task_info.get(name).kind != "span_qa" else None  # QA scores whole splits' windows
+        key = ("eval_batches", name, split, self.task_names, tuple(sorted(dict(feature_lengths).items())), batch_size,
+               cap)
         batches = invocation.once(key, lambda: invocation.read_only(input_pipeline.eval_batches(
-            task, self.task_names, feature_lengths, batch_size, split)))  # lanes of a seeds run share them
+            task, self.task_names, feature_lengths, batch_size, split, cap)))  # lanes of a seeds run share them
         if not batches:
           raise ValueError(f"task {name!r} has an empty {split!r} split; it cannot be evaluated")
         self.batches[name, split] = batches
