@@ -109,7 +109,6 @@ def untagged_tool_lines() -> list[str]:
 # evaluation, of each split's first 64 examples (gin evaluation.max_examples), at the last step: evaluating
 # the whole validation and test splits was most of a pretrained command's time (measured 6 Dec: 52 of 104 s
 # of the MiniLM quickstart at 4 steps, evaluating every 2 steps).
-TINY_LENGTHS = "{'inputs': 32}"
 PRELUDE = r'''
 set -euo pipefail
 cd "$REPO"
@@ -118,10 +117,10 @@ python() {
   if [[ "${1:-}" == -m ]]; then
     case "${2:-}" in
       mtl_jax.train) command python3 "$@" --gin.TRAIN_STEPS=4 --gin.trainer.train.eval_period=4 \
-          --gin.trainer.train.checkpoint_period=2 --gin.BATCH_SIZE=8 "--gin.TASK_FEATURE_LENGTHS=TINY_LENGTHS" \
+          --gin.trainer.train.checkpoint_period=2 --gin.BATCH_SIZE=8 "--gin.TASK_FEATURE_LENGTHS={'inputs': 32}" \
           --gin.evaluation.max_examples.value=64 --no_progress; return;;
       mtl_jax.compare) command python3 "$@" --binding=TRAIN_STEPS=4 --binding=BATCH_SIZE=8 --seeds=0 \
-          --binding=trainer.train.eval_period=4 "--binding=TASK_FEATURE_LENGTHS=TINY_LENGTHS" \
+          --binding=trainer.train.eval_period=4 "--binding=TASK_FEATURE_LENGTHS={'inputs': 32}" \
           --binding=evaluation.max_examples.value=64; return;;
     esac
   fi
@@ -145,4 +144,4 @@ def script(commands: list[Command], sandbox: pathlib.Path) -> str:
       continue
     body.append(f"echo '>>> {c.page}:{c.line}'")
     body.append(c.text.replace("/tmp/", f"{sandbox}/"))
-  return PRELUDE.replace("TINY_LENGTHS", TINY_LENGTHS) + "\n".join(body) + "\n"
+  return PRELUDE + "\n".join(body) + "\n"

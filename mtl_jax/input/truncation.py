@@ -23,7 +23,7 @@ def counts(task_names: Sequence[str], length: int, splits: Sequence[str] = ("val
 
 def _counts(task_names: Sequence[str], length: int, splits: Sequence[str], max_examples: int | None = None) -> dict:
   import seqio
-  from mtl_jax.input import task_info
+  from mtl_jax.step import evaluation
   out = {}
   for name in task_names:
     task = seqio.get_mixture_or_task(name)
@@ -33,8 +33,9 @@ def _counts(task_names: Sequence[str], length: int, splits: Sequence[str], max_e
         continue
       ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
                             trim_output_features=False, try_in_mem_cache=False)
-      if max_examples is not None and task_info.get(name).kind != "span_qa":  # QA is evaluated whole (evaluation.py)
-        ds = ds.take(max_examples)
+      cap = evaluation.task_cap(name, max_examples)  # the examples evaluation scores
+      if cap is not None:
+        ds = ds.take(cap)
       per[split] = tuple(map(sum, zip(*[(_cut(ex, length), 1) for ex in ds.as_numpy_iterator()]))) or (0, 0)
     out[name] = per
   return out

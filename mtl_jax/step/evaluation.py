@@ -34,6 +34,11 @@ def max_examples(value: int | None = None) -> int | None:
   return value
 
 
+def task_cap(task_name: str, cap: int | None) -> int | None:
+  """`cap` for one task: span-QA tasks are scored whole (the metric matches their window rows to a split)."""
+  return None if task_info.get(task_name).kind == "span_qa" else cap
+
+
 def max_examples_note() -> str | None:
   """The line a capped run prints, or None when every example is scored."""
   cap = max_examples()
@@ -72,11 +77,10 @@ class Evaluator:
     self.packed = pack_tasks()(len(self.task_names))
     if main_split == "validation" and max_examples_note() and jax.process_index() == 0:  # not again for test
       invocation.once(("max_examples_note",), lambda: print(max_examples_note(), flush=True))  # nor per lane
-    self.batches = {}
+    self.batches, run_cap = {}, max_examples()
     for name in self.task_names:
-      task = seqio.get_mixture_or_task(name)
+      task, cap = seqio.get_mixture_or_task(name), task_cap(name, run_cap)
       for split in (splits or input_pipeline.eval_splits)(task):
-        cap = max_examples() if task_info.get(name).kind != "span_qa" else None  # QA scores whole splits' windows
         key = ("eval_batches", name, split, self.task_names, tuple(sorted(dict(feature_lengths).items())), batch_size,
                cap)
         batches = invocation.once(key, lambda: invocation.read_only(input_pipeline.eval_batches(
