@@ -387,6 +387,7 @@ def add_task(
       splits=tuple(splits),
       num_input_examples=dict(num_examples) if num_examples else None,
       examples_fn=examples_fn,
+      permutes_whole_split=True,  # _dataset_fn: cache, then one seeded permutation of the split per epoch
   )
   preprocessors = [seqio.preprocessors.append_eos_after_trim]  # tokenized in the source
   if len(text_fields) > 1:
@@ -419,9 +420,18 @@ class InMemorySource(seqio.FunctionDataSource):
   epoch; mtl_jax's input pipeline passes False.
   """
 
-  def __init__(self, dataset_fn, splits, num_input_examples=None, *, examples_fn=None):
+  def __init__(self, dataset_fn, splits, num_input_examples=None, *, examples_fn=None,
+               permutes_whole_split: bool = False):
     super().__init__(dataset_fn=dataset_fn, splits=splits, num_input_examples=num_input_examples)
     self._examples_fn = examples_fn
+    self._permutes_whole_split = permutes_whole_split
+
+  @property
+  def permutes_whole_split(self) -> bool:
+    """True when get_dataset(shuffle=True, seed=s) is get_dataset(shuffle=False) followed by
+    `shuffle(n, seed=s, reshuffle_each_iteration=True)` over its n examples (`_dataset_fn`), so the
+    train stream can run as permuted row indices (mtl_jax/input/index_stream.py)."""
+    return self._permutes_whole_split
 
   def num_input_examples(self, split: str) -> int | None:
     n = super().num_input_examples(split)

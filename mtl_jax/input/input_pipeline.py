@@ -49,7 +49,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from mtl_jax.input import mixing, mixing_monitor, mixing_schedule, multilabel, packing
+from mtl_jax.input import index_stream, mixing, mixing_monitor, mixing_schedule, multilabel, packing
 from mtl_jax.input.features import EncoderFeatureConverter, pad_batch
 
 LAYOUTS = ("mixed", "grouped")
@@ -253,6 +253,11 @@ def train_batches(provider, feature_lengths: Mapping[str, int], batch_size: int,
   `layout` defaults to the gin-configured `batch_layout()`.
   """
   layout = batch_layout(layout) if layout is not None else batch_layout()
+  if layout == "mixed":  # in-memory tasks: the same stream from a table converted once (input/index_stream.py)
+    fast = index_stream.train_batches(provider, task_names(provider), feature_lengths, batch_size, seed,
+                                      start_batch, shard_info, derive_seed)
+    if fast is not None:
+      return fast
   build = mixed_dataset if layout == "mixed" else grouped_dataset
   ds = build(provider, feature_lengths, batch_size, seed, shard_info)
   ds = _deterministic(ds.skip(start_batch).prefetch(2))
