@@ -157,7 +157,8 @@ def test_compile_cache_writes_under_the_grid_dir(cache_env, monkeypatch):
 
   before = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
                                                 "jax_persistent_cache_min_entry_size_bytes",
-                                                "jax_compilation_cache_max_size")}
+                                                "jax_compilation_cache_max_size",
+                                                "jax_persistent_cache_enable_xla_caches")}
   try:
     jax.config.update("jax_compilation_cache_dir", None)
     with gin.unlock_config():
@@ -172,6 +173,36 @@ def test_compile_cache_writes_under_the_grid_dir(cache_env, monkeypatch):
     for k, v in before.items():
       jax.config.update(k, v)
     compilation_cache.reset_cache()
+
+
+_COMPILE_ONE = """
+import gin, jax, jax.numpy as jnp
+from mtl_jax.run import compile_cache
+gin.bind_parameter("compile_cache.settings.min_compile_time_secs", 0.0)
+assert compile_cache.enable()
+jax.jit(lambda x: jnp.sin(x) @ x.T + 1.0)(jnp.ones((64, 64))).block_until_ready()
+"""
+
+
+def _programs(path) -> set:
+  return {p.name for p in path.iterdir() if p.name.endswith("-cache")}
+
+
+def test_a_copied_compile_cache_still_hits(tmp_path):
+  """Another EXP_DIR (a copied experiment, a re-mounted cache) reads the same programs: no new entries."""
+  import shutil
+  import subprocess
+  import sys
+  from conftest import REPO, subprocess_env
+
+  env = {k: v for k, v in subprocess_env().items() if not k.startswith("JAX_")}  # not the session's cache
+  for root in ("first", "copy"):
+    if root == "copy":
+      shutil.copytree(tmp_path / "first", tmp_path / "copy")
+    subprocess.run([sys.executable, "-c", _COMPILE_ONE], cwd=REPO, check=True, timeout=300,
+                   env={**env, grid_cache.ENV: str(tmp_path / root)})
+  first, copy = _programs(tmp_path / "first" / "xla"), _programs(tmp_path / "copy" / "xla")
+  assert first and copy == first, f"the copy compiled again: {sorted(copy - first)}"
 
 
 def test_compile_cache_off_without_a_grid_dir(monkeypatch):

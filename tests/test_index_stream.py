@@ -78,8 +78,7 @@ def test_runs_it_cannot_take_keep_the_tfdata_pipeline(providers):
   gin.bind_parameter("packing.enabled", True)  # packing regroups the converted stream
   assert index_stream.train_batches(providers["ix_cls"], *args) is None
   gin.clear_config()
-  gin.bind_parameter("input_pipeline.train_example_limit.limit", 10)
-  assert index_stream.train_batches(providers["ix_cls"], *args) is None
+  assert index_stream.train_batches(providers["ix_cls"], *args, example_limit=10) is None  # limited data
   gin.clear_config()
   gin.bind_parameter("index_stream.enabled.value", False)
   assert index_stream.train_batches(providers["ix_cls"], *args) is None

@@ -87,15 +87,13 @@ def _train_tasks(provider) -> list[seqio.Task]:
 
 
 def train_batches(provider, names: Sequence[str], feature_lengths: Mapping[str, int], batch_size: int,
-                  seed: int, start_batch: int, shard_info, derive_seed) -> Iterator[dict] | None:
+                  seed: int, start_batch: int, shard_info, derive_seed, example_limit=None) -> Iterator[dict] | None:
   """The 'mixed' train stream of input_pipeline.mixed_dataset, or None when the run does not qualify.
-  `derive_seed` is input_pipeline's (the per-task and sampling seeds must be the same ones)."""
+  `derive_seed` is input_pipeline's (the per-task and sampling seeds must be the same ones);
+  `example_limit`: its train_example_limit (a limited-data run keeps the tf.data pipeline)."""
   if not enabled() or packing.enabled() or mixing_schedule.schedule(provider) is not None:
     return None
-  if (shard_info is not None and shard_info.num_shards > 1):
-    return None
-  from mtl_jax.input import input_pipeline  # the limited-data regime lives there
-  if input_pipeline.train_example_limit()["limit"] is not None:
+  if example_limit is not None or (shard_info is not None and shard_info.num_shards > 1):
     return None
   proportions = mixing.rates(provider)
   tasks = [t for t in _train_tasks(provider) if proportions[t.name] > 0 and "train" in t.splits]

@@ -255,7 +255,7 @@ def train_batches(provider, feature_lengths: Mapping[str, int], batch_size: int,
   layout = batch_layout(layout) if layout is not None else batch_layout()
   if layout == "mixed":  # in-memory tasks: the same stream from a table converted once (input/index_stream.py)
     fast = index_stream.train_batches(provider, task_names(provider), feature_lengths, batch_size, seed,
-                                      start_batch, shard_info, derive_seed)
+                                      start_batch, shard_info, derive_seed, train_example_limit()["limit"])
     if fast is not None:
       return fast
   build = mixed_dataset if layout == "mixed" else grouped_dataset

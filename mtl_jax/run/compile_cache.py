@@ -11,6 +11,12 @@ executable is written, including the dozens of tiny jitted ops (a jnp add, a cas
 small model (~0.6 s) is never cached. 0.5 s keeps the train / init / eval programs and skips the ops.
 A cache dir configured for jax already (JAX_COMPILATION_CACHE_DIR, as the test session does) is kept.
 
+Relocatable on CPU: jax puts a directory derived from the cache's path into every program's compile options
+(`jax_persistent_cache_enable_xla_caches`, for XLA:GPU's autotuning results), so the same program had
+another key in a copied or re-mounted cache and missed (found 6 Dec 2026: an experiment's `.cache`
+copied under another EXP_DIR recompiled every program). On the CPU backend that option is off, which
+keeps the keys independent of where the cache lives; on GPU it stays on (its autotune cache pays there).
+
 Cells running in parallel (mtl-compare --parallel): jax writes an entry in place (no rename), so a size
 limit is set: with one, jax's LRU cache takes a file lock around every read and write (no torn reads)
 and evicts the least recently used programs beyond it.
@@ -54,5 +60,7 @@ def enable() -> str | None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", chosen["min_compile_time_secs"])
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", chosen["min_entry_size_bytes"])
   jax.config.update("jax_compilation_cache_max_size", chosen["max_size_bytes"])  # LRU + file lock (module doc)
+  if jax.default_backend() == "cpu" and hasattr(jax.config, "jax_persistent_cache_enable_xla_caches"):
+    jax.config.update("jax_persistent_cache_enable_xla_caches", "none")  # keys not tied to the path (module doc)
   compilation_cache.reset_cache()  # an in-process caller may have compiled before: take the new directory
   return str(path)
