@@ -11,10 +11,10 @@ a cell's 6 seeds train as one vmapped step (experiment.seeds_per_step = 6): 30 l
 time (experiment.parallel = 2). At the end: the delta-m table and, per strategy, delta-m at r=1 vs
 r=0 (Welch t-test, Holm), written to EXP_DIR/relatedness_ends.md.
 
-Time, measured in full on 2 idle cores (5 Dec 2026, with run/host_runtime.py): 19.1 min wall,
-36.7 CPU-min inside the cells for 180 runs = 12.2 CPU-s per run (the 3-seed, one-process-per-run sweep of Nov 2026: 24 min for 90
-runs, 30.3 CPU-s per run; benchmarks/README.md "Grid throughput"). Rerunning the command skips
-finished cells.
+Time, measured in full on 2 idle cores (6 Dec 2026): 11.2 min wall, 21.1 CPU-min inside the cells for
+180 runs = 3.72 s wall and 7.08 CPU-s per run; the 3-seed, one-process-per-run sweep of Nov 2026 on the same
+box, right after: 17.6 min for 90 runs, 11.74 s and 21.4 CPU-s per run (3.16x wall per run;
+benchmarks/README.md "Grid throughput"). Rerunning the command skips finished cells.
 """
 
 from __future__ import annotations
