@@ -13,7 +13,7 @@ Used by `input_pipeline.train_batches` for the 'mixed' layout when every task qu
 declares the whole-split permutation (`permutes_whole_split`), it is not span QA (one question gives
 several windows), packing and `train_example_limit` are off, no mixing schedule, one process, and the
 converted split has one row per example and fits in `MAX_TABLE_BYTES`. Otherwise the tf.data
-pipeline runs as before. gin `index_stream.enabled = False` turns it off (tests compare the two).
+pipeline runs as before. gin `index_stream.enabled.value = False` turns it off (tests compare the two).
 """
 
 from __future__ import annotations
