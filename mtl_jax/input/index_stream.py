@@ -41,9 +41,7 @@ def enabled(value: bool = True) -> bool:
 
 
 def _qualifies(task: seqio.Task) -> bool:
-  if not getattr(task.source, "permutes_whole_split", False) or "train" not in task.splits:
-    return False
-  return task_info.get(task.name).kind != "span_qa"
+  return getattr(task.source, "permutes_whole_split", False) and task_info.get(task.name).kind != "span_qa"
 
 
 def _row_bytes(spec: Mapping[str, tf.TensorSpec], longest: int) -> int:
@@ -65,10 +63,9 @@ def _convert(task: seqio.Task, names: tuple, lengths: tuple) -> dict | None:
     parts = list(ds.batch(4096).with_options(options).as_numpy_iterator())
   except tf.errors.InvalidArgumentError:  # rows of different shapes cannot form a table
     return None
-  table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-  if not table or len(next(iter(table.values()))) != n:  # a preprocessor dropped or split examples
+  if sum(len(next(iter(p.values()))) for p in parts) != n:  # a preprocessor dropped or split examples
     return None
-  return _frozen(table)
+  return _frozen({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
 
 def _frozen(table: dict) -> dict:
@@ -81,11 +78,6 @@ def _table(task: seqio.Task, names: tuple, lengths: tuple) -> dict | None:
   return invocation.once(("index_stream_table", task.name, names, lengths), lambda: _convert(task, names, lengths))
 
 
-def _train_tasks(provider) -> list[seqio.Task]:
-  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
-  return sorted(tasks, key=lambda t: t.name)
-
-
 def train_batches(provider, names: Sequence[str], feature_lengths: Mapping[str, int], batch_size: int,
                   seed: int, start_batch: int, shard_info, derive_seed, example_limit=None) -> Iterator[dict] | None:
   """The 'mixed' train stream of input_pipeline.mixed_dataset, or None when the run does not qualify.
@@ -96,7 +88,7 @@ def train_batches(provider, names: Sequence[str], feature_lengths: Mapping[str, 
   if example_limit is not None or (shard_info is not None and shard_info.num_shards > 1):
     return None
   proportions = mixing.rates(provider)
-  tasks = [t for t in _train_tasks(provider) if proportions[t.name] > 0 and "train" in t.splits]
+  tasks = [t for t in mixing.sorted_tasks(provider) if proportions[t.name] > 0 and "train" in t.splits]
   if not tasks or not all(_qualifies(t) for t in tasks):
     return None
   lengths = tuple(sorted(feature_lengths.items()))

@@ -142,18 +142,13 @@ def task_train_dataset(task: seqio.Task, all_task_names, feature_lengths, seed: 
   return packing.maybe_pack(ds, feature_lengths["inputs"])  # gin packing.enabled: several examples per row
 
 
-def _train_tasks(provider) -> list[seqio.Task]:
-  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
-  return sorted(tasks, key=lambda t: t.name)
-
-
 def mixed_dataset(provider, feature_lengths, batch_size: int, seed: int,
                   shard_info: seqio.ShardInfo | None = None) -> tf.data.Dataset:
   """[B, ...] batches of tasks sampled by `mixing.rates(provider)`."""
   names = task_names(provider)
   schedule = mixing_schedule.schedule(provider)
   proportions = mixing.rates(provider) if schedule is None else None  # a schedule may revive a task
-  tasks = [t for t in _train_tasks(provider)
+  tasks = [t for t in mixing.sorted_tasks(provider)
            if (schedule is not None or proportions[t.name] > 0) and "train" in t.splits]
   if not tasks:
     raise ValueError(f"{provider.name!r}: no task with a train split and a rate > 0")
